@@ -1,0 +1,180 @@
+"""The ``finone`` command: bring the platform up and down, and see how it is doing."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import time
+from types import FrameType
+from typing import NoReturn
+
+import click
+import msgspec
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from cluster.errors import PlatformError
+from cluster.health import Check
+from cluster.processes import kill_stack_processes
+from cluster.settings import Settings
+from cluster.state import read_state, remove_state
+
+__all__ = ["main"]
+
+log = logging.getLogger("finone")
+stderr = Console(stderr=True)
+DOWN_TIMEOUT_S = 90.0
+
+
+def _load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as error:
+        problem = error.errors()[0]
+        where = ".".join(str(part) for part in problem["loc"]) or "settings"
+        raise PlatformError(f"invalid setting {where}: {problem['msg']}") from None
+
+
+def _fail(error: PlatformError) -> NoReturn:
+    click.echo(f"finone: error: {error}", err=True)
+    sys.exit(1)
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Finance One Stop: real-time market data, forecasts and a live feed on Ray."""
+
+
+@main.command()
+def up() -> None:
+    """Start the whole platform and keep it in the foreground until Ctrl-C."""
+    from cluster.stack import LocalStack
+
+    try:
+        settings = _load_settings()
+    except PlatformError as error:
+        _fail(error)
+    _configure_logging()
+    # Installed explicitly: a shell starting us in the background would leave SIGINT ignored.
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+    stack = LocalStack(settings)
+    exit_code = 0
+    started = time.monotonic()
+    try:
+        stack.start()
+        _print_urls(stack.urls(), time.monotonic() - started)
+        stack.supervise()
+    except KeyboardInterrupt:
+        log.info("stopping the platform")
+    except PlatformError as error:
+        click.echo(f"finone: error: {error}", err=True)
+        exit_code = 1
+    finally:
+        # A second Ctrl-C must not cut the shutdown short and orphan servers.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stack.stop()
+    sys.exit(exit_code)
+
+
+def _print_urls(urls: dict[str, str], elapsed_s: float) -> None:
+    width = max(len(label) for label in urls)
+    lines = [f"Finance One Stop is up (ready in {elapsed_s:.1f} s)", ""]
+    lines += [f"  {label.ljust(width)}  {url}" for label, url in urls.items()]
+    lines += ["", "Press Ctrl-C to stop."]
+    click.echo("\n".join(lines), err=False)
+    sys.stdout.flush()
+
+
+@main.command()
+def down() -> None:
+    """Stop the platform started by `finone up` on this data directory."""
+    from cluster.status import supervisor_is_running
+
+    try:
+        settings = _load_settings()
+    except PlatformError as error:
+        _fail(error)
+    state = read_state(settings.data_path)
+    if state is None:
+        click.echo(f"finone is not running on {settings.data_path}")
+        return
+    if supervisor_is_running(state.supervisor_pid):
+        os.kill(state.supervisor_pid, signal.SIGTERM)
+        deadline = time.monotonic() + DOWN_TIMEOUT_S
+        while supervisor_is_running(state.supervisor_pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if supervisor_is_running(state.supervisor_pid):
+            os.kill(state.supervisor_pid, signal.SIGKILL)
+    leftovers = kill_stack_processes(state.stack_id, state.children)
+    if leftovers:
+        click.echo(f"stopped {len(leftovers)} processes the supervisor left behind", err=True)
+    remove_state(settings.data_path)
+    click.echo("finone stopped")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def status(as_json: bool) -> None:
+    """Report the health of every component; exits 1 when anything is unhealthy."""
+    from cluster.status import collect_status
+
+    try:
+        checks = collect_status(_load_settings())
+    except PlatformError as error:
+        if as_json:
+            click.echo(msgspec.json.encode({"running": False, "healthy": False, "error": str(error)}))
+            sys.exit(1)
+        _fail(error)
+    healthy = all(check.ok for check in checks)
+    if as_json:
+        report = {"running": True, "healthy": healthy, "components": checks}
+        click.echo(msgspec.json.encode(report))
+    else:
+        _print_table(checks)
+    sys.exit(0 if healthy else 1)
+
+
+def _print_table(checks: list[Check]) -> None:
+    table = Table(title="Finance One Stop")
+    table.add_column("component")
+    table.add_column("state")
+    table.add_column("latency", justify="right")
+    table.add_column("detail")
+    for check in checks:
+        latency = f"{check.latency_ms:.1f} ms" if check.latency_ms is not None else ""
+        state = "[green]healthy[/]" if check.ok else "[red]DOWN[/]"
+        table.add_row(check.name, state, latency, check.detail)
+    Console().print(table)
+
+
+@main.command("dashboard-token")
+def dashboard_token() -> None:
+    """Print the token that signs in to the Ray dashboard of the local stack."""
+    from cluster.ray_head import token_path
+
+    try:
+        settings = _load_settings()
+    except PlatformError as error:
+        _fail(error)
+    path = token_path(settings.data_path)
+    if not path.exists():
+        _fail(PlatformError(f"no token yet in {settings.data_path}; start the platform with `finone up`"))
+    click.echo(path.read_text().strip())

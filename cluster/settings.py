@@ -1,0 +1,83 @@
+"""The platform's one settings object: environment variables with prefix ``FINONE_`` and ``.env``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "DEFAULT_SECRET"]
+
+DEFAULT_SECRET = "changethis"
+
+
+class Settings(BaseSettings):
+    """Everything configurable about one deployment of the platform.
+
+    ``redis_url``, ``database_url`` and ``mlflow_tracking_uri`` also read the conventional
+    un-prefixed names; when left unset the local stack starts embedded servers for them.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="FINONE_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+    )
+
+    environment: Literal["development", "test", "production"] = "development"
+    data_dir: Path = Path(".finone")
+    host: str = "127.0.0.1"
+
+    redis_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("FINONE_REDIS_URL", "REDIS_URL")
+    )
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("FINONE_DATABASE_URL", "DATABASE_URL")
+    )
+    mlflow_tracking_uri: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("FINONE_MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_URI"),
+    )
+
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    redis_port: int = Field(default=6379, ge=1, le=65535)
+    postgres_port: int = Field(default=5432, ge=1, le=65535)
+    mlflow_port: int = Field(default=5000, ge=1, le=65535)
+    ray_port: int = Field(default=6380, ge=1, le=65535)
+    dashboard_port: int = Field(default=8265, ge=1, le=65535)
+    metrics_port: int = Field(default=8080, ge=1, le=65535)
+
+    ray_address: str | None = Field(
+        default=None,
+        description="Join an existing Ray cluster (host:port of its GCS) instead of starting a head.",
+    )
+    ray_num_cpus: int | None = Field(default=None, ge=1)
+
+    secret_key: SecretStr = SecretStr(DEFAULT_SECRET)
+    startup_timeout_s: float = Field(default=120.0, gt=0)
+    health_timeout_s: float = Field(default=2.0, gt=0)
+    embedded_restart_delay_s: float = Field(default=5.0, ge=0)
+
+    @field_validator("mlflow_tracking_uri")
+    @classmethod
+    def _require_tracking_server(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("MLFLOW_TRACKING_URI must be the http(s) URL of a tracking server")
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_default_secrets(self) -> Settings:
+        if self.environment != "development" and self.secret_key.get_secret_value() == DEFAULT_SECRET:
+            raise ValueError(
+                f"FINONE_SECRET_KEY is still {DEFAULT_SECRET!r}; set a real secret outside development"
+            )
+        return self
+
+    @property
+    def data_path(self) -> Path:
+        """The data directory as an absolute path, so child processes agree on it."""
+        return self.data_dir.expanduser().resolve()

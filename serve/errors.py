@@ -1,0 +1,98 @@
+"""The API's one error format: ``{"code": "...", "message": "...", "details": ...}``.
+
+``code`` is stable and meant for programs; ``message`` is for people. Nothing else escapes: an
+unexpected exception becomes ``internal_error`` without a stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+__all__ = ["ApiError", "ErrorBody", "install_error_handlers", "error_response"]
+
+log = logging.getLogger(__name__)
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: Any | None = None
+
+
+class ApiError(Exception):
+    """Raised by endpoints to answer with a given status and stable error code."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: Any | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+        self.headers = headers
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: Any | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body = ErrorBody(code=code, message=message, details=details)
+    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+
+
+def _code_for_status(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
+    except ValueError:
+        return "http_error"
+
+
+async def _on_api_error(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, ApiError)
+    return error_response(error.status, error.code, error.message, error.details, error.headers)
+
+
+async def _on_http_error(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, StarletteHTTPException)
+    message = error.detail if isinstance(error.detail, str) else HTTPStatus(error.status_code).phrase
+    return error_response(
+        error.status_code, _code_for_status(error.status_code), message, headers=error.headers
+    )
+
+
+async def _on_validation_error(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    problems = [
+        {"location": list(item.get("loc", ())), "problem": item.get("msg", "")}
+        for item in error.errors()
+    ]
+    return error_response(422, "invalid_request", "the request is not valid", problems)
+
+
+async def _on_unexpected_error(request: Request, error: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=error)
+    return error_response(500, "internal_error", "an internal error occurred")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ApiError, _on_api_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(Exception, _on_unexpected_error)

@@ -1,0 +1,323 @@
+"""``finone up``/``status``/``down`` as a user runs them: real subprocesses on free ports."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+import redis
+
+from cluster.ports import free_port
+from cluster.processes import stack_pids
+from cluster.state import StackState, read_state
+
+FINONE = str(Path(sys.executable).parent / "finone")
+STARTUP_TIMEOUT_S = 240
+
+
+def stack_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"REDIS_URL", "DATABASE_URL", "MLFLOW_TRACKING_URI", "RAY_ADDRESS"}
+        and not key.startswith(("FINONE_", "RAY_AUTH"))
+    }
+    env.update(
+        FINONE_DATA_DIR=str(data_dir),
+        FINONE_API_PORT=str(free_port()),
+        FINONE_REDIS_PORT=str(free_port()),
+        FINONE_POSTGRES_PORT=str(free_port()),
+        FINONE_MLFLOW_PORT=str(free_port()),
+        FINONE_RAY_PORT=str(free_port()),
+        FINONE_DASHBOARD_PORT=str(free_port()),
+        FINONE_METRICS_PORT=str(free_port()),
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
+
+
+def finone(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [FINONE, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("finone: error:")]
+
+
+class RunningStack:
+    """A ``finone up`` subprocess whose output is collected as it comes."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.data_dir = Path(env["FINONE_DATA_DIR"])
+        self.stdout: list[str] = []
+        self.stderr: list[str] = []
+        self.process = subprocess.Popen(
+            [FINONE, "up"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for stream, sink in ((self.process.stdout, self.stdout), (self.process.stderr, self.stderr)):
+            threading.Thread(target=self._drain, args=(stream, sink), daemon=True).start()
+
+    @staticmethod
+    def _drain(stream: object, sink: list[str]) -> None:
+        for line in stream:  # type: ignore[attr-defined]
+            sink.append(line)
+
+    def wait_until_up(self) -> StackState:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while not any("is up" in line for line in self.stdout):
+            if self.process.poll() is not None:
+                raise AssertionError("finone up exited early:\n" + "".join(self.stderr[-30:]))
+            if time.monotonic() > deadline:
+                raise AssertionError("finone up not ready:\n" + "".join(self.stderr[-30:]))
+            time.sleep(0.2)
+        state = read_state(self.data_dir)
+        assert state is not None
+        return state
+
+    @property
+    def api(self) -> str:
+        return f"http://127.0.0.1:{self.env['FINONE_API_PORT']}"
+
+    def ensure_stopped(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(120)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        finone(self.env, "down")
+
+
+@pytest.fixture
+def running_stacks() -> Iterator[list[RunningStack]]:
+    stacks: list[RunningStack] = []
+    yield stacks
+    for stack in stacks:
+        stack.ensure_stopped()
+
+
+def all_pids(state: StackState) -> list[int]:
+    return sorted({state.supervisor_pid, *stack_pids(state.stack_id, state.children)})
+
+
+def alive(pids: list[int]) -> list[int]:
+    return [pid for pid in pids if Path(f"/proc/{pid}").exists()]
+
+
+def wait_for(predicate: object, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.25)
+
+
+def readyz_status(api: str) -> int:
+    try:
+        return httpx.get(f"{api}/readyz", timeout=10).status_code
+    except httpx.HTTPError:
+        return 0
+
+
+@pytest.mark.slow
+def test_platform_up_serves_reports_heals_and_stops_without_leftovers(
+    tmp_path: Path, running_stacks: list[RunningStack]
+) -> None:
+    env = stack_env(tmp_path / "data", FINONE_EMBEDDED_RESTART_DELAY_S="15")
+    stack = RunningStack(env)
+    running_stacks.append(stack)
+    state = stack.wait_until_up()
+    printed = "".join(stack.stdout)
+    for label in ("API", "API docs", "MLflow UI", "Ray dashboard", "Prometheus metrics"):
+        assert f"  {label} " in printed
+
+    assert httpx.get(f"{stack.api}/healthz").status_code == 200
+    assert readyz_status(stack.api) == 200
+    report = json.loads(finone(env, "status", "--json").stdout)
+    assert report["running"] and report["healthy"]
+    names = {c["name"] for c in report["components"] if c["ok"]}
+    assert {"supervisor", "redis", "postgres", "mlflow", "ray", "serve:finone"} <= names
+    assert "serve:finone/Gateway" in names
+
+    token = finone(env, "dashboard-token").stdout.strip()
+    dashboard = state.dashboard_url
+    assert httpx.get(f"{dashboard}/api/version").status_code == 401
+    assert httpx.get(f"{dashboard}/api/version", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+
+    second = finone(env | {"FINONE_API_PORT": str(free_port())}, "up")
+    assert second.returncode == 1
+    assert len(error_lines(second.stderr)) == 1
+    assert "already running" in second.stderr and "finone down" in second.stderr
+
+    redis_pid = next(c.pid for c in state.children if c.name == "redis")
+    os.kill(redis_pid, signal.SIGKILL)
+    wait_for(lambda: readyz_status(stack.api) == 503, 10, "/readyz to report redis down")
+    body = httpx.get(f"{stack.api}/readyz", timeout=10).json()
+    assert body["code"] == "not_ready" and "redis" in body["message"]
+    degraded = finone(env, "status", "--json")
+    assert degraded.returncode == 1
+    states = {c["name"]: c["ok"] for c in json.loads(degraded.stdout)["components"]}
+    assert states["redis"] is False and states["postgres"] is True
+    wait_for(lambda: readyz_status(stack.api) == 200, 60, "redis to be restarted")
+
+    pids = all_pids(read_state(stack.data_dir) or state)
+    assert len(pids) > 5
+    down = finone(env, "down")
+    assert down.returncode == 0, down.stderr
+    assert stack.process.wait(30) == 0
+    wait_for(lambda: not alive(pids), 15, f"processes {alive(pids)} to exit")
+    assert read_state(stack.data_dir) is None
+    assert "stopped" not in down.stderr, "the supervisor should have stopped everything itself"
+
+
+@pytest.mark.slow
+def test_platform_restarted_on_same_data_dir_keeps_data_and_stops_on_sigint(
+    tmp_path: Path, running_stacks: list[RunningStack]
+) -> None:
+    env = stack_env(tmp_path / "data")
+    first = RunningStack(env)
+    running_stacks.append(first)
+    state = first.wait_until_up()
+    redis.from_url(state.redis_url).set("finone:test:persisted", "yes")
+
+    async def write_row() -> None:
+        conn = await asyncpg.connect(state.database_url)
+        try:
+            await conn.execute(
+                "INSERT INTO instruments (instrument_id, venue, symbol, asset_class) "
+                "VALUES ('alpaca:AAPL', 'alpaca', 'AAPL', 'stock')"
+            )
+        finally:
+            await conn.close()
+
+    import asyncio
+
+    asyncio.run(write_row())
+    first.process.send_signal(signal.SIGINT)
+    assert first.process.wait(60) == 0
+    assert not alive(all_pids(state))
+
+    second = RunningStack(env)
+    running_stacks.append(second)
+    warm_state = second.wait_until_up()
+    assert redis.from_url(warm_state.redis_url).get("finone:test:persisted") == b"yes"
+
+    async def count_rows() -> int:
+        conn = await asyncpg.connect(warm_state.database_url)
+        try:
+            return int(await conn.fetchval("SELECT count(*) FROM instruments"))
+        finally:
+            await conn.close()
+
+    assert asyncio.run(count_rows()) == 1
+    pids = all_pids(warm_state)
+    second.process.send_signal(signal.SIGINT)
+    assert second.process.wait(60) == 0
+    wait_for(lambda: not alive(pids), 15, f"processes {alive(pids)} to exit")
+
+
+def assert_failed_cleanly(result: subprocess.CompletedProcess[str], env: dict[str, str]) -> str:
+    """One error line, exit 1, and nothing left listening or recorded."""
+    assert result.returncode == 1
+    lines = error_lines(result.stderr)
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert read_state(Path(env["FINONE_DATA_DIR"])) is None
+    for variable in ("FINONE_REDIS_PORT", "FINONE_POSTGRES_PORT", "FINONE_MLFLOW_PORT", "FINONE_RAY_PORT"):
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", int(env[variable]))) != 0, f"{variable} in use"
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "variable", ["FINONE_API_PORT", "FINONE_REDIS_PORT", "FINONE_DASHBOARD_PORT"]
+)
+def test_up_with_port_in_use_fails_with_one_line_and_starts_nothing(
+    tmp_path: Path, variable: str
+) -> None:
+    env = stack_env(tmp_path / "data")
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", int(env[variable])))
+        holder.listen()
+        result = finone(env, "up")
+    line = assert_failed_cleanly(result, {**env, variable: str(free_port())})
+    assert "already in use" in line and variable in line
+
+
+def test_up_with_unreachable_database_url_fails_with_one_line_and_starts_nothing(
+    tmp_path: Path,
+) -> None:
+    url = f"postgresql://postgres:hunter2secret@127.0.0.1:{free_port()}/finone"
+    env = stack_env(tmp_path / "data", DATABASE_URL=url)
+    line = assert_failed_cleanly(finone(env, "up"), env)
+    assert "DATABASE_URL" in line and "unset DATABASE_URL" in line
+    assert "hunter2secret" not in line
+
+
+def test_up_with_two_services_on_one_port_fails_with_one_line(tmp_path: Path) -> None:
+    env = stack_env(tmp_path / "data")
+    env["FINONE_MLFLOW_PORT"] = env["FINONE_API_PORT"]
+    result = finone(env, "up")
+    assert result.returncode == 1
+    line = error_lines(result.stderr)[0]
+    assert "configured for both" in line and "FINONE_MLFLOW_PORT" in line
+
+
+@pytest.mark.parametrize("locked", ["parent", "data_dir"])
+def test_up_with_unwritable_data_dir_fails_with_one_line(tmp_path: Path, locked: str) -> None:
+    parent = tmp_path / "readonly"
+    data_dir = parent / "data"
+    data_dir.mkdir(parents=True)
+    (parent if locked == "parent" else data_dir).chmod(0o555)
+    if locked == "parent":
+        data_dir.rmdir()
+    env = stack_env(data_dir)
+    # Root ignores permission bits; dropping CAP_DAC_OVERRIDE makes them apply as for anyone.
+    prefix = (
+        ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
+        if os.geteuid() == 0
+        else []
+    )
+    result = subprocess.run(
+        [*prefix, FINONE, "up"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 1
+    lines = error_lines(result.stderr)
+    assert len(lines) == 1, result.stderr
+    assert "not writable" in lines[0] and "FINONE_DATA_DIR" in lines[0]
+
+
+def test_status_when_not_running_says_how_to_start(tmp_path: Path) -> None:
+    env = stack_env(tmp_path / "data")
+    result = finone(env, "status", "--json")
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    assert report["running"] is False and "finone up" in report["error"]
+
+
+def test_down_when_not_running_is_a_noop(tmp_path: Path) -> None:
+    result = finone(stack_env(tmp_path / "data"), "down")
+    assert result.returncode == 0
+    assert "not running" in result.stdout
+
+
+def test_up_with_invalid_setting_names_it(tmp_path: Path) -> None:
+    env = stack_env(tmp_path / "data", FINONE_API_PORT="not-a-port")
+    result = finone(env, "up")
+    assert result.returncode == 1
+    assert "api_port" in error_lines(result.stderr)[0]

@@ -1,0 +1,201 @@
+"""Fixtures shared by the whole suite: real servers, started once per session.
+
+Redis and Postgres are the embedded servers ``finone up`` itself runs (or the ones ``REDIS_URL``
+and ``DATABASE_URL`` name); MLflow and Ray start only when a test asks for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from cluster.embedded_mlflow import EmbeddedMlflow
+from cluster.embedded_postgres import EmbeddedPostgres
+from cluster.embedded_redis import EmbeddedRedis
+from cluster.health import check_mlflow, check_postgres, check_redis
+from cluster.migrate import upgrade_database_async
+from cluster.ports import free_port
+from cluster.processes import ManagedProcess
+from cluster.settings import Settings
+
+TEMPLATE_DATABASE = "finone_test_template"
+CAPTURES_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "captures"
+
+
+async def _wait_ready(process: ManagedProcess | None, probe: object, timeout_s: float = 90) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if process is not None and process.exit_code() is not None:
+            raise RuntimeError(f"{process.name} exited: {process.tail()}")
+        if (await probe()).ok:  # type: ignore[operator]
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError("service did not become ready in time")
+        await asyncio.sleep(0.2)
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("finone-data")
+
+
+@pytest.fixture(scope="session")
+async def redis_url(data_dir: Path) -> AsyncIterator[str]:
+    if url := os.environ.get("REDIS_URL"):
+        yield url
+        return
+    server = EmbeddedRedis(data_dir, "127.0.0.1", free_port(), os.environ)
+    server.process.start()
+    try:
+        await _wait_ready(server.process, lambda: check_redis(server.url, 1.0))
+        yield server.url
+    finally:
+        server.process.stop()
+
+
+@pytest.fixture(scope="session")
+async def postgres_server_url(data_dir: Path) -> AsyncIterator[str]:
+    """A URL of the server's maintenance database, for creating and dropping test databases."""
+    if url := os.environ.get("DATABASE_URL"):
+        yield url
+        return
+    server = EmbeddedPostgres(data_dir, "127.0.0.1", free_port(), os.environ)
+    server.prepare()
+    server.process.start()
+    try:
+        await _wait_ready(server.process, lambda: check_postgres(server.url_for("postgres"), 1.0))
+        yield server.url_for("postgres")
+    finally:
+        server.process.stop()
+
+
+def _database_url(server_url: str, database: str) -> str:
+    base, _, _ = server_url.rpartition("/")
+    return f"{base}/{database}"
+
+
+@pytest.fixture(scope="session")
+async def migrated_template(postgres_server_url: str) -> str:
+    """A database with every migration applied, copied for each test that wants a clean one."""
+    conn = await asyncpg.connect(postgres_server_url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE_DATABASE}"')
+        await conn.execute(f'CREATE DATABASE "{TEMPLATE_DATABASE}"')
+    finally:
+        await conn.close()
+    await upgrade_database_async(_database_url(postgres_server_url, TEMPLATE_DATABASE))
+    return TEMPLATE_DATABASE
+
+
+async def _create_database(server_url: str, template: str = "template0") -> str:
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(server_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    finally:
+        await conn.close()
+    return name
+
+
+async def _drop_database(server_url: str, name: str) -> None:
+    conn = await asyncpg.connect(server_url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def empty_database_url(postgres_server_url: str) -> AsyncIterator[str]:
+    """A brand-new database with no schema at all, dropped after the test."""
+    name = await _create_database(postgres_server_url)
+    yield _database_url(postgres_server_url, name)
+    await _drop_database(postgres_server_url, name)
+
+
+@pytest.fixture
+async def database_url(postgres_server_url: str, migrated_template: str) -> AsyncIterator[str]:
+    """A fresh database with the current schema and no rows, dropped after the test."""
+    name = await _create_database(postgres_server_url, migrated_template)
+    yield _database_url(postgres_server_url, name)
+    await _drop_database(postgres_server_url, name)
+
+
+@pytest.fixture(scope="session")
+async def mlflow_url(data_dir: Path) -> AsyncIterator[str]:
+    if url := os.environ.get("MLFLOW_TRACKING_URI"):
+        yield url
+        return
+    server = EmbeddedMlflow(data_dir, "127.0.0.1", free_port(), os.environ)
+    server.process.start()
+    try:
+        await _wait_ready(server.process, lambda: check_mlflow(server.url, 2.0), timeout_s=120)
+        yield server.url
+    finally:
+        server.process.stop()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[None]:
+    """One local Ray cluster for the whole session (ray.init costs ~9 s here)."""
+    import ray
+
+    # "local" always starts a fresh cluster, never joins one `finone up` left on this machine.
+    ray.init(
+        address="local",
+        num_cpus=2,
+        namespace="finone-tests",
+        log_to_driver=False,
+        include_dashboard=False,
+    )
+    try:
+        yield
+    finally:
+        from ray import serve
+
+        serve.shutdown()
+        ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def serve_port(ray_cluster: None) -> int:
+    """Serve's HTTP proxy on a free port of the session cluster."""
+    from ray import serve
+
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    return port
+
+
+@pytest.fixture(scope="session")
+async def service_settings(
+    tmp_path_factory: pytest.TempPathFactory,
+    redis_url: str,
+    postgres_server_url: str,
+    migrated_template: str,
+    mlflow_url: str,
+) -> Settings:
+    """Settings pointing at the session's real services, as ``finone up`` resolves them."""
+    return Settings(
+        environment="test",
+        secret_key="test-secret-key-not-for-production",
+        data_dir=tmp_path_factory.mktemp("stack"),
+        redis_url=redis_url,
+        database_url=_database_url(postgres_server_url, migrated_template),
+        mlflow_tracking_uri=mlflow_url,
+        health_timeout_s=1.0,
+    )
+
+
+@pytest.fixture(scope="session")
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=30) as client:
+        yield client

@@ -1,0 +1,83 @@
+"""The gateway deployed with ``serve.run`` on the session's Ray cluster, over real HTTP."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from ray import serve
+
+from cluster.ports import free_port
+from cluster.settings import Settings
+from serve.app import Gateway
+
+
+@pytest.fixture(scope="session")
+def gateway_url(serve_port: int, service_settings: Settings) -> str:
+    serve.run(Gateway.bind(service_settings), name="gateway-test", route_prefix="/")
+    return f"http://127.0.0.1:{serve_port}"
+
+
+@pytest.fixture(scope="session")
+def gateway_without_redis_url(serve_port: int, service_settings: Settings) -> str:
+    broken = service_settings.model_copy(
+        update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"}
+    )
+    serve.run(Gateway.bind(broken), name="gateway-no-redis", route_prefix="/no-redis")
+    return f"http://127.0.0.1:{serve_port}/no-redis"
+
+
+async def test_healthz_answers_ok(http: httpx.AsyncClient, gateway_url: str) -> None:
+    response = await http.get(f"{gateway_url}/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+async def test_readyz_with_every_service_up_is_ready(
+    http: httpx.AsyncClient, gateway_url: str
+) -> None:
+    response = await http.get(f"{gateway_url}/readyz")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ready"
+    assert {c["name"]: c["ok"] for c in body["checks"]} == {
+        "redis": True,
+        "postgres": True,
+        "mlflow": True,
+    }
+
+
+async def test_readyz_with_redis_down_is_503_naming_redis(
+    http: httpx.AsyncClient, gateway_without_redis_url: str
+) -> None:
+    response = await http.get(f"{gateway_without_redis_url}/readyz")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["code"] == "not_ready"
+    assert body["message"] == "unavailable: redis"
+    states = {c["name"]: c["ok"] for c in body["details"]}
+    assert states == {"redis": False, "postgres": True, "mlflow": True}
+
+
+async def test_unknown_route_is_404_in_the_error_format(
+    http: httpx.AsyncClient, gateway_url: str
+) -> None:
+    response = await http.get(f"{gateway_url}/no/such/route")
+    assert response.status_code == 404
+    assert response.json() == {"code": "not_found", "message": "Not Found", "details": None}
+
+
+async def test_wrong_method_is_405_in_the_error_format(
+    http: httpx.AsyncClient, gateway_url: str
+) -> None:
+    response = await http.post(f"{gateway_url}/healthz")
+    assert response.status_code == 405
+    assert response.json()["code"] == "method_not_allowed"
+
+
+async def test_openapi_documents_health_endpoints_and_error_body(
+    http: httpx.AsyncClient, gateway_url: str
+) -> None:
+    document = (await http.get(f"{gateway_url}/openapi.json")).json()
+    assert {"/healthz", "/readyz"} <= set(document["paths"])
+    not_ready = document["paths"]["/readyz"]["get"]["responses"]["503"]
+    assert not_ready["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
