@@ -9,9 +9,11 @@ from pathlib import Path
 
 from cluster.ports import free_port
 from cluster.processes import ManagedProcess
-from cluster.secrets_file import read_or_create_secret
+from cluster.secrets_file import read_or_create_secret, write_secret
 
 __all__ = ["RayHead", "ray_auth_env", "token_path"]
+
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::"})
 
 
 def token_path(data_dir: Path) -> Path:
@@ -41,11 +43,15 @@ class RayHead:
         self.port = port
         self.dashboard_port = dashboard_port
         self.token_path = token_path(data_dir)
-        read_or_create_secret(self.token_path)
+        if shared_token := env.get("RAY_AUTH_TOKEN"):
+            # Ray prefers this variable over any file; on a multi-node deployment every node
+            # gets it, so the file `finone dashboard-token` reads must hold the same token.
+            write_secret(self.token_path, shared_token)
+        else:
+            read_or_create_secret(self.token_path)
         ray_cli = shutil.which("ray", path=str(Path(sys.executable).parent)) or "ray"
         argv = [
             ray_cli, "start", "--head", "--block",
-            "--node-ip-address", host,
             "--port", str(port),
             "--include-dashboard", "true",
             "--dashboard-host", host,
@@ -62,6 +68,9 @@ class RayHead:
             "--min-worker-port", "0",
             "--max-worker-port", "0",
         ]
+        if host not in WILDCARD_HOSTS:
+            # Keep a laptop stack on loopback; bound to every interface, Ray picks the node IP.
+            argv += ["--node-ip-address", host]
         if num_cpus is not None:
             argv += ["--num-cpus", str(num_cpus)]
         head_env = {

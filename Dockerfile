@@ -1,0 +1,35 @@
+# The platform image: the head (`finone up`), Ray workers and the MLflow server all run it.
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    FINONE_DATA_DIR=/data
+
+RUN apt-get update \
+    && apt-get install --yes --no-install-recommends curl \
+    && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /app
+# PyTorch's default wheel pulls CUDA; pass the CPU wheel index as a build arg for a slim image.
+ARG TORCH_INDEX_URL=""
+RUN if [ -n "$TORCH_INDEX_URL" ]; then \
+        pip install torch==2.13.0 --index-url "$TORCH_INDEX_URL"; \
+    else \
+        pip install torch==2.13.0; \
+    fi
+COPY pyproject.toml README.md ./
+COPY cluster ./cluster
+COPY actors ./actors
+COPY serve ./serve
+COPY training ./training
+# psycopg2 is for the MLflow server's Postgres backend store (MLflow's SQLAlchemy is synchronous).
+RUN pip install . psycopg2-binary
+
+RUN useradd --create-home --uid 1000 finone \
+    && mkdir -p /data /mlartifacts \
+    && chown finone:finone /data /mlartifacts
+USER finone
+
+EXPOSE 8000 8265 6380 8080 5000
+CMD ["finone", "up"]

@@ -1,0 +1,48 @@
+# Finance One Stop. `make help` lists the targets.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+# Reinstall when the dependency list changes; torch==2.13.0 resolves to the local CPU wheel.
+$(INSTALLED): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $@
+
+.PHONY: help
+help: ## List the targets with what they do
+	@grep -E '^[a-z][a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
+		awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+
+.PHONY: install
+install: $(INSTALLED) ## Create .venv/ and install the platform with its test tools
+
+.PHONY: run
+run: $(INSTALLED) ## Bring up the whole platform in the foreground (Ctrl-C stops it)
+	$(BIN)/finone up
+
+.PHONY: test
+test: $(INSTALLED) ## Run the test suite (what CI runs)
+	@$(BIN)/python -m pytest $(PYTEST_ARGS); status=$$?; \
+	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
+	exit $$status
+
+.PHONY: bench
+bench: $(INSTALLED) ## Run the benchmarks in bench/ and print their figures
+	@for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+.PHONY: status
+status: $(INSTALLED) ## Show the health of a running platform
+	$(BIN)/finone status
+
+.PHONY: down
+down: $(INSTALLED) ## Stop a platform started elsewhere on this data directory
+	$(BIN)/finone down
+
+.PHONY: clean
+clean: ## Remove the virtual environment and caches (keeps .finone/ data)
+	rm -rf $(VENV) .pytest_cache *.egg-info
