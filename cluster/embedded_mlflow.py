@@ -30,7 +30,9 @@ class EmbeddedMlflow:
                 "--port", str(port),
                 "--workers", "1",
             ],
-            env=env,
+            # Server-side jobs (GenAI judges, trace archival) would start five worker processes,
+            # about 1 GB, for features the platform does not use.
+            env={**env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
             log_path=data_dir / "logs" / "mlflow.log",
         )
 

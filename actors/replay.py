@@ -1,0 +1,148 @@
+"""Replay capture files through a venue adapter, as a live connection would deliver them.
+
+REST replies recorded beside the WebSocket file (depth snapshots) answer the adapter's requests
+by endpoint and symbol, not by URL, and no earlier than they were recorded: a snapshot fetched
+two seconds into the recorded session reaches the adapter two seconds in, with the deltas that
+arrived meanwhile buffered, exactly as live.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from actors.capture import CaptureLine, read_capture
+from actors.venues.base import ConnectionSpec, Output, RestRequest, VenueAdapter
+from cluster.events import AnyEvent, FeedStatus, MarketEvent
+
+__all__ = ["ReplaySummary", "replay_files"]
+
+EventSink = Callable[[list[AnyEvent]], None]
+
+
+@dataclass
+class ReplaySummary:
+    frames: int = 0
+    events: Counter[str] = field(default_factory=Counter)
+    instruments: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    problems: Counter[str] = field(default_factory=Counter)
+    unanswered_requests: list[str] = field(default_factory=list)
+
+    def record(self, out: Output) -> None:
+        for event in out.events:
+            kind = type(event).__struct_config__.tag
+            self.events[kind] += 1
+            if isinstance(event, MarketEvent):
+                self.instruments[event.instrument][kind] += 1
+        for problem in out.problems:
+            self.problems[problem.kind] += 1
+
+    def as_dict(self, adapter: VenueAdapter) -> dict[str, Any]:
+        instruments: dict[str, Any] = {}
+        for instrument in sorted(set(self.instruments) | set(adapter.books)):
+            book = adapter.books.get(instrument)
+            bid = book.best_bid() if book else None
+            ask = book.best_ask() if book else None
+            instruments[instrument] = {
+                "events": dict(sorted(self.instruments[instrument].items())),
+                "best_bid": bid[0] if bid else None,
+                "best_ask": ask[0] if ask else None,
+            }
+        return {
+            "frames": self.frames,
+            "events": dict(sorted(self.events.items())),
+            "instruments": instruments,
+            "gaps": self.events["gap"],
+            "checksum_failures": self.problems["checksum_failure"],
+            "sequence_errors": self.problems["sequence_error"],
+            "parse_errors": self.problems["parse_error"],
+            "unknown_messages": self.problems["unknown_message"],
+            "other_problems": {
+                kind: count
+                for kind, count in sorted(self.problems.items())
+                if kind
+                not in {"checksum_failure", "sequence_error", "parse_error", "unknown_message"}
+            },
+            "unanswered_requests": self.unanswered_requests,
+        }
+
+
+class _RecordedReplies:
+    """REST replies from capture files, handed out in recorded order per (endpoint, symbol)."""
+
+    def __init__(self, adapter: VenueAdapter, lines: Iterable[CaptureLine]) -> None:
+        self._replies: dict[tuple[str, str], deque[CaptureLine]] = defaultdict(deque)
+        for line in lines:
+            key = adapter.rest_key(line.url)
+            if key is not None:
+                self._replies[key].append(line)
+
+    def next_for(self, request: RestRequest) -> CaptureLine | None:
+        queue = self._replies.get((request.endpoint, request.symbol))
+        return queue.popleft() if queue else None
+
+
+def replay_files(
+    adapter_type: type[VenueAdapter],
+    ws_file: Path,
+    rest_files: Iterable[Path] = (),
+    *,
+    sink: EventSink | None = None,
+    realtime: bool = False,
+) -> tuple[VenueAdapter, ReplaySummary]:
+    """Replay one recorded connection; ``realtime`` keeps the recorded pacing between frames."""
+    lines = list(read_capture(ws_file))
+    opened = next((line for line in lines if line.kind == "opened"), None)
+    if opened is None:
+        raise ValueError(f"{ws_file} records no connection opening (a `URL <-> time` line)")
+    sent = [line.text for line in lines if line.kind == "sent"]
+    adapter = adapter_type(adapter_type.config_from_capture(opened.url, sent))
+    conn = ConnectionSpec(
+        name=f"{adapter.venue}-replay", url=opened.url, symbols=tuple(adapter.config.symbols)
+    )
+    replies = _RecordedReplies(
+        adapter, (line for path in rest_files for line in read_capture(path))
+    )
+    summary = ReplaySummary()
+    pending: list[tuple[RestRequest, CaptureLine | None]] = []
+
+    def handle(out: Output) -> None:
+        summary.record(out)
+        for request in out.rest:
+            pending.append((request, replies.next_for(request)))
+        if sink is not None:
+            events = [e for e in out.events if not isinstance(e, FeedStatus)]
+            if events:
+                sink(events)
+
+    def answer_due(now_ns: int | None) -> None:
+        due = [(r, reply) for r, reply in pending if reply and (now_ns is None or reply.timestamp_ns <= now_ns)]
+        for item in due:
+            pending.remove(item)
+            request, reply = item
+            assert reply is not None
+            handle(adapter.on_rest_reply(request, 200, reply.text.encode(), reply.timestamp_ns))
+
+    started_wall = time.monotonic()
+    first_ns: int | None = None
+    for line in lines:
+        if realtime:
+            first_ns = line.timestamp_ns if first_ns is None else first_ns
+            delay = (line.timestamp_ns - first_ns) / 1e9 - (time.monotonic() - started_wall)
+            if delay > 0:
+                time.sleep(delay)
+        answer_due(line.timestamp_ns)
+        if line.kind == "opened":
+            if line is not opened:
+                handle(adapter.on_close(conn, "reconnected", line.timestamp_ns))
+            handle(adapter.on_open(conn, line.timestamp_ns))
+        elif line.kind == "received":
+            summary.frames += 1
+            handle(adapter.on_message(conn, line.text, line.timestamp_ns))
+    answer_due(None)
+    summary.unanswered_requests = [f"{r.endpoint} {r.symbol}" for r, reply in pending if reply is None]
+    return adapter, summary

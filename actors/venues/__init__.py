@@ -1,0 +1,21 @@
+"""Venue adapters, one module each; ``ADAPTERS`` is the registry ``finone`` looks venues up in.
+
+Adding a venue: write ``actors/venues/<venue>.py`` with a ``VenueAdapter`` subclass, then add it
+to ``ADAPTERS`` below.
+"""
+
+from __future__ import annotations
+
+from actors.venues.base import VenueAdapter
+
+__all__ = ["ADAPTERS", "adapter_for"]
+
+ADAPTERS: dict[str, type[VenueAdapter]] = {}
+
+
+def adapter_for(venue: str) -> type[VenueAdapter]:
+    try:
+        return ADAPTERS[venue]
+    except KeyError:
+        known = ", ".join(sorted(ADAPTERS)) or "none"
+        raise KeyError(f"unknown venue {venue!r} (known: {known})") from None

@@ -1,0 +1,157 @@
+"""The one event schema of the platform, and its one codec.
+
+Feeds publish these, the recorder and the gateway read them, tests build them: all through
+``encode_event``/``decode_event``. Prices and sizes stay the exact decimal strings the exchange
+sent; times are integer nanoseconds since the epoch (UTC), exchange time and receive time both.
+Instrument ids read ``venue:SYMBOL`` (``binance:BTC-USDT``, ``alpaca:AAPL``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+import msgspec
+
+__all__ = [
+    "Event",
+    "MarketEvent",
+    "Trade",
+    "Quote",
+    "BookSnapshot",
+    "BookDelta",
+    "Bar",
+    "Gap",
+    "FeedStatus",
+    "AnyEvent",
+    "Channel",
+    "CHANNELS",
+    "PriceLevel",
+    "encode_event",
+    "decode_event",
+    "event_to_json",
+    "instrument_id",
+    "split_instrument",
+    "checked_decimal",
+]
+
+Side = Literal["buy", "sell"]
+Channel = Literal["trades", "quotes", "book", "bars"]
+CHANNELS: tuple[Channel, ...] = ("trades", "quotes", "book", "bars")
+# (price, size) exactly as the exchange wrote them.
+PriceLevel = tuple[str, str]
+
+_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?|\.[0-9]+")
+
+
+def checked_decimal(text: str, *, allow_zero: bool = False) -> str:
+    """``text`` if it is a plain non-negative decimal number (positive unless ``allow_zero``)."""
+    if not isinstance(text, str) or _DECIMAL.fullmatch(text) is None:
+        raise ValueError(f"not a decimal number: {text!r}")
+    if not allow_zero and float(text) == 0.0:
+        raise ValueError(f"must be positive: {text!r}")
+    return text
+
+
+def instrument_id(venue: str, symbol: str) -> str:
+    return f"{venue}:{symbol}"
+
+
+def split_instrument(instrument: str) -> tuple[str, str]:
+    venue, sep, symbol = instrument.partition(":")
+    if not sep or not venue or not symbol:
+        raise ValueError(f"instrument ids read venue:SYMBOL, got {instrument!r}")
+    return venue, symbol
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
+    """Root of the schema: every event says when the exchange stamped it and when we got it."""
+
+    exchange_ts_ns: int
+    receive_ts_ns: int
+
+
+class MarketEvent(Event, frozen=True, kw_only=True):
+    """An event about one instrument."""
+
+    instrument: str
+
+
+class Trade(MarketEvent, frozen=True, kw_only=True, tag="trade"):
+    trade_id: str
+    price: str
+    size: str
+    side: Side | None = None
+
+
+class Quote(MarketEvent, frozen=True, kw_only=True, tag="quote"):
+    """Best bid and offer; a side is None when that side of the book is empty."""
+
+    bid_price: str | None
+    bid_size: str | None
+    ask_price: str | None
+    ask_size: str | None
+
+
+class BookSnapshot(MarketEvent, frozen=True, kw_only=True, tag="book_snapshot"):
+    """The whole (or top-N) book after a resync: readers replace what they held."""
+
+    bids: list[PriceLevel]
+    asks: list[PriceLevel]
+    sequence: int | None = None
+
+
+class BookDelta(MarketEvent, frozen=True, kw_only=True, tag="book_delta"):
+    """Changed levels; size "0" (in any spelling) removes the level."""
+
+    bids: list[PriceLevel]
+    asks: list[PriceLevel]
+    sequence: int | None = None
+
+
+class Bar(MarketEvent, frozen=True, kw_only=True, tag="bar"):
+    interval: str
+    start_ts_ns: int
+    open: str
+    high: str
+    low: str
+    close: str
+    volume: str
+    trade_count: int
+    vwap: str | None = None
+
+
+class Gap(MarketEvent, frozen=True, kw_only=True, tag="gap"):
+    """Continuity was lost for this instrument (reconnect, sequence gap, checksum failure):
+    readers must not assume they saw every event before this one."""
+
+    reason: str
+
+
+class FeedStatus(Event, frozen=True, kw_only=True, tag="status"):
+    """A feed connection changed state (connecting, live, reconnecting, failed, stopped)."""
+
+    venue: str
+    connection: str
+    state: str
+    detail: str = ""
+
+
+AnyEvent = Trade | Quote | BookSnapshot | BookDelta | Bar | Gap | FeedStatus
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(AnyEvent)
+_json_encoder = msgspec.json.Encoder()
+
+
+def encode_event(event: AnyEvent) -> bytes:
+    return _encoder.encode(event)
+
+
+def decode_event(data: bytes) -> AnyEvent:
+    """Raises ``msgspec.ValidationError``/``DecodeError`` on anything not a valid event."""
+    return _decoder.decode(data)
+
+
+def event_to_json(event: AnyEvent) -> bytes:
+    return _json_encoder.encode(event)

@@ -1,0 +1,56 @@
+"""The one Redis key scheme: every key the platform reads or writes is built here."""
+
+from __future__ import annotations
+
+from cluster.events import (
+    AnyEvent,
+    Bar,
+    BookDelta,
+    BookSnapshot,
+    Channel,
+    FeedStatus,
+    Gap,
+    Quote,
+    Trade,
+)
+
+__all__ = [
+    "PREFIX",
+    "QUOTES_HASH",
+    "EVENT_FIELD",
+    "stream_key",
+    "status_stream_key",
+    "channels_of",
+]
+
+PREFIX = "finone"
+# One hash, field = instrument id, value = the latest encoded Quote: many quotes in one HMGET.
+QUOTES_HASH = f"{PREFIX}:quotes"
+# Each stream entry holds one encoded event under this field.
+EVENT_FIELD = b"e"
+
+_CHANNEL_OF: dict[type, tuple[Channel, ...]] = {
+    Trade: ("trades",),
+    Quote: ("quotes",),
+    BookSnapshot: ("book",),
+    BookDelta: ("book",),
+    Bar: ("bars",),
+    # A gap concerns everything a reader of the instrument may have missed.
+    Gap: ("trades", "quotes", "book", "bars"),
+}
+
+
+def stream_key(channel: Channel, instrument: str) -> str:
+    """``finone:stream:trades:binance:BTC-USDT``"""
+    return f"{PREFIX}:stream:{channel}:{instrument}"
+
+
+def status_stream_key(venue: str) -> str:
+    return f"{PREFIX}:stream:status:{venue}"
+
+
+def channels_of(event: AnyEvent) -> tuple[Channel, ...]:
+    """The channels whose per-instrument streams carry this event (empty for feed status)."""
+    if isinstance(event, FeedStatus):
+        return ()
+    return _CHANNEL_OF[type(event)]
