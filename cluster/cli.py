@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
 import sys
 import time
+from pathlib import Path
 from types import FrameType
 from typing import NoReturn
 
@@ -163,6 +165,23 @@ def _print_table(checks: list[Check]) -> None:
         state = "[green]healthy[/]" if check.ok else "[red]DOWN[/]"
         table.add_row(check.name, state, latency, check.detail)
     Console().print(table)
+
+
+@main.command()
+@click.option("--venue", required=True, help="The venue whose adapter parses the capture.")
+@click.option("--no-publish", is_flag=True, help="Only parse and summarise; do not write to Redis.")
+@click.option("--realtime", is_flag=True, help="Keep the recorded pacing instead of full speed.")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+def replay(venue: str, no_publish: bool, realtime: bool, files: tuple[str, ...]) -> None:
+    """Replay capture FILES (one WebSocket recording plus its REST replies) through a venue's
+    adapter and print a JSON summary; publishes to Redis unless --no-publish."""
+    from actors.replay_command import run_replay
+
+    try:
+        summary = run_replay(venue, [Path(f) for f in files], publish=not no_publish, realtime=realtime)
+    except PlatformError as error:
+        _fail(error)
+    click.echo(json.dumps(summary, indent=2))
 
 
 @main.command("dashboard-token")

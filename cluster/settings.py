@@ -8,9 +8,16 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "DEFAULT_SECRET"]
+__all__ = ["Settings", "DEFAULT_SECRET", "DEFAULT_FEEDS"]
 
 DEFAULT_SECRET = "changethis"
+# The public crypto venues need no keys; a handful of major pairs each.
+DEFAULT_FEEDS: dict[str, list[str]] = {
+    "binance": ["BTC-USDT", "ETH-USDT", "SOL-USDT"],
+    "coinbase": ["BTC-USD", "ETH-USD", "SOL-USD"],
+    "kraken": ["BTC-USD", "ETH-USD", "SOL-USD"],
+    "okx": ["BTC-USDT", "ETH-USDT", "SOL-USDT"],
+}
 
 
 class Settings(BaseSettings):
@@ -57,6 +64,25 @@ class Settings(BaseSettings):
     )
     ray_num_cpus: int | None = Field(default=None, ge=1)
 
+    feeds: dict[str, list[str]] = Field(
+        default_factory=lambda: dict(DEFAULT_FEEDS),
+        description="Venue -> normalized symbols to stream, as JSON in FINONE_FEEDS.",
+    )
+    feed_channels: list[Literal["trades", "quotes", "book", "bars"]] = Field(
+        default_factory=lambda: ["trades", "quotes", "book"]
+    )
+    alpaca_key_id: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("FINONE_ALPACA_KEY_ID", "APCA_API_KEY_ID")
+    )
+    alpaca_secret_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("FINONE_ALPACA_SECRET_KEY", "APCA_API_SECRET_KEY"),
+    )
+    alpaca_feed: Literal["iex", "sip", "delayed_sip"] = "iex"
+    alpaca_symbols: list[str] = Field(default_factory=lambda: ["AAPL", "MSFT", "SPY"])
+    stream_maxlen: int = Field(default=100_000, ge=1_000)
+    record_feeds: bool = False
+
     secret_key: SecretStr = SecretStr(DEFAULT_SECRET)
     startup_timeout_s: float = Field(default=120.0, gt=0)
     health_timeout_s: float = Field(default=2.0, gt=0)
@@ -76,6 +102,11 @@ class Settings(BaseSettings):
                 f"FINONE_SECRET_KEY is still {DEFAULT_SECRET!r}; set a real secret outside development"
             )
         return self
+
+    @property
+    def capture_dir(self) -> Path:
+        """Where feed recordings go when recording is switched on."""
+        return self.data_path / "captures"
 
     @property
     def data_path(self) -> Path:

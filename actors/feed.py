@@ -1,0 +1,227 @@
+"""The feed actor: one long-lived Ray actor per venue connection.
+
+It runs the venue adapter over its connection (``ConnectionRunner``), publishes every event to
+Redis (``RedisPublisher``), counts what went wrong per kind, and answers status, restart and
+recording requests. Ray restarts it if its process dies (``max_restarts=-1``); the constructor
+starts its loops again, and the fresh connection's gaps tell readers what they may have missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import httpx
+import ray
+from ray.util.metrics import Counter, Gauge
+
+from actors.capture import CaptureWriter
+from actors.connection import Backoff, ConnectionRunner
+from actors.publisher import RedisPublisher
+from actors.venues import adapter_for
+from actors.venues.base import ConfigError, ConnectionSpec, Output, VenueConfig
+from cluster.events import FeedStatus, Gap
+
+__all__ = ["FeedActor", "feed_actor_name"]
+
+log = logging.getLogger(__name__)
+
+RATE_WINDOW_S = 10.0
+
+
+def feed_actor_name(connection: str) -> str:
+    return f"feed:{connection}"
+
+
+class _FeedMetrics:
+    """Prometheus metrics of one feed connection, exported through Ray's metrics agent."""
+
+    def __init__(self, venue: str, connection: str) -> None:
+        keys = ("venue", "connection")
+        self.tags = {"venue": venue, "connection": connection}
+        self.messages = Counter("finone_feed_messages", "Frames received from venues", keys)
+        self.events = Counter("finone_feed_events", "Market events published by feeds", keys)
+        self.problems = Counter(
+            "finone_feed_problems", "Bad input and continuity problems, per kind", (*keys, "kind")
+        )
+        self.gaps = Counter("finone_feed_gaps", "Gap events published", keys)
+        self.reconnects = Counter("finone_feed_reconnects", "Connection re-establishments", keys)
+        self.live = Gauge("finone_feed_live", "1 while the connection is live", keys)
+        self.last_message_age = Gauge(
+            "finone_feed_last_message_age_seconds", "Seconds since the last frame", keys
+        )
+
+
+@ray.remote(max_restarts=-1, num_cpus=0.1)
+class FeedActor:
+    def __init__(
+        self,
+        config: VenueConfig,
+        connection: str,
+        redis_url: str,
+        *,
+        stream_maxlen: int,
+        capture_dir: str | None = None,
+        record: bool = False,
+    ) -> None:
+        self.config = config
+        self.connection = connection
+        self._metrics = _FeedMetrics(config.venue, connection)
+        self._publisher = RedisPublisher(redis_url, maxlen=stream_maxlen)
+        self._publisher.start()
+        self._capture_dir = Path(capture_dir) if capture_dir else None
+        self._stop = asyncio.Event()
+        self._http = httpx.AsyncClient()
+        self._runner: ConnectionRunner | None = None
+        self._error: str | None = None
+        self._gaps = 0
+        self._samples: deque[tuple[float, int, int]] = deque()
+        try:
+            adapter = adapter_for(config.venue)(config)
+            spec = self._find_spec(adapter.connections(), connection)
+        except (ConfigError, KeyError) as error:
+            # A configuration that can never work is reported, not retried forever.
+            self._error = str(error.args[0]) if error.args else str(error)
+            log.error("feed %s cannot start: %s", connection, self._error)
+            self._publish_status("failed", self._error)
+            return
+        self._runner = ConnectionRunner(adapter, spec, self._emit, http=self._http, backoff=Backoff())
+        if record:
+            self._start_recording()
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._runner.run(self._stop), name=f"feed {connection}"),
+            loop.create_task(self._sample_rates(), name=f"rates {connection}"),
+        ]
+
+    @staticmethod
+    def _find_spec(specs: list[ConnectionSpec], name: str) -> ConnectionSpec:
+        for spec in specs:
+            if spec.name == name:
+                return spec
+        raise ConfigError(f"the venue no longer plans a connection named {name!r}")
+
+    async def _emit(self, out: Output) -> None:
+        if out.events:
+            self._publisher.publish(out.events)
+            m = self._metrics
+            market = 0
+            for event in out.events:
+                if isinstance(event, Gap):
+                    self._gaps += 1
+                    m.gaps.inc(tags=m.tags)
+                if not isinstance(event, FeedStatus):
+                    market += 1
+            if market:
+                m.events.inc(market, tags=m.tags)
+        for problem in out.problems:
+            self._metrics.problems.inc(tags={**self._metrics.tags, "kind": problem.kind})
+
+    def _publish_status(self, state: str, detail: str) -> None:
+        now = time.time_ns()
+        self._publisher.publish(
+            [
+                FeedStatus(
+                    venue=self.config.venue,
+                    connection=self.connection,
+                    state=state,
+                    detail=detail,
+                    exchange_ts_ns=now,
+                    receive_ts_ns=now,
+                )
+            ]
+        )
+
+    async def _sample_rates(self) -> None:
+        """Keep a window of (time, messages, events) so status can report per-second rates."""
+        assert self._runner is not None
+        m = self._metrics
+        reported_messages = reported_reconnects = 0
+        while True:
+            stats = self._runner.stats
+            now = time.monotonic()
+            self._samples.append((now, stats.messages, stats.events))
+            while self._samples and now - self._samples[0][0] > RATE_WINDOW_S:
+                self._samples.popleft()
+            if stats.messages > reported_messages:
+                m.messages.inc(stats.messages - reported_messages, tags=m.tags)
+            if stats.reconnects > reported_reconnects:
+                m.reconnects.inc(stats.reconnects - reported_reconnects, tags=m.tags)
+            reported_messages, reported_reconnects = stats.messages, stats.reconnects
+            m.live.set(1.0 if stats.state == "live" else 0.0, tags=m.tags)
+            if stats.last_message_ns is not None:
+                m.last_message_age.set((time.time_ns() - stats.last_message_ns) / 1e9, tags=m.tags)
+            await asyncio.sleep(1.0)
+
+    def _rates(self) -> tuple[float, float]:
+        if len(self._samples) < 2:
+            return 0.0, 0.0
+        (t0, m0, e0), (t1, m1, e1) = self._samples[0], self._samples[-1]
+        elapsed = max(t1 - t0, 1e-9)
+        return (m1 - m0) / elapsed, (e1 - e0) / elapsed
+
+    async def status(self) -> dict[str, Any]:
+        """What an operator needs to judge this connection, as plain data."""
+        base: dict[str, Any] = {"venue": self.config.venue, "connection": self.connection}
+        if self._runner is None:
+            return {**base, "state": "failed", "detail": self._error}
+        stats = self._runner.stats
+        now = time.time_ns()
+        messages_per_s, events_per_s = self._rates()
+        return {
+            **base,
+            "state": stats.state,
+            "detail": "",
+            "symbols": list(self._runner.spec.symbols),
+            "connected_since_ns": stats.connected_since_ns,
+            "last_message_age_s": (
+                None if stats.last_message_ns is None else (now - stats.last_message_ns) / 1e9
+            ),
+            "messages": stats.messages,
+            "events": stats.events,
+            "messages_per_s": round(messages_per_s, 1),
+            "events_per_s": round(events_per_s, 1),
+            "gaps": self._gaps,
+            "reconnects": stats.reconnects,
+            "problems": dict(stats.problems),
+            "recording": self._runner.capture is not None,
+            "redis_ok": self._publisher.stats.redis_ok,
+        }
+
+    async def restart(self) -> None:
+        """Drop the connection now; it reconnects (with a gap) straight away."""
+        if self._runner is not None:
+            self._runner.close_now()
+
+    async def set_recording(self, on: bool) -> str | None:
+        """Switch raw-frame recording; returns the capture file being written, if any."""
+        if self._runner is None:
+            return None
+        if on and self._runner.capture is None:
+            self._start_recording()
+        elif not on and self._runner.capture is not None:
+            self._runner.capture.close()
+            self._runner.capture = None
+        return str(self._runner.capture.path) if self._runner.capture else None
+
+    def _start_recording(self) -> None:
+        assert self._runner is not None
+        if self._capture_dir is None:
+            raise ConfigError("no capture directory configured for recording")
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        path = self._capture_dir / f"{self.connection}.{stamp}.ws"
+        self._runner.capture = CaptureWriter(path)
+
+    async def shutdown(self) -> None:
+        """Close the connection and flush what is queued; the actor can then be killed."""
+        self._stop.set()
+        if self._runner is not None:
+            await asyncio.wait(self._tasks[:1], timeout=10)
+            if self._runner.capture is not None:
+                self._runner.capture.close()
+        await self._publisher.close()
+        await self._http.aclose()

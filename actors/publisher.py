@@ -1,0 +1,155 @@
+"""Publishing events to Redis: the platform's one write path.
+
+Events are buffered and written with pipelined ``XADD`` (approximate ``MAXLEN`` retention) to one
+stream per instrument and channel, and quotes also land in the latest-quote hash. A batch goes out
+when it is full or a few milliseconds after its first event, whichever comes first.
+
+When Redis is unreachable the buffer holds events (bounded); if it overflows, the oldest events
+are dropped and a ``Gap`` is published for every instrument that lost some, once Redis is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from cluster.events import AnyEvent, FeedStatus, Gap, MarketEvent, Quote, encode_event
+from cluster.redis_keys import EVENT_FIELD, QUOTES_HASH, channels_of, status_stream_key, stream_key
+
+__all__ = ["RedisPublisher", "PublisherStats"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PublisherStats:
+    published: int = 0
+    batches: int = 0
+    errors: int = 0
+    dropped: int = 0
+    last_batch_s: float = 0.0
+    redis_ok: bool = True
+
+
+class RedisPublisher:
+    def __init__(
+        self,
+        redis_url: str,
+        *,
+        maxlen: int = 100_000,
+        max_batch: int = 1_000,
+        max_delay_s: float = 0.005,
+        max_buffer: int = 200_000,
+        retry_delay_s: float = 0.5,
+    ) -> None:
+        self._redis = aioredis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
+        self.maxlen = maxlen
+        self.max_batch = max_batch
+        self.max_delay_s = max_delay_s
+        self.max_buffer = max_buffer
+        self.retry_delay_s = retry_delay_s
+        self.stats = PublisherStats()
+        self._buffer: deque[AnyEvent] = deque()
+        self._lost: set[str] = set()
+        self._wakeup = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="publisher")
+
+    def publish(self, events: Iterable[AnyEvent]) -> None:
+        """Queue events; never blocks, never raises."""
+        buffer = self._buffer
+        buffer.extend(events)
+        overflow = len(buffer) - self.max_buffer
+        for _ in range(max(0, overflow)):
+            dropped = buffer.popleft()
+            self.stats.dropped += 1
+            if isinstance(dropped, MarketEvent):
+                self._lost.add(dropped.instrument)
+        if buffer:
+            self._idle.clear()
+            self._wakeup.set()
+
+    async def drain(self, timeout_s: float = 30.0) -> None:
+        """Wait until everything queued so far is in Redis (or the timeout passes)."""
+        await asyncio.wait_for(self._idle.wait(), timeout_s)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            try:
+                await self.drain(5.0)
+            except TimeoutError:
+                log.warning("closing the publisher with %d events unpublished", len(self._buffer))
+            self._task.cancel()
+            self._task = None
+        await self._redis.aclose()
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            if len(self._buffer) < self.max_batch:
+                # Let a batch fill for a few milliseconds: one round trip carries many events.
+                await asyncio.sleep(self.max_delay_s)
+            while self._buffer or self._lost:
+                if not await self._write_batch():
+                    await asyncio.sleep(self.retry_delay_s)
+            self._idle.set()
+
+    async def _write_batch(self) -> bool:
+        """Write up to ``max_batch`` buffered events; False (events kept) if Redis failed."""
+        batch = [self._buffer[i] for i in range(min(self.max_batch, len(self._buffer)))]
+        gaps = self._gaps_for_lost()
+        started = time.perf_counter()
+        pipe = self._redis.pipeline(transaction=False)
+        for event in [*gaps, *batch]:
+            self._queue_commands(pipe, event)
+        try:
+            await pipe.execute()
+        except (RedisError, OSError) as error:
+            self.stats.errors += 1
+            if self.stats.redis_ok:
+                log.error("publishing to Redis failed (%s); holding events and retrying", error)
+            self.stats.redis_ok = False
+            return False
+        if not self.stats.redis_ok:
+            log.info("Redis is reachable again; publishing resumed")
+        self.stats.redis_ok = True
+        self._lost.difference_update(g.instrument for g in gaps)
+        for _ in batch:
+            self._buffer.popleft()
+        self.stats.published += len(batch) + len(gaps)
+        self.stats.batches += 1
+        self.stats.last_batch_s = time.perf_counter() - started
+        return True
+
+    def _gaps_for_lost(self) -> list[Gap]:
+        now = time.time_ns()
+        return [
+            Gap(instrument=i, exchange_ts_ns=now, receive_ts_ns=now, reason="publisher buffer overflow")
+            for i in sorted(self._lost)
+        ]
+
+    def _queue_commands(self, pipe: aioredis.client.Pipeline, event: AnyEvent) -> None:
+        payload = {EVENT_FIELD: encode_event(event)}
+        if isinstance(event, FeedStatus):
+            pipe.xadd(status_stream_key(event.venue), payload, maxlen=1_000, approximate=True)
+            return
+        assert isinstance(event, MarketEvent)
+        for channel in channels_of(event):
+            pipe.xadd(
+                stream_key(channel, event.instrument), payload, maxlen=self.maxlen, approximate=True
+            )
+        if isinstance(event, Quote):
+            pipe.hset(QUOTES_HASH, event.instrument, payload[EVENT_FIELD])

@@ -1,0 +1,185 @@
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import AsyncIterator
+from decimal import Decimal
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+
+from actors.publisher import RedisPublisher
+from actors.recorder import CONSUMER_GROUP, Recorder, RecorderCore
+from cluster.events import Gap, Trade
+from cluster.redis_keys import stream_key
+
+MINUTE_NS = 60_000_000_000
+BASE_NS = 1_700_000_040 * 1_000_000_000  # a minute boundary
+
+
+def trades(instrument: str, count: int, start_ns: int = BASE_NS) -> list[Trade]:
+    """Trades every 50 ms with prices cycling through 100.00 .. 100.99."""
+    return [
+        Trade(
+            instrument=instrument,
+            exchange_ts_ns=start_ns + n * 50_000_000,
+            receive_ts_ns=start_ns + n * 50_000_000 + 1_000,
+            trade_id=str(n),
+            price=f"100.{n % 100:02d}",
+            size="0.5" if n % 2 else "1.5",
+            side="buy" if n % 3 else "sell",
+        )
+        for n in range(count)
+    ]
+
+
+@pytest.fixture
+async def clean_redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.from_url(redis_url)
+    await client.flushdb()
+    yield client
+    await client.aclose()
+
+
+async def publish(redis_url: str, events: list[object]) -> None:
+    publisher = RedisPublisher(redis_url, max_batch=5_000)
+    publisher.start()
+    publisher.publish(events)  # type: ignore[arg-type]
+    await publisher.drain(60)
+    await publisher.close()
+
+
+async def count_trades(database_url: str) -> int:
+    conn = await asyncpg.connect(database_url)
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM trades"))
+    finally:
+        await conn.close()
+
+
+async def wait_until(predicate: object, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not await predicate():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+async def run_core_until(core: RecorderCore, done: object, timeout_s: float = 60) -> None:
+    stop = asyncio.Event()
+    task = asyncio.create_task(core.run(stop))
+    try:
+        await wait_until(done, timeout_s, "the recorder to catch up")
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+
+async def test_recorder_with_published_trades_writes_trades_and_exact_bars(
+    redis_url: str, database_url: str, clean_redis: aioredis.Redis
+) -> None:
+    published = trades("binance:BTC-USDT", 2_400)  # two minutes of trades
+    gap = Gap(instrument="binance:BTC-USDT", exchange_ts_ns=1, receive_ts_ns=1, reason="reconnect")
+    await publish(redis_url, [*published[:1_000], gap, *published[1_000:]])
+
+    core = RecorderCore(redis_url, database_url, batch_size=500)
+    await run_core_until(core, lambda: _equals(count_trades(database_url), 2_400))
+    await core.close()
+
+    conn = await asyncpg.connect(database_url)
+    try:
+        stored = await conn.fetch("SELECT trade_id, price, size FROM trades ORDER BY exchange_ts_ns")
+        minute_bars = await conn.fetch(
+            "SELECT * FROM bars WHERE interval = '1m' ORDER BY start_ts_ns"
+        )
+        second_bars = await conn.fetchval("SELECT sum(trade_count) FROM bars WHERE interval = '1s'")
+    finally:
+        await conn.close()
+    assert [r["trade_id"] for r in stored] == [t.trade_id for t in published]
+    assert [str(r["price"]) for r in stored] == [t.price for t in published]
+    assert second_bars == 2_400
+    assert [b["start_ts_ns"] for b in minute_bars] == [BASE_NS, BASE_NS + MINUTE_NS]
+    first_minute = published[:1_200]
+    bar = minute_bars[0]
+    assert bar["trade_count"] == 1_200
+    assert bar["open"] == Decimal(first_minute[0].price)
+    assert bar["close"] == Decimal(first_minute[-1].price)
+    assert bar["high"] == max(Decimal(t.price) for t in first_minute)
+    assert bar["low"] == min(Decimal(t.price) for t in first_minute)
+    volume = sum(Decimal(t.size) for t in first_minute)
+    assert bar["volume"] == volume
+    notional = sum(Decimal(t.price) * Decimal(t.size) for t in first_minute)
+    assert abs(bar["vwap"] - notional / volume) < Decimal("1e-12")
+    assert core.stats.skipped == 1  # the gap
+
+
+async def _equals(value: object, expected: int) -> bool:
+    return await value == expected  # type: ignore[misc]
+
+
+async def test_recorder_with_every_entry_delivered_twice_stores_each_trade_once(
+    redis_url: str, database_url: str, clean_redis: aioredis.Redis
+) -> None:
+    published = trades("okx:ETH-USDT", 500)
+    await publish(redis_url, published)
+    first = RecorderCore(redis_url, database_url)
+    await run_core_until(first, lambda: _equals(count_trades(database_url), 500))
+    await first.close()
+
+    # Rewind the group: every entry is delivered again, as after a crash before XACK.
+    await clean_redis.xgroup_setid(stream_key("trades", "okx:ETH-USDT"), CONSUMER_GROUP, "0")
+    second = RecorderCore(redis_url, database_url)
+    await run_core_until(second, lambda: _entries_seen(second, 500))
+    await second.close()
+    assert await count_trades(database_url) == 500
+    assert second.stats.trades_written == 0
+
+
+async def _entries_seen(core: RecorderCore, count: int) -> bool:
+    return core.stats.entries >= count
+
+
+async def test_recorder_killed_mid_batch_loses_nothing_and_duplicates_nothing(
+    ray_cluster: None, redis_url: str, database_url: str, clean_redis: aioredis.Redis
+) -> None:
+    import ray
+
+    total = 40_000
+    published = [
+        *trades("kraken:BTC-USD", total // 2),
+        *trades("kraken:ETH-USD", total // 2),
+    ]
+    await publish(redis_url, published)
+    recorder = Recorder.remote(redis_url, database_url)  # type: ignore[attr-defined]
+    pid = await recorder.pid.remote()
+
+    await wait_until(lambda: _above(count_trades(database_url), 0), 60, "the first commit")
+    written_before_kill = await count_trades(database_url)
+    assert written_before_kill < total, "the kill must land while work remains"
+    os.kill(pid, signal.SIGKILL)
+
+    await wait_until(lambda: _equals(count_trades(database_url), total), 180, "all trades")
+    assert await recorder.pid.remote() != pid
+
+    conn = await asyncpg.connect(database_url)
+    try:
+        per_instrument = dict(
+            await conn.fetch("SELECT instrument_id, count(DISTINCT trade_id) FROM trades GROUP BY 1")
+        )
+        bar_trades = await conn.fetchval("SELECT sum(trade_count) FROM bars WHERE interval = '1m'")
+    finally:
+        await conn.close()
+    assert per_instrument == {"kraken:BTC-USD": total // 2, "kraken:ETH-USD": total // 2}
+    assert bar_trades == total
+    for instrument in ("kraken:BTC-USD", "kraken:ETH-USD"):
+        pending = await clean_redis.xpending(stream_key("trades", instrument), CONSUMER_GROUP)
+        assert pending["pending"] == 0
+    await recorder.shutdown.remote()
+    ray.kill(recorder, no_restart=True)
+
+
+async def _above(value: object, threshold: int) -> bool:
+    return await value > threshold  # type: ignore[operator]
