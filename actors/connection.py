@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 Emit = Callable[[Output], Awaitable[None]]
 REST_ATTEMPTS = 3
+# A connection that stayed up this long was healthy: its loss restarts the backoff from the bottom.
+STABLE_AFTER_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -76,21 +78,29 @@ class ConnectionRunner:
         self._logged_kinds: set[str] = set()
         self._ws: ClientConnection | None = None
         self._last_message_monotonic: float | None = None
+        self._fatal: str | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Hold the connection until ``stop`` is set."""
+        """Hold the connection until ``stop`` is set or the adapter says retrying is futile."""
         attempt = 0
         while not stop.is_set():
             await self._status("connecting", f"attempt {attempt + 1}")
+            started = time.monotonic()
             reason = await self._one_connection(stop)
             await self._handle(self.adapter.on_close(self.spec, reason, time.time_ns()))
             self.stats.connected_since_ns = None
             if stop.is_set():
                 break
+            if self._fatal is not None:
+                await self._status("failed", self._fatal)
+                return
             self.stats.reconnects += 1
-            # A connection that lived and was closed on purpose reconnects at once.
-            attempt = 0 if reason in {"rotation", "adapter"} else attempt + 1
-            delay = 0.0 if attempt == 0 else self.backoff.delay(attempt)
+            if reason == "rotation":
+                delay = 0.0
+            else:
+                stable = time.monotonic() - started >= STABLE_AFTER_S
+                attempt = 1 if stable else attempt + 1
+                delay = self.backoff.delay(attempt)
             await self._status("reconnecting", f"{reason}; retrying in {delay:.1f} s")
             try:
                 await asyncio.wait_for(stop.wait(), timeout=delay)
@@ -166,7 +176,7 @@ class ConnectionRunner:
                 frame = receiver.result()
                 if await self._on_frame(frame):
                     await ws.close(code=1000, reason="resync")
-                    return "adapter"
+                    return f"adapter: {self._fatal or 'resync'}"
         finally:
             stopper.cancel()
 
@@ -188,16 +198,18 @@ class ConnectionRunner:
 
     async def _handle(self, out: Output) -> bool:
         """Carry out what the adapter asked; True when that includes a reconnect."""
+        if out.fatal is not None:
+            self._fatal = out.fatal
         if self._ws is not None:
             for text in out.send:
                 await self._ws.send(text)
                 if self.capture:
-                    self.capture.sent(self.spec.url, text)
+                    self.capture.sent(self.spec.url, self.adapter.redact_outbound(text))
         for problem in out.problems:
             self._count(problem)
         self.stats.events += len(out.events)
         await self.emit(out)
-        reconnect = out.reconnect is not None
+        reconnect = out.reconnect is not None or out.fatal is not None
         for request in out.rest:
             reconnect = await self._handle(await self._fetch(request)) or reconnect
         return reconnect

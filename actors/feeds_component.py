@@ -69,7 +69,8 @@ class FeedsComponent:
                 # Created without waiting: a venue that cannot be reached keeps retrying in its
                 # actor and shows in status, and never holds up the rest of start-up.
                 FeedActor.options(  # type: ignore[attr-defined]
-                    name=feed_actor_name(connection), namespace=RAY_NAMESPACE, get_if_exists=True
+                    name=feed_actor_name(connection), namespace=RAY_NAMESPACE, get_if_exists=True,
+                    lifetime="detached"
                 ).remote(
                     config,
                     connection,

@@ -2,7 +2,8 @@
 
 Each component deploys itself from the resolved settings (every service URL filled in), reports
 its own health from inside a connected Ray driver, stops itself gracefully, and names the URLs
-it offers people.
+it offers people. Actors are named and detached: Ray would collect a non-detached one as soon
+as the deploying handle went out of scope, and ``stop`` ends them explicitly.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ class Component(Protocol):
 
 
 def registered_components() -> list[Component]:
-    # Imported here so commands that never deploy (status, down) stay light.
+    # Imported here so commands that never deploy stay light.
+    from actors.recorder_component import RecorderComponent
     from serve.component import GatewayComponent
 
-    return [GatewayComponent()]
+    return [RecorderComponent(), GatewayComponent()]

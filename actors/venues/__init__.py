@@ -6,11 +6,14 @@ to ``ADAPTERS`` below.
 
 from __future__ import annotations
 
+from actors.venues.alpaca import AlpacaAdapter
 from actors.venues.base import VenueAdapter
 
 __all__ = ["ADAPTERS", "adapter_for"]
 
-ADAPTERS: dict[str, type[VenueAdapter]] = {}
+ADAPTERS: dict[str, type[VenueAdapter]] = {
+    AlpacaAdapter.venue: AlpacaAdapter,
+}
 
 
 def adapter_for(venue: str) -> type[VenueAdapter]:

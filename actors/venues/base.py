@@ -68,8 +68,12 @@ class Output:
     send: list[str] = field(default_factory=list)
     rest: list[RestRequest] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
-    # Set when the connection cannot go on (e.g. the venue said so): drop it and reconnect.
+    # Set when the connection cannot go on (resync, the venue said so): drop it and reconnect,
+    # with backoff.
     reconnect: str | None = None
+    # Set when retrying can never help (rejected keys, a plan without this feed): stop for good
+    # and show this reason as the feed's status.
+    fatal: str | None = None
 
     def extend(self, other: Output) -> None:
         self.events.extend(other.events)
@@ -77,6 +81,7 @@ class Output:
         self.rest.extend(other.rest)
         self.problems.extend(other.problems)
         self.reconnect = self.reconnect or other.reconnect
+        self.fatal = self.fatal or other.fatal
 
 
 class VenueConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -162,6 +167,10 @@ class VenueAdapter(ABC):
     def ping(self, conn: ConnectionSpec, now_ns: int) -> Output:
         """Application-level keep-alive frames, asked for every ``ping_interval_s``."""
         return Output()
+
+    def redact_outbound(self, frame: str) -> str:
+        """A sent frame as capture files may keep it: venues that send credentials mask them."""
+        return frame
 
     # -- helpers for subclasses -----------------------------------------------------------
 

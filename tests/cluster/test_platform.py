@@ -159,10 +159,12 @@ def test_platform_up_serves_reports_heals_and_stops_without_leftovers(
     assert httpx.get(f"{stack.api}/healthz").status_code == 200
     assert readyz_status(stack.api) == 200
     report = json.loads(finone(env, "status", "--json").stdout)
-    assert report["running"] and report["healthy"]
+    unhealthy = [c for c in report["components"] if not c["ok"]]
+    assert report["running"] and report["healthy"], unhealthy
     names = {c["name"] for c in report["components"] if c["ok"]}
     assert {"supervisor", "redis", "postgres", "mlflow", "ray", "serve:finone"} <= names
     assert "serve:finone/Gateway" in names
+    assert "recorder" in names
 
     token = finone(env, "dashboard-token").stdout.strip()
     dashboard = state.dashboard_url
