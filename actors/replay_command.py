@@ -12,8 +12,8 @@ from actors.replay import replay_files
 from actors.venues import adapter_for
 from cluster.errors import PlatformError
 from cluster.events import AnyEvent
+from cluster.service_urls import redis_url_for
 from cluster.settings import Settings
-from cluster.state import read_state
 
 __all__ = ["run_replay"]
 
@@ -35,18 +35,6 @@ def _split_files(files: list[Path]) -> tuple[Path, list[Path]]:
     return ws_files[0], rest_files
 
 
-def _redis_url(settings: Settings) -> str:
-    if settings.redis_url:
-        return settings.redis_url
-    state = read_state(settings.data_path)
-    if state is None:
-        raise PlatformError(
-            "no Redis to publish to: start the platform with `finone up`, set REDIS_URL, "
-            "or pass --no-publish"
-        )
-    return state.redis_url
-
-
 def run_replay(venue: str, files: list[Path], *, publish: bool, realtime: bool) -> dict[str, Any]:
     try:
         adapter_type = adapter_for(venue)
@@ -56,7 +44,7 @@ def run_replay(venue: str, files: list[Path], *, publish: bool, realtime: bool) 
     if not publish:
         adapter, summary = replay_files(adapter_type, ws_file, rest_files, realtime=realtime)
         return summary.as_dict(adapter)
-    return asyncio.run(_replay_publishing(adapter_type, ws_file, rest_files, realtime, _redis_url(Settings())))
+    return asyncio.run(_replay_publishing(adapter_type, ws_file, rest_files, realtime, redis_url_for(Settings())))
 
 
 async def _replay_publishing(

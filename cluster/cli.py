@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from cluster.bars_import import INTERVALS
 from cluster.errors import PlatformError
 from cluster.health import Check
 from cluster.processes import kill_stack_processes
@@ -182,6 +183,35 @@ def replay(venue: str, no_publish: bool, realtime: bool, files: tuple[str, ...])
     except PlatformError as error:
         _fail(error)
     click.echo(json.dumps(summary, indent=2))
+
+
+@main.command("import-bars")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--venue", required=True, help="Venue the history belongs to, e.g. alpaca.")
+@click.option("--symbol", required=True, help="Normalized symbol, e.g. AAPL or BTC-USDT.")
+@click.option("--interval", required=True, type=click.Choice(INTERVALS), help="Bar length.")
+def import_bars(file: Path, venue: str, symbol: str, interval: str) -> None:
+    """Load OHLCV bars from a CSV or Parquet FILE into the bars table (validated, idempotent)."""
+    import asyncio
+
+    from cluster.bars_import import read_bars_file, write_bars
+    from cluster.service_urls import database_url_for
+
+    try:
+        database_url = database_url_for(_load_settings())
+        with stderr.status(f"validating {file}"):
+            bars = read_bars_file(file)
+        with stderr.status(f"writing {len(bars.rows):,} bars"):
+            inserted, updated = asyncio.run(write_bars(database_url, venue, symbol, interval, bars))
+    except PlatformError as error:
+        _fail(error)
+    first = time.strftime("%Y-%m-%d %H:%M", time.gmtime(bars.first_ns / 1e9))
+    last = time.strftime("%Y-%m-%d %H:%M", time.gmtime(bars.last_ns / 1e9))
+    unchanged = len(bars.rows) - inserted - updated
+    click.echo(
+        f"{venue}:{symbol} {interval}: {len(bars.rows):,} bars from {first} to {last} UTC; "
+        f"{inserted:,} new, {updated:,} updated, {unchanged:,} unchanged"
+    )
 
 
 @main.command("dashboard-token")

@@ -26,6 +26,7 @@ __all__ = [
     "AnyEvent",
     "Channel",
     "CHANNELS",
+    "Side",
     "PriceLevel",
     "encode_event",
     "decode_event",
@@ -78,6 +79,8 @@ class MarketEvent(Event, frozen=True, kw_only=True):
 
 
 class Trade(MarketEvent, frozen=True, kw_only=True, tag="trade"):
+    """``side`` is the aggressor's (taker's) side: "buy" means a buyer lifted an offer."""
+
     trade_id: str
     price: str
     size: str

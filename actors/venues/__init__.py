@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from actors.venues.alpaca import AlpacaAdapter
 from actors.venues.base import VenueAdapter
+from actors.venues.coinbase import CoinbaseAdapter
 
 __all__ = ["ADAPTERS", "adapter_for"]
 
 ADAPTERS: dict[str, type[VenueAdapter]] = {
     AlpacaAdapter.venue: AlpacaAdapter,
+    CoinbaseAdapter.venue: CoinbaseAdapter,
 }
 
 

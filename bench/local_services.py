@@ -1,0 +1,54 @@
+"""Embedded Redis and Postgres for benchmarks: the same servers `finone up` runs, in a temp dir."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+
+from cluster.embedded_postgres import EmbeddedPostgres
+from cluster.embedded_redis import EmbeddedRedis
+from cluster.health import check_postgres, check_redis
+from cluster.migrate import upgrade_database_async
+from cluster.ports import free_port
+
+__all__ = ["LocalServices", "local_services"]
+
+
+@dataclass(frozen=True)
+class LocalServices:
+    redis_url: str
+    database_url: str
+
+
+async def _wait(probe: object) -> None:
+    for _ in range(300):
+        if (await probe()).ok:  # type: ignore[operator]
+            return
+        await asyncio.sleep(0.1)
+    raise RuntimeError("service did not start")
+
+
+@asynccontextmanager
+async def local_services(data_dir: Path) -> AsyncIterator[LocalServices]:
+    redis = EmbeddedRedis(data_dir, "127.0.0.1", free_port(), os.environ)
+    postgres = EmbeddedPostgres(data_dir, "127.0.0.1", free_port(), os.environ)
+    postgres.prepare()
+    redis.process.start()
+    postgres.process.start()
+    try:
+        await _wait(lambda: check_redis(redis.url, 1.0))
+        await _wait(lambda: check_postgres(postgres.url_for("postgres"), 1.0))
+        conn = await asyncpg.connect(postgres.url_for("postgres"))
+        await conn.execute('CREATE DATABASE "finone"')
+        await conn.close()
+        await upgrade_database_async(postgres.url)
+        yield LocalServices(redis_url=redis.url, database_url=postgres.url)
+    finally:
+        redis.process.stop()
+        postgres.process.stop()
