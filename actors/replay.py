@@ -57,6 +57,7 @@ class ReplaySummary:
             "events": dict(sorted(self.events.items())),
             "instruments": instruments,
             "gaps": self.events["gap"],
+            "checksums_verified": adapter.checksums_verified,
             "checksum_failures": self.problems["checksum_failure"],
             "sequence_errors": self.problems["sequence_error"],
             "parse_errors": self.problems["parse_error"],

@@ -9,12 +9,14 @@ from __future__ import annotations
 from actors.venues.alpaca import AlpacaAdapter
 from actors.venues.base import VenueAdapter
 from actors.venues.coinbase import CoinbaseAdapter
+from actors.venues.okx import OkxAdapter
 
 __all__ = ["ADAPTERS", "adapter_for"]
 
 ADAPTERS: dict[str, type[VenueAdapter]] = {
     AlpacaAdapter.venue: AlpacaAdapter,
     CoinbaseAdapter.venue: CoinbaseAdapter,
+    OkxAdapter.venue: OkxAdapter,
 }
 
 

@@ -128,6 +128,8 @@ class VenueAdapter(ABC):
         self.ws_url = config.ws_url or self.default_ws_url
         self.rest_url = config.rest_url or self.default_rest_url
         self.books: dict[str, OrderBook] = {}
+        # Venues with book checksums count the ones that matched (reported by replays).
+        self.checksums_verified = 0
 
     # -- what to connect to ---------------------------------------------------------------
 
