@@ -1,0 +1,143 @@
+"""A feed actor on the session's Ray cluster, streaming from a local OKX server into real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+import ray
+import redis.asyncio as aioredis
+
+from actors.feed import FeedActor
+from actors.venues.base import VenueConfig
+from cluster.events import BookSnapshot, FeedStatus, Gap, Trade, decode_event
+from cluster.redis_keys import EVENT_FIELD, QUOTES_HASH, status_stream_key, stream_key
+from tests.actors.venues.okx_server import OkxMarket, OkxServer
+
+FINONE = str(Path(sys.executable).parent / "finone")
+INSTRUMENTS = ("BTC-USDT", "ETH-USDT")
+
+
+async def wait_until(condition: Callable[[], object], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not await condition():  # type: ignore[misc]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+async def stream(client: aioredis.Redis, key: str) -> list[object]:
+    return [decode_event(fields[EVENT_FIELD]) for _, fields in await client.xrange(key)]
+
+
+@pytest.fixture
+async def okx() -> AsyncIterator[OkxServer]:
+    async with OkxServer(OkxMarket(INSTRUMENTS), auto_interval_s=0.02) as server:
+        yield server
+
+
+@pytest.fixture
+async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.from_url(redis_url)
+    await client.flushdb()
+    yield client
+    await client.aclose()
+
+
+async def test_feed_actor_streams_to_redis_survives_drops_and_records_replayable_captures(
+    ray_cluster: None,
+    okx: OkxServer,
+    redis_url: str,
+    redis_client: aioredis.Redis,
+    tmp_path: Path,
+) -> None:
+    config = VenueConfig(venue="okx", symbols=list(INSTRUMENTS), ws_url=okx.url)
+    actor = FeedActor.remote(  # type: ignore[attr-defined]
+        config, "okx-0", redis_url, stream_maxlen=10_000, capture_dir=str(tmp_path), record=True
+    )
+
+    async def trades_published() -> bool:
+        return await redis_client.xlen(stream_key("trades", "okx:BTC-USDT")) > 3
+
+    await wait_until(trades_published, 30, "trades in Redis")
+    status = await actor.status.remote()
+    assert status["state"] == "live" and status["symbols"] == list(INSTRUMENTS)
+    assert status["messages"] > 0 and status["events"] > 0 and not status["problems"]
+    book = await stream(redis_client, stream_key("book", "okx:BTC-USDT"))
+    assert isinstance(book[0], BookSnapshot)
+    assert await redis_client.hget(QUOTES_HASH, "okx:ETH-USDT") is not None
+    states = [e.state for e in await stream(redis_client, status_stream_key("okx")) if isinstance(e, FeedStatus)]
+    assert "live" in states
+
+    okx.drop()
+    await wait_until(lambda: _reconnected(actor), 30, "a reconnect")
+    for instrument in INSTRUMENTS:
+        events = await stream(redis_client, stream_key("trades", f"okx:{instrument}"))
+        assert any(isinstance(e, Gap) for e in events), instrument
+
+    capture = await actor.set_recording.remote(False)
+    assert capture is None
+    await actor.shutdown.remote()
+    ray.kill(actor, no_restart=True)
+
+    [recording] = list(tmp_path.glob("okx-0.*.ws"))
+    replay = subprocess.run(
+        [FINONE, "replay", "--venue", "okx", "--no-publish", str(recording)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert replay.returncode == 0, replay.stderr
+    summary = json.loads(replay.stdout)
+    assert summary["frames"] > 10
+    assert summary["checksum_failures"] == 0 and summary["parse_errors"] == 0
+    assert summary["checksums_verified"] > 0
+    assert summary["events"]["trade"] > 0
+
+
+async def _reconnected(actor: object) -> bool:
+    status = await actor.status.remote()  # type: ignore[attr-defined]
+    return status["reconnects"] >= 1 and status["state"] == "live" and status["gaps"] >= 2
+
+
+async def test_feed_actor_killed_is_restarted_by_ray_and_streams_again(
+    ray_cluster: None, okx: OkxServer, redis_url: str, redis_client: aioredis.Redis
+) -> None:
+    config = VenueConfig(venue="okx", symbols=["BTC-USDT"], ws_url=okx.url)
+    actor = FeedActor.remote(config, "okx-0", redis_url, stream_maxlen=10_000)  # type: ignore[attr-defined]
+    key = stream_key("trades", "okx:BTC-USDT")
+
+    async def has_trades() -> bool:
+        return any(isinstance(e, Trade) for e in await stream(redis_client, key))
+
+    await wait_until(has_trades, 30, "trades")
+    pid = await actor.__ray_call__.remote(lambda self: os.getpid())
+    os.kill(pid, signal.SIGKILL)
+    before = await redis_client.xlen(key)
+
+    async def streams_again() -> bool:
+        try:
+            status = await actor.status.remote()
+        except ray.exceptions.RayActorError:
+            return False
+        return status["state"] == "live" and await redis_client.xlen(key) > before + 3
+
+    await wait_until(streams_again, 60, "the restarted actor to stream")
+    await actor.shutdown.remote()
+    ray.kill(actor, no_restart=True)
+
+
+async def test_feed_actor_with_unknown_venue_reports_failure_and_stays_up(
+    ray_cluster: None, redis_url: str
+) -> None:
+    config = VenueConfig(venue="nowhere", symbols=["BTC-USDT"])
+    actor = FeedActor.remote(config, "nowhere-0", redis_url, stream_maxlen=10_000)  # type: ignore[attr-defined]
+    status = await actor.status.remote()
+    assert status["state"] == "failed" and "unknown venue 'nowhere'" in status["detail"]
+    ray.kill(actor, no_restart=True)
