@@ -23,7 +23,12 @@ STATUS_TIMEOUT_S = 5.0
 def venue_configs(settings: Settings) -> list[VenueConfig]:
     """What ``finone up`` streams: the configured crypto venues, and Alpaca when keys are set."""
     configs = [
-        VenueConfig(venue=venue, symbols=list(symbols), channels=list(settings.feed_channels))
+        VenueConfig(
+            venue=venue,
+            symbols=list(symbols),
+            channels=list(settings.feed_channels),
+            ws_url=settings.feed_urls.get(venue),
+        )
         for venue, symbols in settings.feeds.items()
         if symbols
     ]
@@ -36,6 +41,7 @@ def venue_configs(settings: Settings) -> list[VenueConfig]:
                 api_key=settings.alpaca_key_id.get_secret_value(),
                 api_secret=settings.alpaca_secret_key.get_secret_value(),
                 options={"feed": settings.alpaca_feed},
+                ws_url=settings.feed_urls.get("alpaca"),
             )
         )
     return configs

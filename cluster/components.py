@@ -32,7 +32,8 @@ class Component(Protocol):
 
 def registered_components() -> list[Component]:
     # Imported here so commands that never deploy stay light.
+    from actors.feeds_component import FeedsComponent
     from actors.recorder_component import RecorderComponent
     from serve.component import GatewayComponent
 
-    return [RecorderComponent(), GatewayComponent()]
+    return [RecorderComponent(), FeedsComponent(), GatewayComponent()]

@@ -68,6 +68,10 @@ class Settings(BaseSettings):
         default_factory=lambda: dict(DEFAULT_FEEDS),
         description="Venue -> normalized symbols to stream, as JSON in FINONE_FEEDS.",
     )
+    feed_urls: dict[str, str] = Field(
+        default_factory=dict,
+        description="Venue -> WebSocket URL replacing the venue's own (testnets, proxies), as JSON.",
+    )
     feed_channels: list[Literal["trades", "quotes", "book", "bars"]] = Field(
         default_factory=lambda: ["trades", "quotes", "book"]
     )

@@ -8,14 +8,18 @@ from __future__ import annotations
 
 from actors.venues.alpaca import AlpacaAdapter
 from actors.venues.base import VenueAdapter
+from actors.venues.binance import BinanceAdapter
 from actors.venues.coinbase import CoinbaseAdapter
+from actors.venues.kraken import KrakenAdapter
 from actors.venues.okx import OkxAdapter
 
 __all__ = ["ADAPTERS", "adapter_for"]
 
 ADAPTERS: dict[str, type[VenueAdapter]] = {
     AlpacaAdapter.venue: AlpacaAdapter,
+    BinanceAdapter.venue: BinanceAdapter,
     CoinbaseAdapter.venue: CoinbaseAdapter,
+    KrakenAdapter.venue: KrakenAdapter,
     OkxAdapter.venue: OkxAdapter,
 }
 

@@ -22,6 +22,7 @@ import redis
 from cluster.ports import free_port
 from cluster.processes import stack_pids
 from cluster.state import StackState, read_state
+from tests.actors.venues.okx_server import OkxMarket, OkxServer
 
 FINONE = str(Path(sys.executable).parent / "finone")
 STARTUP_TIMEOUT_S = 240
@@ -43,6 +44,8 @@ def stack_env(data_dir: Path, **extra: str) -> dict[str, str]:
         FINONE_RAY_PORT=str(free_port()),
         FINONE_DASHBOARD_PORT=str(free_port()),
         FINONE_METRICS_PORT=str(free_port()),
+        # Tests have no internet: no feeds unless a test points one at a local venue server.
+        FINONE_FEEDS="{}",
         PYTHONUNBUFFERED="1",
     )
     env.update(extra)
@@ -57,6 +60,35 @@ def finone(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.
 
 def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("finone: error:")]
+
+
+class LocalOkx:
+    """The local OKX protocol server on its own event loop thread, for subprocess stacks."""
+
+    def __init__(self) -> None:
+        self.url = ""
+        self._ready = threading.Event()
+        self._loop = asyncio.new_event_loop()
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._loop.run_until_complete, args=(self._serve(),))
+
+    async def _serve(self) -> None:
+        self._stop = asyncio.Event()
+        async with OkxServer(OkxMarket(("BTC-USDT",)), auto_interval_s=0.05) as server:
+            self.url = server.url
+            self._ready.set()
+            await self._stop.wait()
+
+    def __enter__(self) -> LocalOkx:
+        self._thread.start()
+        assert self._ready.wait(10)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        assert self._stop is not None
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+        self._loop.close()
 
 
 class RunningStack:
@@ -144,11 +176,30 @@ def readyz_status(api: str) -> int:
         return 0
 
 
+@pytest.fixture
+def local_okx() -> Iterator[LocalOkx]:
+    with LocalOkx() as server:
+        yield server
+
+
+async def _trades_in_postgres(database_url: str) -> int:
+    conn = await asyncpg.connect(database_url)
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM trades WHERE instrument_id = 'okx:BTC-USDT'"))
+    finally:
+        await conn.close()
+
+
 @pytest.mark.slow
-def test_platform_up_serves_reports_heals_and_stops_without_leftovers(
-    tmp_path: Path, running_stacks: list[RunningStack]
+def test_platform_up_streams_records_reports_heals_and_stops_without_leftovers(
+    tmp_path: Path, running_stacks: list[RunningStack], local_okx: LocalOkx
 ) -> None:
-    env = stack_env(tmp_path / "data", FINONE_EMBEDDED_RESTART_DELAY_S="15")
+    env = stack_env(
+        tmp_path / "data",
+        FINONE_EMBEDDED_RESTART_DELAY_S="15",
+        FINONE_FEEDS=json.dumps({"okx": ["BTC-USDT"]}),
+        FINONE_FEED_URLS=json.dumps({"okx": local_okx.url}),
+    )
     stack = RunningStack(env)
     running_stacks.append(stack)
     state = stack.wait_until_up()
@@ -165,6 +216,14 @@ def test_platform_up_serves_reports_heals_and_stops_without_leftovers(
     assert {"supervisor", "redis", "postgres", "mlflow", "ray", "serve:finone"} <= names
     assert "serve:finone/Gateway" in names
     assert "recorder" in names
+    # A feed is live as soon as its connection is; wait for it and for its trades in Postgres.
+    wait_for(
+        lambda: asyncio.run(_trades_in_postgres(state.database_url)) > 0, 60, "recorded trades"
+    )
+    report = json.loads(finone(env, "status", "--json").stdout)
+    feeds = {c["name"]: c for c in report["components"] if c["name"].startswith("feed:")}
+    assert feeds["feed:okx-0"]["ok"], feeds
+    assert feeds["feed:alpaca"]["ok"] and "off" in feeds["feed:alpaca"]["detail"]
 
     token = finone(env, "dashboard-token").stdout.strip()
     dashboard = state.dashboard_url
