@@ -25,6 +25,10 @@ install: $(INSTALLED) ## Create .venv/ and install the platform with its test to
 run: $(INSTALLED) ## Bring up the whole platform in the foreground (Ctrl-C stops it)
 	$(BIN)/finone up
 
+.PHONY: demo
+demo: $(INSTALLED) ## Bring up the platform streaming bundled stock history (no internet needed)
+	$(BIN)/finone up --demo
+
 .PHONY: test
 test: $(INSTALLED) ## Run the test suite (what CI runs)
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); status=$$?; \

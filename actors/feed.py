@@ -1,6 +1,7 @@
 """The feed actor: one long-lived Ray actor per venue connection.
 
-It runs the venue adapter over its connection (``ConnectionRunner``), publishes every event to
+It runs the venue adapter over its connection (``ConnectionRunner``, or ``ReplayRunner`` for
+the replay venue, whose connection is a capture file), publishes every event to
 Redis (``RedisPublisher``), counts what went wrong per kind, and answers status, restart and
 recording requests. Ray restarts it if its process dies (``max_restarts=-1``); the constructor
 starts its loops again, and the fresh connection's gaps tell readers what they may have missed.
@@ -22,6 +23,7 @@ from ray.util.metrics import Counter, Gauge
 from actors.capture import CaptureWriter
 from actors.connection import Backoff, ConnectionRunner
 from actors.publisher import RedisPublisher
+from actors.replay import ReplayRunner
 from actors.venues import adapter_for
 from actors.venues.base import ConfigError, ConnectionSpec, Output, VenueConfig
 from cluster.events import FeedStatus, Gap
@@ -76,7 +78,7 @@ class FeedActor:
         self._capture_dir = Path(capture_dir) if capture_dir else None
         self._stop = asyncio.Event()
         self._http = httpx.AsyncClient()
-        self._runner: ConnectionRunner | None = None
+        self._runner: ConnectionRunner | ReplayRunner | None = None
         self._error: str | None = None
         self._gaps = 0
         self._samples: deque[tuple[float, int, int]] = deque()
@@ -89,8 +91,18 @@ class FeedActor:
             log.error("feed %s cannot start: %s", connection, self._error)
             self._publish_status("failed", self._error)
             return
-        self._runner = ConnectionRunner(adapter, spec, self._emit, http=self._http, backoff=Backoff())
-        if record:
+        if config.replay_file is not None:
+            self._runner = ReplayRunner(
+                type(adapter),
+                spec,
+                self._emit,
+                ws_file=Path(config.replay_file),
+                pace_s=config.replay_pace_s,
+                loop=config.replay_loop,
+            )
+        else:
+            self._runner = ConnectionRunner(adapter, spec, self._emit, http=self._http, backoff=Backoff())
+        if record and isinstance(self._runner, ConnectionRunner):
             self._start_recording()
         loop = asyncio.get_running_loop()
         self._tasks = [
@@ -201,7 +213,7 @@ class FeedActor:
         """Switch raw-frame recording; returns the capture file being written, if any."""
         if self._runner is None:
             return None
-        if on and self._runner.capture is None:
+        if on and self._runner.capture is None and isinstance(self._runner, ConnectionRunner):
             self._start_recording()
         elif not on and self._runner.capture is not None:
             self._runner.capture.close()

@@ -7,6 +7,7 @@ from typing import Any
 
 import ray
 
+from actors.demo import demo_config
 from actors.feed import FeedActor, feed_actor_name
 from actors.venues import adapter_for
 from actors.venues.base import ConfigError, VenueConfig
@@ -21,7 +22,10 @@ STATUS_TIMEOUT_S = 5.0
 
 
 def venue_configs(settings: Settings) -> list[VenueConfig]:
-    """What ``finone up`` streams: the configured crypto venues, and Alpaca when keys are set."""
+    """What ``finone up`` streams: the configured crypto venues, and Alpaca when keys are set;
+    in demo mode only the bundled history, through the replay venue."""
+    if settings.demo:
+        return [demo_config(settings.capture_dir, settings.demo_pace_s)]
     configs = [
         VenueConfig(
             venue=venue,
@@ -98,7 +102,7 @@ class FeedsComponent:
             checks.append(
                 Check(name=f"feed:{connection}", ok=status["state"] == "live", detail=_describe(status))
             )
-        if not (settings.alpaca_key_id and settings.alpaca_secret_key):
+        if not settings.demo and not (settings.alpaca_key_id and settings.alpaca_secret_key):
             checks.append(
                 Check(
                     name="feed:alpaca",

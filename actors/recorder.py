@@ -1,8 +1,9 @@
 """The recorder: persists every trade from the Redis streams to Postgres, with 1 s and 1 min bars.
 
-It reads the trade streams as a consumer group. A batch is written in one transaction — trades
+It reads the trade and bar streams as a consumer group. A batch is written in one transaction — trades
 inserted with ``ON CONFLICT DO NOTHING``, then the bars of every bucket the batch touched
-recomputed from the stored trades — and only then acknowledged with ``XACK``. A recorder killed
+recomputed from the stored trades — and only then acknowledged with ``XACK``. Bars a venue publishes itself (daily bars, klines) are
+stored too, without overwriting: bars computed from recorded trades take precedence. A recorder killed
 at any point leaves its entries pending; the restarted one finishes them first, and the unique
 keys make the replay harmless: nothing is lost, nothing is duplicated.
 """
@@ -23,7 +24,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 from ray.util.metrics import Counter, Gauge
 
-from cluster.events import Trade, decode_event
+from cluster.events import AnyEvent, Bar, Trade, checked_decimal, decode_event
 from cluster.redis_keys import EVENT_FIELD, stream_key
 
 __all__ = ["Recorder", "RecorderCore", "BAR_INTERVALS", "RECORDER_ACTOR_NAME", "CONSUMER_GROUP"]
@@ -34,6 +35,14 @@ RECORDER_ACTOR_NAME = "recorder"
 CONSUMER_GROUP = "recorder"
 BAR_INTERVALS: dict[str, int] = {"1s": 1_000_000_000, "1m": 60_000_000_000}
 DISCOVERY_INTERVAL_S = 5.0
+
+_INSERT_VENUE_BARS = """
+INSERT INTO bars (instrument_id, interval, start_ts_ns, open, high, low, close, volume,
+                  trade_count, vwap)
+SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::numeric[], $5::numeric[],
+                     $6::numeric[], $7::numeric[], $8::numeric[], $9::bigint[], $10::numeric[])
+ON CONFLICT (instrument_id, interval, start_ts_ns) DO NOTHING
+"""
 
 _UPSERT_BARS = """
 INSERT INTO bars (instrument_id, interval, start_ts_ns, open, high, low, close, volume,
@@ -63,6 +72,7 @@ class RecorderStats:
     batches: int = 0
     entries: int = 0
     trades_written: int = 0
+    bars_written: int = 0
     skipped: int = 0
     errors: int = 0
     streams: int = 0
@@ -130,9 +140,11 @@ class RecorderCore:
                 await self._record(replies)
 
     async def _discover(self) -> None:
-        """Find every trade stream (new instruments appear while running) and join its group."""
-        pattern = stream_key("trades", "*")
-        found = {key.decode() async for key in self._redis.scan_iter(match=pattern, _type="stream")}
+        """Find every trade and bar stream (instruments appear while running); join their group."""
+        found: set[str] = set()
+        for channel in ("trades", "bars"):
+            pattern = stream_key(channel, "*")
+            found |= {key.decode() async for key in self._redis.scan_iter(match=pattern, _type="stream")}
         for key in found - self._streams:
             try:
                 await self._redis.xgroup_create(key, CONSUMER_GROUP, id="0", mkstream=True)
@@ -155,21 +167,27 @@ class RecorderCore:
     async def _record(self, replies: list[Any]) -> None:
         acks: dict[str, list[bytes]] = {}
         rows: list[tuple[str, str, int, int, str, str, str | None]] = []
+        venue_bars: list[Bar] = []
         for key, entries in replies:
             stream = key.decode() if isinstance(key, bytes) else key
             for entry_id, fields in entries:
                 acks.setdefault(stream, []).append(entry_id)
-                row = _trade_row(fields)
-                if row is None:
-                    self.stats.skipped += 1
+                event = _decode(fields)
+                if isinstance(event, Trade) and _is_valid_trade(event):
+                    rows.append(_trade_row(event))
+                elif isinstance(event, Bar) and _is_valid_bar(event):
+                    venue_bars.append(event)
                 else:
-                    rows.append(row)
+                    # Gaps, and anything the table constraints would refuse: one bad entry
+                    # must not hold back the batch it came in.
+                    self.stats.skipped += 1
         if not acks:
             return
         assert self._pool is not None
         async with self._pool.acquire() as conn, conn.transaction():
             written = await _insert_trades(conn, rows)
             await _recompute_bars(conn, rows)
+            self.stats.bars_written += await _insert_venue_bars(conn, venue_bars)
         for stream, ids in acks.items():
             await self._redis.xack(stream, CONSUMER_GROUP, *ids)
         self.stats.batches += 1
@@ -178,14 +196,36 @@ class RecorderCore:
         self.stats.last_commit_ns = time.time_ns()
 
 
-def _trade_row(fields: dict[bytes, bytes]) -> tuple[str, str, int, int, str, str, str | None] | None:
-    """A trades-table row from a stream entry; None for gaps and anything else not a trade."""
+def _decode(fields: dict[bytes, bytes]) -> AnyEvent | None:
     try:
-        event = decode_event(fields[EVENT_FIELD])
+        return decode_event(fields[EVENT_FIELD])
     except (KeyError, msgspec.DecodeError, msgspec.ValidationError):
         return None
-    if not isinstance(event, Trade):
-        return None
+
+
+def _is_valid_trade(event: Trade) -> bool:
+    try:
+        checked_decimal(event.price)
+        checked_decimal(event.size)
+    except ValueError:
+        return False
+    return event.side in (None, "buy", "sell")
+
+
+def _is_valid_bar(event: Bar) -> bool:
+    try:
+        opening, high, low, closing = (
+            float(checked_decimal(v)) for v in (event.open, event.high, event.low, event.close)
+        )
+        checked_decimal(event.volume, allow_zero=True)
+        if event.vwap is not None:
+            checked_decimal(event.vwap)
+    except ValueError:
+        return False
+    return low <= min(opening, closing) <= max(opening, closing) <= high and event.trade_count >= 0
+
+
+def _trade_row(event: Trade) -> tuple[str, str, int, int, str, str, str | None]:
     return (
         event.instrument,
         event.trade_id,
@@ -214,6 +254,23 @@ async def _insert_trades(conn: asyncpg.Connection, rows: list[tuple[Any, ...]]) 
     result = await conn.execute(
         "INSERT INTO trades SELECT * FROM incoming_trades ON CONFLICT DO NOTHING"
     )
+    return int(result.rsplit(" ", 1)[-1])
+
+
+async def _insert_venue_bars(conn: asyncpg.Connection, bars: list[Bar]) -> int:
+    if not bars:
+        return 0
+    columns = list(
+        zip(
+            *(
+                (b.instrument, b.interval, b.start_ts_ns, b.open, b.high, b.low, b.close,
+                 b.volume, b.trade_count, b.vwap)
+                for b in bars
+            ),
+            strict=True,
+        )
+    )
+    result = await conn.execute(_INSERT_VENUE_BARS, *(list(column) for column in columns))
     return int(result.rsplit(" ", 1)[-1])
 
 
@@ -264,6 +321,7 @@ class Recorder:
             "batches": s.batches,
             "entries": s.entries,
             "trades_written": s.trades_written,
+            "bars_written": s.bars_written,
             "skipped": s.skipped,
             "errors": s.errors,
             "last_commit_ns": s.last_commit_ns,

@@ -8,6 +8,7 @@ arrived meanwhile buffered, exactly as live.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable
@@ -15,11 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from actors.capture import CaptureLine, read_capture
+from actors.capture import CaptureLine, CaptureWriter, read_capture
+from actors.connection import ConnectionStats, Emit
 from actors.venues.base import ConnectionSpec, Output, RestRequest, VenueAdapter
 from cluster.events import AnyEvent, FeedStatus, MarketEvent
 
-__all__ = ["ReplaySummary", "replay_files"]
+__all__ = ["ReplaySummary", "replay_files", "ReplayRunner"]
 
 EventSink = Callable[[list[AnyEvent]], None]
 
@@ -94,8 +96,12 @@ def replay_files(
     *,
     sink: EventSink | None = None,
     realtime: bool = False,
+    pace_s: float | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    on_frame: Callable[[], None] | None = None,
 ) -> tuple[VenueAdapter, ReplaySummary]:
-    """Replay one recorded connection; ``realtime`` keeps the recorded pacing between frames."""
+    """Replay one recorded connection, as fast as possible by default; ``realtime`` keeps the
+    recorded pacing between frames, ``pace_s`` spaces frames evenly instead."""
     lines = list(read_capture(ws_file))
     opened = next((line for line in lines if line.kind == "opened"), None)
     if opened is None:
@@ -131,7 +137,11 @@ def replay_files(
     started_wall = time.monotonic()
     first_ns: int | None = None
     for line in lines:
-        if realtime:
+        if should_stop is not None and should_stop():
+            break
+        if pace_s is not None and line.kind == "received":
+            time.sleep(pace_s)
+        elif realtime:
             first_ns = line.timestamp_ns if first_ns is None else first_ns
             delay = (line.timestamp_ns - first_ns) / 1e9 - (time.monotonic() - started_wall)
             if delay > 0:
@@ -143,7 +153,89 @@ def replay_files(
             handle(adapter.on_open(conn, line.timestamp_ns))
         elif line.kind == "received":
             summary.frames += 1
+            if on_frame is not None:
+                on_frame()
             handle(adapter.on_message(conn, line.text, line.timestamp_ns))
     answer_due(None)
     summary.unanswered_requests = [f"{r.endpoint} {r.symbol}" for r, reply in pending if reply is None]
     return adapter, summary
+
+
+class ReplayRunner:
+    """A feed whose connection is a capture file: the replay venue.
+
+    It looks like ``ConnectionRunner`` to the feed actor (``run``, ``stats``, ``spec``), and
+    replays the file through the adapter in a worker thread at a fixed pace, from the start
+    again when ``loop`` is set, with a gap between rounds.
+    """
+
+    def __init__(
+        self,
+        adapter_type: type[VenueAdapter],
+        spec: ConnectionSpec,
+        emit: Emit,
+        *,
+        ws_file: Path,
+        rest_files: tuple[Path, ...] = (),
+        pace_s: float | None = None,
+        loop: bool = False,
+    ) -> None:
+        self.adapter_type = adapter_type
+        self.spec = spec
+        self.emit = emit
+        self.ws_file = ws_file
+        self.rest_files = rest_files
+        self.pace_s = pace_s
+        self.loop = loop
+        self.stats = ConnectionStats()
+        # Recording a replay would only copy the file; the feed actor's switch leaves it None.
+        self.capture: CaptureWriter | None = None
+        self._restart = False
+
+    async def run(self, stop: asyncio.Event) -> None:
+        event_loop = asyncio.get_running_loop()
+
+        def deliver(events: list[AnyEvent]) -> None:
+            self.stats.events += len(events)
+            event_loop.call_soon_threadsafe(asyncio.ensure_future, self.emit(Output(events=events)))
+
+        def frame_seen() -> None:
+            self.stats.messages += 1
+            self.stats.last_message_ns = time.time_ns()
+
+        while not stop.is_set():
+            self._restart = False
+            self.stats.state = "live"
+            self.stats.connected_since_ns = time.time_ns()
+            await self.emit(Output(events=[self._status("live", f"replaying {self.ws_file.name}")]))
+            adapter, _ = await asyncio.to_thread(
+                replay_files,
+                self.adapter_type,
+                self.ws_file,
+                self.rest_files,
+                sink=deliver,
+                pace_s=self.pace_s,
+                should_stop=lambda: stop.is_set() or self._restart,
+                on_frame=frame_seen,
+            )
+            await self.emit(adapter.on_close(self.spec, "replay restarted", time.time_ns()))
+            if not (self.loop or self._restart):
+                break
+            self.stats.reconnects += 1
+        self.stats.state = "stopped"
+        await self.emit(Output(events=[self._status("stopped", "")]))
+
+    def close_now(self) -> None:
+        """Start the replay over from the beginning (the operator's restart)."""
+        self._restart = True
+
+    def _status(self, state: str, detail: str) -> FeedStatus:
+        now = time.time_ns()
+        return FeedStatus(
+            venue=self.adapter_type.venue,
+            connection=self.spec.name,
+            state=state,
+            detail=detail,
+            exchange_ts_ns=now,
+            receive_ts_ns=now,
+        )

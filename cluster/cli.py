@@ -65,7 +65,12 @@ def main() -> None:
 
 
 @main.command()
-def up() -> None:
+@click.option(
+    "--demo",
+    is_flag=True,
+    help="Stream real stock history (bundled) on an accelerated clock instead of live venues.",
+)
+def up(demo: bool) -> None:
     """Start the whole platform and keep it in the foreground until Ctrl-C."""
     from cluster.stack import LocalStack
 
@@ -73,6 +78,8 @@ def up() -> None:
         settings = _load_settings()
     except PlatformError as error:
         _fail(error)
+    if demo:
+        settings = settings.model_copy(update={"demo": True})
     _configure_logging()
     # Installed explicitly: a shell starting us in the background would leave SIGINT ignored.
     signal.signal(signal.SIGINT, _interrupt)

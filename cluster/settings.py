@@ -85,6 +85,11 @@ class Settings(BaseSettings):
     alpaca_feed: Literal["iex", "sip", "delayed_sip"] = "iex"
     alpaca_symbols: list[str] = Field(default_factory=lambda: ["AAPL", "MSFT", "SPY"])
     stream_maxlen: int = Field(default=100_000, ge=1_000)
+    demo: bool = Field(
+        default=False,
+        description="Stream the bundled stock history through the replay venue instead of live feeds.",
+    )
+    demo_pace_s: float = Field(default=0.5, gt=0, description="Seconds per trading day in the demo.")
     record_feeds: bool = False
 
     secret_key: SecretStr = SecretStr(DEFAULT_SECRET)

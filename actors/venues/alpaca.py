@@ -131,6 +131,10 @@ class _Bar(_Wire, tag="b"):
     vwap: Decimal | None = msgspec.field(default=None, name="vw")
 
 
+class _DailyBar(_Bar, tag="d"):
+    """A daily bar (Alpaca's dailyBars stream; the demo's replayed history is made of these)."""
+
+
 class _Correction(_Wire, tag="c"):
     """Trade corrections: Alpaca sends them unasked to every trades subscriber."""
 
@@ -139,7 +143,9 @@ class _CancelError(_Wire, tag="x"):
     """Trade cancels/errors: Alpaca sends them unasked to every trades subscriber."""
 
 
-_Message = _Trade | _Quote | _Bar | _Success | _Error | _Subscription | _Correction | _CancelError
+_Message = (
+    _Trade | _Quote | _Bar | _DailyBar | _Success | _Error | _Subscription | _Correction | _CancelError
+)
 _DATA = (_Quote, _Trade, _Bar)
 _KNOWN_TAGS = frozenset(cls.__struct_config__.tag for cls in get_args(_Message))
 
@@ -253,7 +259,7 @@ def _bar(message: _Bar, instrument: str, receive_ts_ns: int) -> Bar:
         # The bar's start is the only time Alpaca stamps on it.
         exchange_ts_ns=start,
         receive_ts_ns=receive_ts_ns,
-        interval="1m",
+        interval="1d" if isinstance(message, _DailyBar) else "1m",
         start_ts_ns=start,
         open=_positive(message.open),
         high=_positive(high),

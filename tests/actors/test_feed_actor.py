@@ -16,9 +16,10 @@ import pytest
 import ray
 import redis.asyncio as aioredis
 
+from actors.demo import demo_config
 from actors.feed import FeedActor
 from actors.venues.base import VenueConfig
-from cluster.events import BookSnapshot, FeedStatus, Gap, Trade, decode_event
+from cluster.events import Bar, BookSnapshot, FeedStatus, Gap, Trade, decode_event
 from cluster.redis_keys import EVENT_FIELD, QUOTES_HASH, status_stream_key, stream_key
 from tests.actors.venues.okx_server import OkxMarket, OkxServer
 
@@ -140,4 +141,35 @@ async def test_feed_actor_with_unknown_venue_reports_failure_and_stays_up(
     actor = FeedActor.remote(config, "nowhere-0", redis_url, stream_maxlen=10_000)  # type: ignore[attr-defined]
     status = await actor.status.remote()
     assert status["state"] == "failed" and "unknown venue 'nowhere'" in status["detail"]
+    ray.kill(actor, no_restart=True)
+
+
+async def test_feed_actor_replaying_demo_history_streams_daily_bars_and_restarts_with_a_gap(
+    ray_cluster: None, redis_url: str, redis_client: aioredis.Redis, tmp_path: Path
+) -> None:
+    config = demo_config(tmp_path, pace_s=0.005)
+    actor = FeedActor.remote(config, "alpaca-iex", redis_url, stream_maxlen=10_000)  # type: ignore[attr-defined]
+    key = stream_key("bars", "alpaca:AAPL")
+
+    async def bars_streamed() -> bool:
+        return await redis_client.xlen(key) >= 20
+
+    await wait_until(bars_streamed, 30, "demo bars")
+    first = (await stream(redis_client, key))[0]
+    assert isinstance(first, Bar) and first.interval == "1d"
+    assert (first.start_ts_ns, first.open, first.close) == (951_868_800 * 10**9, "118.56", "130.31")
+    status = await actor.status.remote()
+    assert status["state"] == "live" and status["messages"] > 20 and not status["problems"]
+
+    await actor.restart.remote()
+
+    async def started_over() -> bool:
+        events = await stream(redis_client, key)
+        gaps = [i for i, e in enumerate(events) if isinstance(e, Gap)]
+        return bool(gaps) and any(
+            isinstance(e, Bar) and e.start_ts_ns == first.start_ts_ns for e in events[gaps[0] :]
+        )
+
+    await wait_until(started_over, 30, "the replay to start over after a gap")
+    await actor.shutdown.remote()
     ray.kill(actor, no_restart=True)

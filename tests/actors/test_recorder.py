@@ -8,12 +8,13 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import asyncpg
+import msgspec
 import pytest
 import redis.asyncio as aioredis
 
 from actors.publisher import RedisPublisher
 from actors.recorder import CONSUMER_GROUP, Recorder, RecorderCore
-from cluster.events import Gap, Trade
+from cluster.events import Bar, Gap, Trade
 from cluster.redis_keys import stream_key
 
 MINUTE_NS = 60_000_000_000
@@ -113,7 +114,53 @@ async def test_recorder_with_published_trades_writes_trades_and_exact_bars(
     assert bar["volume"] == volume
     notional = sum(Decimal(t.price) * Decimal(t.size) for t in first_minute)
     assert abs(bar["vwap"] - notional / volume) < Decimal("1e-12")
-    assert core.stats.skipped == 1  # the gap
+    assert core.stats.skipped == 2  # the gap, from the trades and the bars stream
+
+
+async def test_recorder_with_venue_bars_stores_them_but_trade_bars_take_precedence(
+    redis_url: str, database_url: str, clean_redis: aioredis.Redis
+) -> None:
+    def bar(instrument: str, interval: str, start_ns: int, close: str) -> Bar:
+        return Bar(
+            instrument=instrument, exchange_ts_ns=start_ns, receive_ts_ns=start_ns,
+            interval=interval, start_ts_ns=start_ns, open="100.00", high="101.50",
+            low="99.00", close=close, volume="1200", trade_count=0,
+        )
+
+    daily = [bar("alpaca:AAPL", "1d", BASE_NS + n * 86_400_000_000_000, "100.50") for n in range(3)]
+    published = trades("alpaca:AAPL", 10)
+    # The venue's own minute bar for a minute we also have trades for: ours must win.
+    await publish(redis_url, [*published, *daily, bar("alpaca:AAPL", "1m", BASE_NS, "99.50")])
+    core = RecorderCore(redis_url, database_url)
+    await run_core_until(core, lambda: _entries_seen(core, 14))
+    await core.close()
+
+    conn = await asyncpg.connect(database_url)
+    try:
+        stored = await conn.fetch("SELECT interval, close FROM bars ORDER BY interval, start_ts_ns")
+    finally:
+        await conn.close()
+    assert [(r["interval"], str(r["close"])) for r in stored if r["interval"] == "1d"] == [
+        ("1d", "100.50")
+    ] * 3
+    [minute] = [r for r in stored if r["interval"] == "1m"]
+    assert minute["close"] == Decimal(published[-1].price)
+
+
+async def test_recorder_with_impossible_entries_skips_them_and_records_the_rest(
+    redis_url: str, database_url: str, clean_redis: aioredis.Redis
+) -> None:
+    good = trades("okx:BTC-USDT", 20)
+    negative = msgspec.structs.replace(good[0], trade_id="bad-1", price="-5")
+    crossed = Bar(
+        instrument="okx:BTC-USDT", exchange_ts_ns=1, receive_ts_ns=1, interval="1d",
+        start_ts_ns=0, open="10", high="9", low="8", close="10", volume="1", trade_count=1,
+    )
+    await publish(redis_url, [*good[:10], negative, crossed, *good[10:]])
+    core = RecorderCore(redis_url, database_url)
+    await run_core_until(core, lambda: _equals(count_trades(database_url), 20))
+    await core.close()
+    assert core.stats.skipped == 2 and core.stats.errors == 0
 
 
 async def _equals(value: object, expected: int) -> bool:

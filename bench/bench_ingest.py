@@ -1,0 +1,178 @@
+"""Ingest throughput of one feed: real captured frames through the adapter and into Redis.
+
+For each capture in ../shared/captures (looped, a fresh adapter per pass, as many passes as
+--frames asks for) it measures, side by side in one run:
+  decode   the frames through a plain JSON decode (the floor any handler pays),
+  adapter  the venue adapter: parse, validate, book, sequence and checksum checks,
+  redis    the adapter plus the publisher: pipelined XADD into a real Redis, until drained.
+Then the memory of an OKX adapter holding 100 books of 400 levels a side.
+Target on these 2-core machines: >= 50,000 book/trade events/s into Redis per feed.
+Run with `make bench` or `.venv/bin/python bench/bench_ingest.py [--frames N]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import msgspec
+import psutil
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from local_services import local_services  # noqa: E402
+
+from actors.capture import CaptureLine, read_capture  # noqa: E402
+from actors.publisher import RedisPublisher  # noqa: E402
+from actors.venues.base import ConnectionSpec, VenueAdapter, VenueConfig  # noqa: E402
+from actors.venues.binance import BinanceAdapter  # noqa: E402
+from actors.venues.okx import OkxAdapter, okx_checksum  # noqa: E402
+from cluster.events import AnyEvent, FeedStatus  # noqa: E402
+
+CAPTURES = Path(__file__).resolve().parents[1].parent / "shared" / "captures"
+
+
+class Recording:
+    """One capture, read once; ``run`` replays it through a fresh adapter like a connection."""
+
+    def __init__(self, adapter_type: type[VenueAdapter], ws: str, rest: tuple[str, ...]) -> None:
+        lines = list(read_capture(CAPTURES / ws))
+        self.adapter_type = adapter_type
+        opened = next(line for line in lines if line.kind == "opened")
+        self.config = adapter_type.config_from_capture(
+            opened.url, [line.text for line in lines if line.kind == "sent"]
+        )
+        self.url = opened.url
+        self.frames = [line for line in lines if line.kind == "received"]
+        self.replies: list[CaptureLine] = [line for name in rest for line in read_capture(CAPTURES / name)]
+
+    def run(self, sink: list[AnyEvent] | None) -> int:
+        adapter = self.adapter_type(self.config)
+        conn = ConnectionSpec(name="bench", url=self.url, symbols=tuple(self.config.symbols))
+        replies = {adapter.rest_key(r.url): r for r in self.replies}
+        events = 0
+        outputs = [adapter.on_open(conn, self.frames[0].timestamp_ns)]
+        for frame in self.frames:
+            while outputs:
+                out = outputs.pop()
+                market = [e for e in out.events if not isinstance(e, FeedStatus)]
+                events += len(market)
+                if sink is not None:
+                    sink.extend(market)
+                for request in out.rest:
+                    reply = replies.get((request.endpoint, request.symbol))
+                    if reply is not None:
+                        outputs.append(adapter.on_rest_reply(request, 200, reply.text.encode(), frame.timestamp_ns))
+            outputs.append(adapter.on_message(conn, frame.text, frame.timestamp_ns))
+        return events
+
+
+def timed(fn: object, repeats: int) -> list[float]:
+    results = []
+    for _ in range(repeats):
+        gc.collect()
+        started = time.perf_counter()
+        fn()  # type: ignore[operator]
+        results.append(time.perf_counter() - started)
+    return results
+
+
+async def into_redis(recording: Recording, passes: int, redis_url: str) -> tuple[int, float]:
+    publisher = RedisPublisher(redis_url, maxlen=100_000)
+    publisher.start()
+    started = time.perf_counter()
+    total = 0
+    for _ in range(passes):
+        batch: list[AnyEvent] = []
+        total += recording.run(batch)
+        publisher.publish(batch)
+        await asyncio.sleep(0)  # let the publisher flush, as the actor's loop does between frames
+    await publisher.drain(300)
+    elapsed = time.perf_counter() - started
+    await publisher.close()
+    return total, elapsed
+
+
+def book_memory_mib() -> tuple[float, float]:
+    """RSS growth for an OKX adapter holding 100 books of 400 levels a side."""
+    symbols = [f"COIN{n}-USDT" for n in range(100)]
+    before = psutil.Process().memory_info().rss
+    adapter = OkxAdapter(VenueConfig(venue="okx", symbols=symbols, channels=["book"]))
+    conn = adapter.connections()[0]
+    adapter.on_open(conn, 0)
+    for n, symbol in enumerate(symbols):
+        mid = 1_000 + n
+        bids = [[f"{mid - 0.01 * (i + 1):.2f}", f"{1 + i % 7}.125", "0", "1"] for i in range(400)]
+        asks = [[f"{mid + 0.01 * (i + 1):.2f}", f"{1 + i % 5}.25", "0", "1"] for i in range(400)]
+        frame = {
+            "arg": {"channel": "books", "instId": symbol},
+            "action": "snapshot",
+            "data": [
+                {
+                    "asks": asks,
+                    "bids": bids,
+                    "ts": "1700000000000",
+                    "checksum": okx_checksum([(p, q) for p, q, _, _ in bids], [(p, q) for p, q, _, _ in asks]),
+                }
+            ],
+        }
+        adapter.on_message(conn, json.dumps(frame), 0)
+    gc.collect()
+    levels = sum(sum(book.depth()) for book in adapter.books.values())
+    grown = (psutil.Process().memory_info().rss - before) / 2**20
+    assert levels == 100 * 800, f"books were not all accepted ({levels} levels)"
+    return grown, psutil.Process().memory_info().rss / 2**20
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--frames", type=int, default=100_000, help="frames per measurement")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    if not CAPTURES.exists():
+        raise SystemExit(f"no captures at {CAPTURES}; nothing to replay")
+    recordings = {
+        "binance": Recording(BinanceAdapter, "BINANCE.ws.1.0", ("BINANCE.http.0.0",)),
+        "okx": Recording(OkxAdapter, "OKX.ws.1.0", ()),
+    }
+    decoder = msgspec.json.Decoder()
+    print(f"{'venue':8} {'stage':8} {'frames/s':>11} {'events/s':>11}   (median of {args.repeats})")
+    with tempfile.TemporaryDirectory(prefix="finone-bench-") as tmp:
+        async with local_services(Path(tmp)) as services:
+            for venue, recording in recordings.items():
+                passes = max(1, args.frames // len(recording.frames))
+                frames = passes * len(recording.frames)
+                texts = [f.text for f in recording.frames]
+                events = recording.run(None) * passes
+
+                def decode_only() -> None:
+                    for _ in range(passes):
+                        for text in texts:
+                            decoder.decode(text)
+
+                def adapter_only() -> None:
+                    for _ in range(passes):
+                        recording.run(None)
+
+                for stage, seconds in (
+                    ("decode", statistics.median(timed(decode_only, args.repeats))),
+                    ("adapter", statistics.median(timed(adapter_only, args.repeats))),
+                ):
+                    rate = f"{events / seconds:>11,.0f}" if stage != "decode" else f"{'':>11}"
+                    print(f"{venue:8} {stage:8} {frames / seconds:>11,.0f} {rate}")
+                runs = [await into_redis(recording, passes, services.redis_url) for _ in range(args.repeats)]
+                seconds = statistics.median(elapsed for _, elapsed in runs)
+                print(f"{venue:8} {'redis':8} {frames / seconds:>11,.0f} {runs[0][0] / seconds:>11,.0f}")
+    grown, total = book_memory_mib()
+    print(f"okx adapter with 100 books x 800 levels: +{grown:.1f} MiB RSS (process {total:.0f} MiB)")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
