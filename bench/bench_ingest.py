@@ -16,14 +16,16 @@ import argparse
 import asyncio
 import gc
 import json
+import resource
 import statistics
+import subprocess
+import tracemalloc
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import msgspec
-import psutil
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -34,7 +36,7 @@ from actors.publisher import RedisPublisher  # noqa: E402
 from actors.venues.base import ConnectionSpec, VenueAdapter, VenueConfig  # noqa: E402
 from actors.venues.binance import BinanceAdapter  # noqa: E402
 from actors.venues.okx import OkxAdapter, okx_checksum  # noqa: E402
-from cluster.events import AnyEvent, FeedStatus  # noqa: E402
+from cluster.events import AnyEvent, BookDelta, BookSnapshot, FeedStatus  # noqa: E402
 
 CAPTURES = Path(__file__).resolve().parents[1].parent / "shared" / "captures"
 
@@ -52,6 +54,12 @@ class Recording:
         self.url = opened.url
         self.frames = [line for line in lines if line.kind == "received"]
         self.replies: list[CaptureLine] = [line for name in rest for line in read_capture(CAPTURES / name)]
+
+    def levels(self) -> int:
+        """Book levels carried by one pass's events (the work behind a book event)."""
+        events: list[AnyEvent] = []
+        self.run(events)
+        return sum(len(e.bids) + len(e.asks) for e in events if isinstance(e, BookDelta | BookSnapshot))
 
     def run(self, sink: list[AnyEvent] | None) -> int:
         adapter = self.adapter_type(self.config)
@@ -101,9 +109,10 @@ async def into_redis(recording: Recording, passes: int, redis_url: str) -> tuple
 
 
 def book_memory_mib() -> tuple[float, float]:
-    """RSS growth for an OKX adapter holding 100 books of 400 levels a side."""
+    """Python heap held (and peak while building) by an OKX adapter with 100 books of 400
+    levels a side, traced allocation by allocation."""
     symbols = [f"COIN{n}-USDT" for n in range(100)]
-    before = psutil.Process().memory_info().rss
+    tracemalloc.start()
     adapter = OkxAdapter(VenueConfig(venue="okx", symbols=symbols, channels=["book"]))
     conn = adapter.connections()[0]
     adapter.on_open(conn, 0)
@@ -124,18 +133,27 @@ def book_memory_mib() -> tuple[float, float]:
             ],
         }
         adapter.on_message(conn, json.dumps(frame), 0)
-    gc.collect()
     levels = sum(sum(book.depth()) for book in adapter.books.values())
-    grown = (psutil.Process().memory_info().rss - before) / 2**20
     assert levels == 100 * 800, f"books were not all accepted ({levels} levels)"
-    return grown, psutil.Process().memory_info().rss / 2**20
+    held, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return held / 2**20, peak / 2**20
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--frames", type=int, default=100_000, help="frames per measurement")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--memory-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.memory_only:
+        grown, peak = book_memory_mib()
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(
+            f"okx adapter with 100 books x 800 levels: {grown:.1f} MiB held "
+            f"(peak {peak:.1f} MiB while building; process peak RSS {rss:.0f} MiB)"
+        )
+        return
     if not CAPTURES.exists():
         raise SystemExit(f"no captures at {CAPTURES}; nothing to replay")
     recordings = {
@@ -143,7 +161,10 @@ async def main() -> None:
         "okx": Recording(OkxAdapter, "OKX.ws.1.0", ()),
     }
     decoder = msgspec.json.Decoder()
-    print(f"{'venue':8} {'stage':8} {'frames/s':>11} {'events/s':>11}   (median of {args.repeats})")
+    print(
+        f"{'venue':8} {'stage':8} {'frames/s':>11} {'events/s':>11} {'levels/s':>11}"
+        f"   (median of {args.repeats})"
+    )
     with tempfile.TemporaryDirectory(prefix="finone-bench-") as tmp:
         async with local_services(Path(tmp)) as services:
             for venue, recording in recordings.items():
@@ -151,6 +172,7 @@ async def main() -> None:
                 frames = passes * len(recording.frames)
                 texts = [f.text for f in recording.frames]
                 events = recording.run(None) * passes
+                levels = recording.levels() * passes
 
                 def decode_only() -> None:
                     for _ in range(passes):
@@ -165,13 +187,19 @@ async def main() -> None:
                     ("decode", statistics.median(timed(decode_only, args.repeats))),
                     ("adapter", statistics.median(timed(adapter_only, args.repeats))),
                 ):
-                    rate = f"{events / seconds:>11,.0f}" if stage != "decode" else f"{'':>11}"
-                    print(f"{venue:8} {stage:8} {frames / seconds:>11,.0f} {rate}")
+                    rates = (
+                        f"{events / seconds:>11,.0f} {levels / seconds:>11,.0f}"
+                        if stage != "decode"
+                        else ""
+                    )
+                    print(f"{venue:8} {stage:8} {frames / seconds:>11,.0f} {rates}")
                 runs = [await into_redis(recording, passes, services.redis_url) for _ in range(args.repeats)]
                 seconds = statistics.median(elapsed for _, elapsed in runs)
-                print(f"{venue:8} {'redis':8} {frames / seconds:>11,.0f} {runs[0][0] / seconds:>11,.0f}")
-    grown, total = book_memory_mib()
-    print(f"okx adapter with 100 books x 800 levels: +{grown:.1f} MiB RSS (process {total:.0f} MiB)")
+                print(
+                    f"{venue:8} {'redis':8} {frames / seconds:>11,.0f} "
+                    f"{runs[0][0] / seconds:>11,.0f} {levels / seconds:>11,.0f}"
+                )
+    subprocess.run([sys.executable, __file__, "--memory-only"], check=True)
 
 
 if __name__ == "__main__":

@@ -43,14 +43,24 @@ CHANNELS: tuple[Channel, ...] = ("trades", "quotes", "book", "bars")
 PriceLevel = tuple[str, str]
 
 _DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?|\.[0-9]+")
+# Books repeat the same prices and sizes endlessly: spellings already found positive are
+# remembered (bounded), which takes validation off the feed's hot path.
+_KNOWN_POSITIVE: dict[str, None] = {}
+_KNOWN_POSITIVE_LIMIT = 65_536
 
 
 def checked_decimal(text: str, *, allow_zero: bool = False) -> str:
     """``text`` if it is a plain non-negative decimal number (positive unless ``allow_zero``)."""
+    if text.__class__ is str and text in _KNOWN_POSITIVE:
+        return text
     if not isinstance(text, str) or _DECIMAL.fullmatch(text) is None:
         raise ValueError(f"not a decimal number: {text!r}")
-    if not allow_zero and float(text) == 0.0:
+    if float(text) == 0.0:
+        if allow_zero:
+            return text
         raise ValueError(f"must be positive: {text!r}")
+    if len(_KNOWN_POSITIVE) < _KNOWN_POSITIVE_LIMIT:
+        _KNOWN_POSITIVE[text] = None
     return text
 
 
