@@ -15,11 +15,14 @@ from pathlib import Path
 import pytest
 import ray
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from actors.demo import demo_config
 from actors.feed import FeedActor
 from actors.venues.base import VenueConfig
+from cluster.embedded_redis import EmbeddedRedis
 from cluster.events import Bar, BookSnapshot, FeedStatus, Gap, Trade, decode_event
+from cluster.ports import free_port
 from cluster.redis_keys import EVENT_FIELD, QUOTES_HASH, status_stream_key, stream_key
 from tests.actors.venues.okx_server import OkxMarket, OkxServer
 
@@ -173,3 +176,44 @@ async def test_feed_actor_replaying_demo_history_streams_daily_bars_and_restarts
     await wait_until(started_over, 30, "the replay to start over after a gap")
     await actor.shutdown.remote()
     ray.kill(actor, no_restart=True)
+
+
+async def test_feed_actor_with_redis_restarted_underneath_resumes_publishing(
+    ray_cluster: None, okx: OkxServer, tmp_path: Path
+) -> None:
+    server = EmbeddedRedis(tmp_path, "127.0.0.1", free_port(), os.environ)
+    server.process.start()
+    client = aioredis.from_url(server.url)
+    key = stream_key("trades", "okx:BTC-USDT")
+    config = VenueConfig(venue="okx", symbols=["BTC-USDT"], ws_url=okx.url)
+    actor = FeedActor.remote(config, "okx-0", server.url, stream_maxlen=10_000)  # type: ignore[attr-defined]
+    try:
+
+        async def publishing() -> bool:
+            try:
+                return await client.xlen(key) > 3
+            except (OSError, RedisError):
+                return False
+
+        await wait_until(publishing, 30, "trades in Redis")
+        server.process.stop()
+        await asyncio.sleep(1.0)
+        assert (await actor.status.remote())["redis_ok"] is False
+        server.process.start()
+        count_after_restart = 0
+
+        async def resumed() -> bool:
+            nonlocal count_after_restart
+            try:
+                count_after_restart = await client.xlen(key)
+            except (OSError, RedisError):
+                return False
+            status = await actor.status.remote()
+            return status["redis_ok"] and status["state"] == "live" and count_after_restart > 10
+
+        await wait_until(resumed, 60, "publishing to resume")
+    finally:
+        await actor.shutdown.remote()
+        ray.kill(actor, no_restart=True)
+        await client.aclose()
+        server.process.stop()
