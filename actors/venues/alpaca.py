@@ -11,11 +11,8 @@ no order book: a quote is the best bid and offer.
 
 from __future__ import annotations
 
-import calendar
 import re
-from datetime import datetime
 from decimal import Decimal
-from functools import lru_cache
 from typing import Annotated, get_args
 
 import msgspec
@@ -29,6 +26,7 @@ from actors.venues.base import (
     VenueConfig,
 )
 from cluster.events import Bar, Channel, Quote, Trade, checked_decimal
+from cluster.timestamps import rfc3339_ns
 
 __all__ = ["AlpacaAdapter", "FEEDS", "STREAM_URL"]
 
@@ -44,8 +42,6 @@ _TICKER = re.compile(r"[A-Z]{1,10}(?:\.[A-Z]{1,3})?")
 # Alpaca's channel names are ours; it has no book channel.
 _CHANNELS: tuple[Channel, ...] = ("trades", "quotes", "bars")
 
-_WHOLE_SECONDS = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}")
-_FRACTION_AND_ZONE = re.compile(r"(?:\.([0-9]{1,9}))?(?:[Zz]|([+-])([0-9]{2}):([0-9]{2}))")
 
 # code -> (what the operator should know, whether this connection is finished). Codes from the
 # "Errors" table of Alpaca's WebSocket Stream documentation.
@@ -173,45 +169,6 @@ def _non_negative(value: Decimal) -> str:
     return checked_decimal(format(value, "f"), allow_zero=True)
 
 
-@lru_cache(maxsize=4096)
-def _epoch_seconds(whole_seconds: str) -> int:
-    """``YYYY-MM-DDTHH:MM:SS`` as seconds since the epoch, read as UTC."""
-    # Cached: every message of the same second shares this prefix, and strptime is slow.
-    if _WHOLE_SECONDS.fullmatch(whole_seconds) is None:
-        raise ValueError(f"not an RFC 3339 date and time: {whole_seconds!r}")
-    parsed = datetime.strptime(whole_seconds.upper(), "%Y-%m-%dT%H:%M:%S")
-    return calendar.timegm(parsed.timetuple())
-
-
-def _ascii_digits(text: str) -> bool:
-    # isdecimal alone would let other scripts' digits through.
-    return text.isascii() and text.isdecimal()
-
-
-def _rfc3339_ns(text: str) -> int:
-    """Nanoseconds since the epoch, exactly (no float on the way)."""
-    seconds = _epoch_seconds(text[:19])
-    rest = text[19:]
-    # Alpaca always writes UTC ("Z"), so that spelling skips the general parse below.
-    if rest == "Z":
-        return seconds * 1_000_000_000
-    digits = rest[1:-1]
-    if rest[:1] == "." and rest[-1:] == "Z" and len(digits) <= 9 and _ascii_digits(digits):
-        return seconds * 1_000_000_000 + int(digits.ljust(9, "0"))
-    match = _FRACTION_AND_ZONE.fullmatch(rest)
-    if match is None:
-        raise ValueError(f"not an RFC 3339 time with at most 9 fractional digits: {text!r}")
-    fraction, sign, offset_h, offset_m = match.groups()
-    if sign is not None:
-        hours, minutes = int(offset_h), int(offset_m)
-        if hours > 23 or minutes > 59:
-            raise ValueError(f"bad UTC offset in {text!r}")
-        offset = hours * 3600 + minutes * 60
-        seconds += offset if sign == "-" else -offset
-    nanos = int(fraction.ljust(9, "0")) if fraction else 0
-    return seconds * 1_000_000_000 + nanos
-
-
 def _side(price: Decimal, size: Decimal) -> tuple[str | None, str | None]:
     """A quote side, None when empty: Alpaca writes an empty side as price 0 (and size 0)."""
     exact_price, exact_size = _non_negative(price), _non_negative(size)
@@ -223,7 +180,7 @@ def _side(price: Decimal, size: Decimal) -> tuple[str | None, str | None]:
 def _trade(message: _Trade, instrument: str, receive_ts_ns: int) -> Trade:
     return Trade(
         instrument=instrument,
-        exchange_ts_ns=_rfc3339_ns(message.time),
+        exchange_ts_ns=rfc3339_ns(message.time),
         receive_ts_ns=receive_ts_ns,
         # On SIP a trade id is unique only within its exchange; the code makes it unique per symbol.
         trade_id=f"{message.exchange}-{message.trade_id}" if message.exchange else str(message.trade_id),
@@ -237,7 +194,7 @@ def _quote(message: _Quote, instrument: str, receive_ts_ns: int) -> Quote:
     ask_price, ask_size = _side(message.ask_price, message.ask_size)
     return Quote(
         instrument=instrument,
-        exchange_ts_ns=_rfc3339_ns(message.time),
+        exchange_ts_ns=rfc3339_ns(message.time),
         receive_ts_ns=receive_ts_ns,
         bid_price=bid_price,
         bid_size=bid_size,
@@ -253,7 +210,7 @@ def _bar(message: _Bar, instrument: str, receive_ts_ns: int) -> Bar:
             f"impossible bar: open {message.open} close {message.close} "
             f"outside low {low} .. high {high}"
         )
-    start = _rfc3339_ns(message.time)
+    start = rfc3339_ns(message.time)
     return Bar(
         instrument=instrument,
         # The bar's start is the only time Alpaca stamps on it.

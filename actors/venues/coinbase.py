@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
-from datetime import date
-from functools import lru_cache
 from typing import ClassVar
 
 import msgspec
@@ -44,6 +42,7 @@ from cluster.events import (
     Trade,
     checked_decimal,
 )
+from cluster.timestamps import rfc3339_ns
 
 __all__ = ["CoinbaseAdapter"]
 
@@ -177,41 +176,6 @@ _sent_decoder = msgspec.json.Decoder(_SentFrame)
 _encoder = msgspec.json.Encoder()
 
 
-# -- timestamps ----------------------------------------------------------------------------
-
-_RFC3339 = re.compile(
-    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})"
-    r"(?:\.([0-9]+))?(?:[Zz]|([+-])([0-9]{2}):([0-9]{2}))"
-)
-_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
-
-
-@lru_cache(maxsize=64)
-def _day_start_s(year: int, month: int, day: int) -> int:
-    # date() rejects impossible dates (2023-02-30) with ValueError.
-    return (date(year, month, day).toordinal() - _EPOCH_ORDINAL) * 86_400
-
-
-# Cached because every level of one book update repeats the same event_time.
-@lru_cache(maxsize=1024)
-def _rfc3339_ns(text: str) -> int:
-    """Integer nanoseconds since the epoch, exactly: floats cannot hold today's times to 1 ns."""
-    match = _RFC3339.fullmatch(text)
-    if match is None:
-        raise ValueError(f"not an RFC 3339 time: {text!r}")
-    year, month, day, hour, minute, second, fraction, sign, off_hour, off_minute = match.groups()
-    hours, minutes, seconds = int(hour), int(minute), int(second)
-    if hours > 23 or minutes > 59 or seconds > 59:
-        raise ValueError(f"not an RFC 3339 time: {text!r}")
-    total = _day_start_s(int(year), int(month), int(day)) + hours * 3600 + minutes * 60 + seconds
-    if sign is not None:
-        offset = int(off_hour) * 3600 + int(off_minute) * 60
-        total += -offset if sign == "+" else offset
-    # Digits past the ninth are below a nanosecond: truncated, as the schema stores whole ns.
-    nanos = int(fraction[:9].ljust(9, "0")) if fraction else 0
-    return total * 1_000_000_000 + nanos
-
-
 # -- helpers -------------------------------------------------------------------------------
 
 
@@ -274,7 +238,7 @@ def _levels(
         else:
             raise ValueError(f"unknown book side {update.side!r}")
         if timed:
-            latest = max(latest, _rfc3339_ns(update.event_time))
+            latest = max(latest, rfc3339_ns(update.event_time))
     return bids, asks, latest
 
 
@@ -497,7 +461,7 @@ class CoinbaseAdapter(VenueAdapter):
             elif event.type == "snapshot":
                 try:
                     # Snapshot levels are as of the message's time; their event_time is unused.
-                    snapshot_ns = _rfc3339_ns(message.timestamp)
+                    snapshot_ns = rfc3339_ns(message.timestamp)
                     bids, asks, _ = _levels(event.updates, timed=False)
                 except ValueError as error:
                     out.problems.append(
@@ -556,7 +520,7 @@ class CoinbaseAdapter(VenueAdapter):
                             _trade_number(trade.trade_id),
                             Trade(
                                 instrument=instrument,
-                                exchange_ts_ns=_rfc3339_ns(trade.time),
+                                exchange_ts_ns=rfc3339_ns(trade.time),
                                 receive_ts_ns=receive_ts_ns,
                                 trade_id=trade.trade_id,
                                 price=checked_decimal(trade.price),
@@ -614,7 +578,7 @@ class CoinbaseAdapter(VenueAdapter):
                     continue
                 instrument = self._instruments[product]
                 try:
-                    exchange_ns = _rfc3339_ns(message.timestamp)
+                    exchange_ns = rfc3339_ns(message.timestamp)
                     bid_price, bid_size = _quote_side(ticker.best_bid, ticker.best_bid_quantity)
                     ask_price, ask_size = _quote_side(ticker.best_ask, ticker.best_ask_quantity)
                 except ValueError as error:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import re
 import zlib
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import ClassVar, Generic, Literal, TypeVar
 
@@ -43,8 +42,9 @@ from cluster.events import (
     Trade,
     checked_decimal,
 )
+from cluster.timestamps import rfc3339_ns
 
-__all__ = ["KrakenAdapter", "book_checksum", "rfc3339_ns", "CHANNEL_NAMES", "BOOK_DEPTHS"]
+__all__ = ["KrakenAdapter", "book_checksum", "CHANNEL_NAMES", "BOOK_DEPTHS"]
 
 # Kraken's own names for our channels.
 CHANNEL_NAMES: dict[Channel, str] = {"trades": "trade", "quotes": "ticker", "book": "book"}
@@ -56,10 +56,6 @@ CHECKSUM_LEVELS = 10
 MAX_SNAPSHOT_FAILURES = 3
 
 _SYMBOL = re.compile(r"[A-Z0-9][A-Z0-9.]*-[A-Z0-9][A-Z0-9.]*")
-_SECONDS = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})")
-_ZONE = re.compile(r"(?:\.([0-9]{1,9}))?(?:[Zz]|([+-])([01][0-9]|2[0-3]):([0-5][0-9]))")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_SECOND = timedelta(seconds=1)
 _NO_DATA = msgspec.Raw(b"null")
 
 
@@ -226,40 +222,7 @@ def book_checksum(asks: list[PriceLevel], bids: list[PriceLevel]) -> int:
     return zlib.crc32(text.encode())
 
 
-class _Clock:
-    """RFC 3339 to integer nanoseconds, exactly. Consecutive stamps mostly share their second,
-    so the calendar arithmetic for it is done once and reused."""
 
-    __slots__ = ("_prefix", "_seconds")
-
-    def __init__(self) -> None:
-        self._prefix = ""
-        self._seconds = 0
-
-    def ns(self, text: str) -> int:
-        prefix = text[:19]
-        if prefix != self._prefix:
-            match = _SECONDS.fullmatch(prefix)
-            if match is None:
-                raise ValueError(f"not an RFC 3339 time: {text!r}")
-            year, month, day, hour, minute, second = map(int, match.groups())
-            moment = datetime(year, month, day, hour, minute, second, tzinfo=UTC)
-            self._seconds = (moment - _EPOCH) // _SECOND
-            self._prefix = prefix
-        zone = _ZONE.fullmatch(text, 19)
-        if zone is None:
-            raise ValueError(f"not an RFC 3339 time: {text!r}")
-        fraction, sign, hours, minutes = zone.groups()
-        seconds = self._seconds
-        if sign is not None:
-            offset = int(hours) * 3600 + int(minutes) * 60
-            seconds += -offset if sign == "+" else offset
-        return seconds * 1_000_000_000 + (int(fraction.ljust(9, "0")) if fraction else 0)
-
-
-def rfc3339_ns(text: str) -> int:
-    """Nanoseconds since the epoch of an RFC 3339 time such as ``2023-10-06T17:35:55.440295Z``."""
-    return _Clock().ns(text)
 
 
 # -- per-symbol state -------------------------------------------------------------------------
@@ -330,7 +293,6 @@ class KrakenAdapter(VenueAdapter):
         self._refused: set[tuple[str, str]] = set()
         self._pending: dict[int, _Pending] = {}
         self._next_req_id = 1
-        self._clock = _Clock()
         self._digits = _DigitCache()
 
     # -- connections ---------------------------------------------------------------------
@@ -428,7 +390,7 @@ class KrakenAdapter(VenueAdapter):
         try:
             bids = [(_text(level.price), _text(level.qty, allow_zero=True)) for level in entry.bids]
             asks = [(_text(level.price), _text(level.qty, allow_zero=True)) for level in entry.asks]
-            exchange_ts = self._clock.ns(entry.timestamp) if entry.timestamp else receive_ts_ns
+            exchange_ts = rfc3339_ns(entry.timestamp) if entry.timestamp else receive_ts_ns
         except ValueError as error:
             detail = f"book snapshot: {error}"
             self._resync(state, "parse_error", detail, receive_ts_ns, out, snapshot=True)
@@ -461,7 +423,7 @@ class KrakenAdapter(VenueAdapter):
         try:
             bids = [(_text(level.price), _text(level.qty, allow_zero=True)) for level in entry.bids]
             asks = [(_text(level.price), _text(level.qty, allow_zero=True)) for level in entry.asks]
-            exchange_ts = self._clock.ns(entry.timestamp) if entry.timestamp else receive_ts_ns
+            exchange_ts = rfc3339_ns(entry.timestamp) if entry.timestamp else receive_ts_ns
         except ValueError as error:
             self._resync(state, "parse_error", f"book update: {error}", receive_ts_ns, out)
             return
@@ -584,7 +546,7 @@ class KrakenAdapter(VenueAdapter):
             try:
                 trade = Trade(
                     instrument=instrument,
-                    exchange_ts_ns=self._clock.ns(entry.timestamp),
+                    exchange_ts_ns=rfc3339_ns(entry.timestamp),
                     receive_ts_ns=receive_ts_ns,
                     trade_id=str(entry.trade_id),
                     price=_text(entry.price),
@@ -607,7 +569,7 @@ class KrakenAdapter(VenueAdapter):
             try:
                 bid_price, bid_size = _quote_side(entry.bid, entry.bid_qty)
                 ask_price, ask_size = _quote_side(entry.ask, entry.ask_qty)
-                exchange_ts = self._clock.ns(entry.timestamp) if entry.timestamp else receive_ts_ns
+                exchange_ts = rfc3339_ns(entry.timestamp) if entry.timestamp else receive_ts_ns
             except ValueError as error:
                 out.problems.append(Problem("parse_error", f"ticker: {error}", instrument))
                 continue

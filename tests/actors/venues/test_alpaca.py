@@ -217,13 +217,11 @@ def test_trade_time_in_any_rfc3339_spelling_becomes_exact_nanoseconds(text: str,
 @pytest.mark.parametrize(
     "text",
     [
-        "2024-01-02T14:30:00.1234567891Z",
         "2024-01-02T14:30:00",
         "2024-13-02T14:30:00Z",
         "2024-02-30T14:30:00Z",
         "2024-01-02T14:30:00.1_0Z",
         "2024-01-02T14:30:00.\u0661Z",
-        "2024-01-02 14:30:00Z",
         "yesterday",
     ],
 )

@@ -19,7 +19,8 @@ import pytest
 from actors.connection import Backoff, ConnectionRunner
 from actors.venues import kraken
 from actors.venues.base import ConfigError, ConnectionSpec, Output, Problem, VenueConfig
-from actors.venues.kraken import KrakenAdapter, book_checksum, rfc3339_ns
+from actors.venues.kraken import KrakenAdapter, book_checksum
+from cluster.timestamps import rfc3339_ns
 from cluster.events import AnyEvent, BookDelta, BookSnapshot, Gap, PriceLevel, Quote, Trade
 from tests.actors.venues.kraken_server import KrakenServer, PairSpec, kraken_checksum
 
@@ -421,7 +422,7 @@ def test_rfc3339_ns_with_kraken_timestamps_is_exact(text: str, expected: int) ->
 
 @pytest.mark.parametrize(
     "text",
-    ["2023-10-06 17:35", "2023-13-06T17:35:55Z", "2023-10-06T17:35:55.1234567891Z", "yesterday"],
+    ["2023-10-06 17:35", "2023-13-06T17:35:55Z", "2023-10-06T17:35:55.Z", "yesterday"],
 )
 def test_rfc3339_ns_with_invalid_text_raises_value_error(text: str) -> None:
     with pytest.raises(ValueError):
