@@ -9,6 +9,7 @@ So the same parsing, book and checksum code runs live, in replay and under test.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
@@ -180,6 +181,17 @@ class VenueAdapter(ABC):
         return frame
 
     # -- helpers for subclasses -----------------------------------------------------------
+
+    def split_connections(self, symbols: Sequence[str], per_connection: int) -> list[ConnectionSpec]:
+        """Connections of at most ``per_connection`` symbols each, named ``<venue>-0``, ``-1``..."""
+        return [
+            ConnectionSpec(
+                name=f"{self.venue}-{start // per_connection}",
+                url=self.ws_url,
+                symbols=tuple(symbols[start : start + per_connection]),
+            )
+            for start in range(0, len(symbols), per_connection)
+        ]
 
     def instrument(self, symbol: str) -> str:
         return instrument_id(self.venue, symbol)

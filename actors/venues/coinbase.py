@@ -285,15 +285,7 @@ class CoinbaseAdapter(VenueAdapter):
     # -- what to connect to ---------------------------------------------------------------
 
     def connections(self) -> list[ConnectionSpec]:
-        size = self._per_connection
-        return [
-            ConnectionSpec(
-                name=f"{self.venue}-{start // size}",
-                url=self.ws_url,
-                symbols=tuple(self._symbols[start : start + size]),
-            )
-            for start in range(0, len(self._symbols), size)
-        ]
+        return self.split_connections(self._symbols, self._per_connection)
 
     # -- protocol events ------------------------------------------------------------------
 

@@ -298,9 +298,9 @@ class KrakenAdapter(VenueAdapter):
     # -- connections ---------------------------------------------------------------------
 
     def connections(self) -> list[ConnectionSpec]:
-        return [
-            ConnectionSpec(name=self.venue, url=self.ws_url, symbols=tuple(self._symbols.values()))
-        ]
+        # One connection carries every pair Kraken streams to a client.
+        symbols = tuple(self._symbols.values())
+        return self.split_connections(symbols, max(1, len(symbols)))
 
     def on_open(self, conn: ConnectionSpec, now_ns: int) -> Output:
         self._pending.clear()

@@ -212,14 +212,7 @@ class OkxAdapter(VenueAdapter):
     # -- what to connect to ---------------------------------------------------------------
 
     def connections(self) -> list[ConnectionSpec]:
-        return [
-            ConnectionSpec(
-                name=f"okx-{index // SYMBOLS_PER_CONNECTION}",
-                url=self.ws_url,
-                symbols=tuple(self.symbols[index : index + SYMBOLS_PER_CONNECTION]),
-            )
-            for index in range(0, len(self.symbols), SYMBOLS_PER_CONNECTION)
-        ]
+        return self.split_connections(self.symbols, SYMBOLS_PER_CONNECTION)
 
     # -- protocol events ------------------------------------------------------------------
 
