@@ -23,7 +23,7 @@ from websockets.asyncio.client import ClientConnection
 
 from actors.capture import CaptureWriter
 from actors.venues.base import ConnectionSpec, Output, Problem, RestRequest, VenueAdapter
-from cluster.events import FeedStatus
+from cluster.events import feed_status_now
 
 __all__ = ["ConnectionRunner", "ConnectionStats", "Backoff", "Emit"]
 
@@ -239,13 +239,5 @@ class ConnectionRunner:
 
     async def _status(self, state: str, detail: str) -> None:
         self.stats.state = state
-        now = time.time_ns()
-        status = FeedStatus(
-            venue=self.adapter.venue,
-            connection=self.spec.name,
-            state=state,
-            detail=detail,
-            exchange_ts_ns=now,
-            receive_ts_ns=now,
-        )
+        status = feed_status_now(self.adapter.venue, self.spec.name, state, detail)
         await self.emit(Output(events=[status]))

@@ -26,7 +26,7 @@ from actors.publisher import RedisPublisher
 from actors.replay import ReplayRunner
 from actors.venues import adapter_for
 from actors.venues.base import ConfigError, ConnectionSpec, Output, VenueConfig
-from cluster.events import FeedStatus, Gap
+from cluster.events import FeedStatus, Gap, feed_status_now
 
 __all__ = ["FeedActor", "feed_actor_name"]
 
@@ -134,19 +134,7 @@ class FeedActor:
             self._metrics.problems.inc(tags={**self._metrics.tags, "kind": problem.kind})
 
     def _publish_status(self, state: str, detail: str) -> None:
-        now = time.time_ns()
-        self._publisher.publish(
-            [
-                FeedStatus(
-                    venue=self.config.venue,
-                    connection=self.connection,
-                    state=state,
-                    detail=detail,
-                    exchange_ts_ns=now,
-                    receive_ts_ns=now,
-                )
-            ]
-        )
+        self._publisher.publish([feed_status_now(self.config.venue, self.connection, state, detail)])
 
     async def _sample_rates(self) -> None:
         """Keep a window of (time, messages, events) so status can report per-second rates."""

@@ -19,7 +19,7 @@ from typing import Any
 from actors.capture import CaptureLine, CaptureWriter, read_capture
 from actors.connection import ConnectionStats, Emit
 from actors.venues.base import ConnectionSpec, Output, RestRequest, VenueAdapter
-from cluster.events import AnyEvent, FeedStatus, MarketEvent
+from cluster.events import AnyEvent, FeedStatus, MarketEvent, feed_status_now
 
 __all__ = ["ReplaySummary", "replay_files", "ReplayRunner"]
 
@@ -207,7 +207,10 @@ class ReplayRunner:
             self._restart = False
             self.stats.state = "live"
             self.stats.connected_since_ns = time.time_ns()
-            await self.emit(Output(events=[self._status("live", f"replaying {self.ws_file.name}")]))
+            live = feed_status_now(
+                self.adapter_type.venue, self.spec.name, "live", f"replaying {self.ws_file.name}"
+            )
+            await self.emit(Output(events=[live]))
             adapter, _ = await asyncio.to_thread(
                 replay_files,
                 self.adapter_type,
@@ -223,19 +226,8 @@ class ReplayRunner:
                 break
             self.stats.reconnects += 1
         self.stats.state = "stopped"
-        await self.emit(Output(events=[self._status("stopped", "")]))
+        await self.emit(Output(events=[feed_status_now(self.adapter_type.venue, self.spec.name, "stopped")]))
 
     def close_now(self) -> None:
         """Start the replay over from the beginning (the operator's restart)."""
         self._restart = True
-
-    def _status(self, state: str, detail: str) -> FeedStatus:
-        now = time.time_ns()
-        return FeedStatus(
-            venue=self.adapter_type.venue,
-            connection=self.spec.name,
-            state=state,
-            detail=detail,
-            exchange_ts_ns=now,
-            receive_ts_ns=now,
-        )

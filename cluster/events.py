@@ -9,6 +9,7 @@ Instrument ids read ``venue:SYMBOL`` (``binance:BTC-USDT``, ``alpaca:AAPL``).
 from __future__ import annotations
 
 import re
+import time
 from typing import Literal
 
 import msgspec
@@ -23,6 +24,7 @@ __all__ = [
     "Bar",
     "Gap",
     "FeedStatus",
+    "feed_status_now",
     "AnyEvent",
     "Channel",
     "CHANNELS",
@@ -151,6 +153,19 @@ class FeedStatus(Event, frozen=True, kw_only=True, tag="status"):
 
 
 AnyEvent = Trade | Quote | BookSnapshot | BookDelta | Bar | Gap | FeedStatus
+
+
+def feed_status_now(venue: str, connection: str, state: str, detail: str = "") -> FeedStatus:
+    """A feed's state change, stamped now (it happens here, not at the exchange)."""
+    now = time.time_ns()
+    return FeedStatus(
+        venue=venue,
+        connection=connection,
+        state=state,
+        detail=detail,
+        exchange_ts_ns=now,
+        receive_ts_ns=now,
+    )
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(AnyEvent)
