@@ -1,7 +1,9 @@
 """Ingest throughput of one feed: real captured frames through the adapter and into Redis.
 
 For each capture in ../shared/captures (looped, a fresh adapter per pass, as many passes as
---frames asks for) it measures, side by side in one run:
+--frames asks for), and for a long synthetic OKX stream in steady state (one snapshot, then small
+deltas with real checksums and sequence ids, and trades, from the OKX test market), it measures,
+side by side in one run:
   decode   the frames through a plain JSON decode (the floor any handler pays),
   adapter  the venue adapter: parse, validate, book, sequence and checksum checks,
   redis    the adapter plus the publisher: pipelined XADD into a real Redis, until drained.
@@ -31,21 +33,23 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from local_services import local_services  # noqa: E402
 
-from actors.capture import CaptureLine, read_capture  # noqa: E402
+from actors.capture import CaptureLine, CaptureWriter, read_capture  # noqa: E402
 from actors.publisher import RedisPublisher  # noqa: E402
 from actors.venues.base import ConnectionSpec, VenueAdapter, VenueConfig  # noqa: E402
 from actors.venues.binance import BinanceAdapter  # noqa: E402
 from actors.venues.okx import OkxAdapter, okx_checksum  # noqa: E402
 from cluster.events import AnyEvent, BookDelta, BookSnapshot, FeedStatus  # noqa: E402
 
-CAPTURES = Path(__file__).resolve().parents[1].parent / "shared" / "captures"
+ROOT = Path(__file__).resolve().parents[1]
+CAPTURES = ROOT.parent / "shared" / "captures"
+OKX_URL = "wss://ws.okx.com:8443/ws/v5/public"
 
 
 class Recording:
     """One capture, read once; ``run`` replays it through a fresh adapter like a connection."""
 
-    def __init__(self, adapter_type: type[VenueAdapter], ws: str, rest: tuple[str, ...]) -> None:
-        lines = list(read_capture(CAPTURES / ws))
+    def __init__(self, adapter_type: type[VenueAdapter], ws: Path, rest: tuple[Path, ...]) -> None:
+        lines = list(read_capture(ws))
         self.adapter_type = adapter_type
         opened = next(line for line in lines if line.kind == "opened")
         self.config = adapter_type.config_from_capture(
@@ -53,7 +57,7 @@ class Recording:
         )
         self.url = opened.url
         self.frames = [line for line in lines if line.kind == "received"]
-        self.replies: list[CaptureLine] = [line for name in rest for line in read_capture(CAPTURES / name)]
+        self.replies: list[CaptureLine] = [line for path in rest for line in read_capture(path)]
 
     def levels(self) -> int:
         """Book levels carried by one pass's events (the work behind a book event)."""
@@ -80,6 +84,27 @@ class Recording:
                         outputs.append(adapter.on_rest_reply(request, 200, reply.text.encode(), frame.timestamp_ns))
             outputs.append(adapter.on_message(conn, frame.text, frame.timestamp_ns))
         return events
+
+
+def synthetic_okx_capture(path: Path, frames: int) -> Path:
+    """A steady-state OKX stream: two instruments, deltas of 1-4 levels, a trade every third frame."""
+    sys.path.insert(0, str(ROOT))
+    from tests.actors.venues.okx_server import OkxMarket
+
+    instruments = ("BTC-USDT", "ETH-USDT")
+    market = OkxMarket(instruments, seed=7, depth=400)
+    writer = CaptureWriter(path)
+    writer.opened(OKX_URL, 0)
+    args = [{"channel": c, "instId": i} for c in ("books", "trades") for i in instruments]
+    writer.sent(OKX_URL, json.dumps({"op": "subscribe", "args": args}), 0)
+    for instrument in instruments:
+        writer.received(market.snapshot_frame(instrument), 0)
+    for n in range(frames):
+        instrument = instruments[n % 2]
+        frame = market.trade_frame(instrument) if n % 3 == 2 else market.update_frame(instrument)
+        writer.received(frame, n)
+    writer.close()
+    return path
 
 
 def timed(fn: object, repeats: int) -> list[float]:
@@ -157,15 +182,19 @@ async def main() -> None:
     if not CAPTURES.exists():
         raise SystemExit(f"no captures at {CAPTURES}; nothing to replay")
     recordings = {
-        "binance": Recording(BinanceAdapter, "BINANCE.ws.1.0", ("BINANCE.http.0.0",)),
-        "okx": Recording(OkxAdapter, "OKX.ws.1.0", ()),
+        "binance": Recording(
+            BinanceAdapter, CAPTURES / "BINANCE.ws.1.0", (CAPTURES / "BINANCE.http.0.0",)
+        ),
+        "okx": Recording(OkxAdapter, CAPTURES / "OKX.ws.1.0", ()),
     }
     decoder = msgspec.json.Decoder()
     print(
-        f"{'venue':8} {'stage':8} {'frames/s':>11} {'events/s':>11} {'levels/s':>11}"
+        f"{'venue':10} {'stage':8} {'frames/s':>11} {'events/s':>11} {'levels/s':>11}"
         f"   (median of {args.repeats})"
     )
     with tempfile.TemporaryDirectory(prefix="finone-bench-") as tmp:
+        synthetic = synthetic_okx_capture(Path(tmp) / "okx-steady.ws", args.frames)
+        recordings["okx-steady"] = Recording(OkxAdapter, synthetic, ())
         async with local_services(Path(tmp)) as services:
             for venue, recording in recordings.items():
                 passes = max(1, args.frames // len(recording.frames))
@@ -192,11 +221,11 @@ async def main() -> None:
                         if stage != "decode"
                         else ""
                     )
-                    print(f"{venue:8} {stage:8} {frames / seconds:>11,.0f} {rates}")
+                    print(f"{venue:10} {stage:8} {frames / seconds:>11,.0f} {rates}")
                 runs = [await into_redis(recording, passes, services.redis_url) for _ in range(args.repeats)]
                 seconds = statistics.median(elapsed for _, elapsed in runs)
                 print(
-                    f"{venue:8} {'redis':8} {frames / seconds:>11,.0f} "
+                    f"{venue:10} {'redis':8} {frames / seconds:>11,.0f} "
                     f"{runs[0][0] / seconds:>11,.0f} {levels / seconds:>11,.0f}"
                 )
     subprocess.run([sys.executable, __file__, "--memory-only"], check=True)
