@@ -225,6 +225,13 @@ def test_platform_up_streams_records_reports_heals_and_stops_without_leftovers(
     assert feeds["feed:okx-0"]["ok"], feeds
     assert feeds["feed:alpaca"]["ok"] and "off" in feeds["feed:alpaca"]["detail"]
 
+    # Per-feed status is on the Prometheus endpoint too (Ray prefixes custom metrics "ray_").
+    def feed_metrics_exported() -> bool:
+        text = httpx.get(state.metrics_url or "", timeout=10).text
+        return 'ray_finone_feed_events_total{' in text and 'connection="okx-0"' in text
+
+    wait_for(feed_metrics_exported, 60, "feed metrics on the Prometheus endpoint")
+
     token = finone(env, "dashboard-token").stdout.strip()
     dashboard = state.dashboard_url
     assert httpx.get(f"{dashboard}/api/version").status_code == 401
