@@ -22,6 +22,7 @@ import resource
 import statistics
 import subprocess
 import tracemalloc
+from functools import partial
 import sys
 import tempfile
 import time
@@ -105,6 +106,17 @@ def synthetic_okx_capture(path: Path, frames: int) -> Path:
         writer.received(frame, n)
     writer.close()
     return path
+
+
+def decode_frames(decoder: msgspec.json.Decoder, texts: list[str], passes: int) -> None:
+    for _ in range(passes):
+        for text in texts:
+            decoder.decode(text)
+
+
+def run_passes(recording: Recording, passes: int) -> None:
+    for _ in range(passes):
+        recording.run(None)
 
 
 def timed(fn: object, repeats: int) -> list[float]:
@@ -203,15 +215,8 @@ async def main() -> None:
                 events = recording.run(None) * passes
                 levels = recording.levels() * passes
 
-                def decode_only() -> None:
-                    for _ in range(passes):
-                        for text in texts:
-                            decoder.decode(text)
-
-                def adapter_only() -> None:
-                    for _ in range(passes):
-                        recording.run(None)
-
+                decode_only = partial(decode_frames, decoder, texts, passes)
+                adapter_only = partial(run_passes, recording, passes)
                 for stage, seconds in (
                     ("decode", statistics.median(timed(decode_only, args.repeats))),
                     ("adapter", statistics.median(timed(adapter_only, args.repeats))),

@@ -248,7 +248,7 @@ def test_checksum_with_sides_of_unequal_length_continues_with_the_longer_side() 
 def test_checksum_with_more_than_25_levels_covers_the_best_25_of_each_side() -> None:
     bids = [(str(1000 - level), "1") for level in range(30)]
     asks = [(str(2000 + level), "2") for level in range(30)]
-    text = ":".join(f"{b}:1:{a}:2" for b, a in zip(range(1000, 975, -1), range(2000, 2025)))
+    text = ":".join(f"{b}:1:{a}:2" for b, a in zip(range(1000, 975, -1), range(2000, 2025), strict=True))
 
     assert okx_checksum(bids, asks) == signed_crc32(text)
 
