@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,7 +12,7 @@ import asyncpg
 
 from cluster.embedded_postgres import EmbeddedPostgres
 from cluster.embedded_redis import EmbeddedRedis
-from cluster.health import check_postgres, check_redis
+from cluster.health import check_postgres, check_redis, passes
 from cluster.migrate import upgrade_database_async
 from cluster.ports import free_port
 
@@ -26,14 +25,6 @@ class LocalServices:
     database_url: str
 
 
-async def _wait(probe: object) -> None:
-    for _ in range(300):
-        if (await probe()).ok:  # type: ignore[operator]
-            return
-        await asyncio.sleep(0.1)
-    raise RuntimeError("service did not start")
-
-
 @asynccontextmanager
 async def local_services(data_dir: Path) -> AsyncIterator[LocalServices]:
     redis = EmbeddedRedis(data_dir, "127.0.0.1", free_port(), os.environ)
@@ -42,8 +33,10 @@ async def local_services(data_dir: Path) -> AsyncIterator[LocalServices]:
     redis.process.start()
     postgres.process.start()
     try:
-        await _wait(lambda: check_redis(redis.url, 1.0))
-        await _wait(lambda: check_postgres(postgres.url_for("postgres"), 1.0))
+        await redis.process.wait_until_ready(lambda: passes(check_redis(redis.url, 1.0)), 30)
+        await postgres.process.wait_until_ready(
+            lambda: passes(check_postgres(postgres.url_for("postgres"), 1.0)), 30
+        )
         conn = await asyncpg.connect(postgres.url_for("postgres"))
         await conn.execute('CREATE DATABASE "finone"')
         await conn.close()

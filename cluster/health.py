@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 
 from cluster.urls import redact_url
 
-__all__ = ["Check", "check_redis", "check_postgres", "check_mlflow", "check_services"]
+__all__ = ["Check", "check_redis", "check_postgres", "check_mlflow", "check_services", "passes"]
 
 
 class Check(msgspec.Struct, frozen=True):
@@ -76,6 +76,11 @@ async def check_mlflow(url: str, timeout_s: float) -> Check:
         return f"mlflow tracking server at {redact_url(url)}"
 
     return await _timed("mlflow", url, timeout_s, probe)
+
+
+async def passes(check: Awaitable[Check]) -> bool:
+    """Whether a probe succeeded, for waits that only need yes or no."""
+    return (await check).ok
 
 
 async def check_services(

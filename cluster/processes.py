@@ -8,16 +8,19 @@ also recorded by pid and executable.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
 import msgspec
+
+from cluster.errors import PlatformError
 
 __all__ = [
     "ManagedProcess",
@@ -28,6 +31,7 @@ __all__ = [
 ]
 
 STACK_MARKER_ENV = "FINONE_STACK_ID"
+READY_POLL_S = 0.2
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +126,27 @@ class ManagedProcess:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self._popen.wait(5)
 
+    async def wait_until_ready(
+        self, ready: Callable[[], Awaitable[bool]], timeout_s: float, *, hint: str = ""
+    ) -> None:
+        """Poll ``ready`` until it says yes; a ``PlatformError`` when the process exits first or
+        the time runs out (``hint`` is appended to that message)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            code = self.exit_code()
+            if code is not None:
+                raise PlatformError(
+                    f"{self.name} exited during start-up with code {code}: "
+                    f"{_last_line(self.tail())} (full log: {self.log_path})"
+                )
+            if await ready():
+                return
+            if time.monotonic() > deadline:
+                raise PlatformError(
+                    f"{self.name} was not ready within {timeout_s:.0f} s; see {self.log_path}{hint}"
+                )
+            await asyncio.sleep(READY_POLL_S)
+
     def tail(self, lines: int = 20) -> str:
         """The end of the log, for error messages when the process fails to start."""
         try:
@@ -129,6 +154,11 @@ class ManagedProcess:
         except OSError:
             return ""
         return "\n".join(text.splitlines()[-lines:])
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "no output"
 
 
 def stack_pids(stack_id: str, children: Sequence[ChildRecord] = ()) -> list[int]:

@@ -142,35 +142,22 @@ class LocalStack:
         self.resolved = s.model_copy(update=updates)
 
     async def _wait_until_ready(self) -> None:
-        deadline = time.monotonic() + self.settings.startup_timeout_s
-        waits = []
+        probes: list[tuple[ManagedProcess, _Probe]] = []
         if self._redis is not None:
-            waits.append(self._wait_for(self._redis.process, deadline, self._redis_ready))
+            probes.append((self._redis.process, self._redis_ready))
         if self._postgres is not None:
-            waits.append(self._wait_for(self._postgres.process, deadline, self._postgres_ready))
+            probes.append((self._postgres.process, self._postgres_ready))
         if self._mlflow is not None:
-            waits.append(self._wait_for(self._mlflow.process, deadline, self._mlflow_ready))
+            probes.append((self._mlflow.process, self._mlflow_ready))
         if self._ray_head is not None:
-            waits.append(self._wait_for(self._ray_head.process, deadline, self._ray_head_ready))
-        await asyncio.gather(*waits)
+            probes.append((self._ray_head.process, self._ray_head_ready))
+        await asyncio.gather(*(self._wait_for(process, ready) for process, ready in probes))
 
-    async def _wait_for(self, process: ManagedProcess, deadline: float, ready: _Probe) -> None:
-        while True:
-            code = process.exit_code()
-            if code is not None:
-                raise PlatformError(
-                    f"{process.name} exited during start-up with code {code}: "
-                    f"{_last_line(process.tail())} (full log: {process.log_path})"
-                )
-            if await ready():
-                log.info("%s is ready", process.name)
-                return
-            if time.monotonic() > deadline:
-                raise PlatformError(
-                    f"{process.name} was not ready within {self.settings.startup_timeout_s:.0f} s; "
-                    f"see {process.log_path} or raise FINONE_STARTUP_TIMEOUT_S"
-                )
-            await asyncio.sleep(POLL_INTERVAL_S)
+    async def _wait_for(self, process: ManagedProcess, ready: _Probe) -> None:
+        await process.wait_until_ready(
+            ready, self.settings.startup_timeout_s, hint=" or raise FINONE_STARTUP_TIMEOUT_S"
+        )
+        log.info("%s is ready", process.name)
 
     async def _redis_ready(self) -> bool:
         assert self._redis is not None
@@ -335,8 +322,3 @@ class LocalStack:
         if self._lock.held:
             self._lock.release()
             log.info("the platform is stopped")
-
-
-def _last_line(text: str) -> str:
-    lines = [line for line in text.splitlines() if line.strip()]
-    return lines[-1].strip() if lines else "no output"

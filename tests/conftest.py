@@ -6,9 +6,7 @@ and ``DATABASE_URL`` name); MLflow and Ray start only when a test asks for them.
 
 from __future__ import annotations
 
-import asyncio
 import os
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -20,26 +18,13 @@ import pytest
 from cluster.embedded_mlflow import EmbeddedMlflow
 from cluster.embedded_postgres import EmbeddedPostgres
 from cluster.embedded_redis import EmbeddedRedis
-from cluster.health import check_mlflow, check_postgres, check_redis
+from cluster.health import check_mlflow, check_postgres, check_redis, passes
 from cluster.migrate import upgrade_database_async
 from cluster.ports import free_port
-from cluster.processes import ManagedProcess
 from cluster.settings import Settings
 
 TEMPLATE_DATABASE = "finone_test_template"
 CAPTURES_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "captures"
-
-
-async def _wait_ready(process: ManagedProcess | None, probe: object, timeout_s: float = 90) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if process is not None and process.exit_code() is not None:
-            raise RuntimeError(f"{process.name} exited: {process.tail()}")
-        if (await probe()).ok:  # type: ignore[operator]
-            return
-        if time.monotonic() > deadline:
-            raise RuntimeError("service did not become ready in time")
-        await asyncio.sleep(0.2)
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +40,7 @@ async def redis_url(data_dir: Path) -> AsyncIterator[str]:
     server = EmbeddedRedis(data_dir, "127.0.0.1", free_port(), os.environ)
     server.process.start()
     try:
-        await _wait_ready(server.process, lambda: check_redis(server.url, 1.0))
+        await server.process.wait_until_ready(lambda: passes(check_redis(server.url, 1.0)), 90)
         yield server.url
     finally:
         server.process.stop()
@@ -71,7 +56,9 @@ async def postgres_server_url(data_dir: Path) -> AsyncIterator[str]:
     server.prepare()
     server.process.start()
     try:
-        await _wait_ready(server.process, lambda: check_postgres(server.url_for("postgres"), 1.0))
+        await server.process.wait_until_ready(
+            lambda: passes(check_postgres(server.url_for("postgres"), 1.0)), 90
+        )
         yield server.url_for("postgres")
     finally:
         server.process.stop()
@@ -137,7 +124,7 @@ async def mlflow_url(data_dir: Path) -> AsyncIterator[str]:
     server = EmbeddedMlflow(data_dir, "127.0.0.1", free_port(), os.environ)
     server.process.start()
     try:
-        await _wait_ready(server.process, lambda: check_mlflow(server.url, 2.0), timeout_s=120)
+        await server.process.wait_until_ready(lambda: passes(check_mlflow(server.url, 2.0)), 120)
         yield server.url
     finally:
         server.process.stop()

@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from actors.publisher import RedisPublisher
 from cluster.embedded_redis import EmbeddedRedis
 from cluster.events import FeedStatus, Gap, Quote, Trade, decode_event
-from cluster.health import check_redis
+from cluster.health import check_redis, passes
 from cluster.ports import free_port
 from cluster.redis_keys import EVENT_FIELD, QUOTES_HASH, status_stream_key, stream_key
 
@@ -102,11 +102,7 @@ async def own_redis(tmp_path: Path) -> AsyncIterator[EmbeddedRedis]:
 
 
 async def wait_for_redis(server: EmbeddedRedis) -> None:
-    for _ in range(100):
-        if (await check_redis(server.url, 1.0)).ok:
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError("redis did not start")
+    await server.process.wait_until_ready(lambda: passes(check_redis(server.url, 1.0)), 10)
 
 
 async def test_publisher_with_redis_restarted_resumes_without_losing_events(
