@@ -8,8 +8,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -25,17 +24,10 @@ from cluster.events import Bar, BookSnapshot, FeedStatus, Gap, Trade, decode_eve
 from cluster.ports import free_port
 from cluster.redis_keys import EVENT_FIELD, QUOTES_HASH, status_stream_key, stream_key
 from tests.actors.venues.okx_server import OkxMarket, OkxServer
+from tests.polling import wait_until
 
 FINONE = str(Path(sys.executable).parent / "finone")
 INSTRUMENTS = ("BTC-USDT", "ETH-USDT")
-
-
-async def wait_until(condition: Callable[[], object], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await condition():  # type: ignore[misc]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 async def stream(client: aioredis.Redis, key: str) -> list[object]:

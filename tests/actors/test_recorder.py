@@ -3,7 +3,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
 
@@ -16,6 +15,7 @@ from actors.publisher import RedisPublisher
 from actors.recorder import CONSUMER_GROUP, Recorder, RecorderCore
 from cluster.events import Bar, Gap, Trade
 from cluster.redis_keys import stream_key
+from tests.polling import wait_until
 
 MINUTE_NS = 60_000_000_000
 BASE_NS = 1_700_000_040 * 1_000_000_000  # a minute boundary
@@ -59,14 +59,6 @@ async def count_trades(database_url: str) -> int:
         return int(await conn.fetchval("SELECT count(*) FROM trades"))
     finally:
         await conn.close()
-
-
-async def wait_until(predicate: object, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await predicate():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 async def run_core_until(core: RecorderCore, done: object, timeout_s: float = 60) -> None:
