@@ -41,6 +41,13 @@ def _load_settings() -> Settings:
         raise PlatformError(f"invalid setting {where}: {problem['msg']}") from None
 
 
+def _settings_or_exit() -> Settings:
+    try:
+        return _load_settings()
+    except PlatformError as error:
+        _fail(error)
+
+
 def _fail(error: PlatformError) -> NoReturn:
     click.echo(f"finone: error: {error}", err=True)
     sys.exit(1)
@@ -74,10 +81,7 @@ def up(demo: bool) -> None:
     """Start the whole platform and keep it in the foreground until Ctrl-C."""
     from cluster.stack import LocalStack
 
-    try:
-        settings = _load_settings()
-    except PlatformError as error:
-        _fail(error)
+    settings = _settings_or_exit()
     if demo:
         settings = settings.model_copy(update={"demo": True})
     _configure_logging()
@@ -118,10 +122,7 @@ def down() -> None:
     """Stop the platform started by `finone up` on this data directory."""
     from cluster.status import supervisor_is_running
 
-    try:
-        settings = _load_settings()
-    except PlatformError as error:
-        _fail(error)
+    settings = _settings_or_exit()
     state = read_state(settings.data_path)
     if state is None:
         click.echo(f"finone is not running on {settings.data_path}")
@@ -226,10 +227,7 @@ def dashboard_token() -> None:
     """Print the token that signs in to the Ray dashboard of the local stack."""
     from cluster.ray_head import token_path
 
-    try:
-        settings = _load_settings()
-    except PlatformError as error:
-        _fail(error)
+    settings = _settings_or_exit()
     path = token_path(settings.data_path)
     if not path.exists():
         _fail(PlatformError(f"no token yet in {settings.data_path}; start the platform with `finone up`"))
