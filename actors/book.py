@@ -13,11 +13,7 @@ from sortedcontainers import SortedDict
 
 from cluster.events import PriceLevel
 
-__all__ = ["OrderBook", "CrossedBookError"]
-
-
-class CrossedBookError(ValueError):
-    """The best bid is at or above the best ask: the book cannot be trusted."""
+__all__ = ["OrderBook"]
 
 
 class OrderBook:
@@ -76,12 +72,6 @@ class OrderBook:
         if not self._bids or not self._asks:
             return False
         return -self._bids.peekitem(0)[0] >= self._asks.peekitem(0)[0]
-
-    def check_not_crossed(self) -> None:
-        if self.is_crossed():
-            raise CrossedBookError(
-                f"{self.instrument}: best bid {self.best_bid()} >= best ask {self.best_ask()}"
-            )
 
     def bids(self, depth: int | None = None) -> list[PriceLevel]:
         """Best first."""

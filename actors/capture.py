@@ -102,10 +102,6 @@ class CaptureWriter:
     def rest(self, url: str, body: str, timestamp_ns: int | None = None) -> None:
         self._write(f"{url} -> {self._seconds(timestamp_ns)}: {body}")
 
-    def flush(self) -> None:
-        if self._handle is not None:
-            self._handle.flush()
-
     def close(self) -> None:
         if self._handle is not None:
             self._handle.close()

@@ -66,7 +66,6 @@ class PublisherStats:
     batches: int = 0
     errors: int = 0
     dropped: int = 0
-    last_batch_s: float = 0.0
     redis_ok: bool = True
 
 
@@ -145,7 +144,6 @@ class RedisPublisher:
         """Write up to ``max_batch`` buffered events; False (events kept) if Redis failed."""
         batch = [self._buffer[i] for i in range(min(self.max_batch, len(self._buffer)))]
         gaps = self._gaps_for_lost()
-        started = time.perf_counter()
         try:
             await self._publish_batch(
                 keys=[QUOTES_HASH], args=[EVENT_FIELD, *self._packed([*gaps, *batch])]
@@ -164,7 +162,6 @@ class RedisPublisher:
             self._buffer.popleft()
         self.stats.published += len(batch) + len(gaps)
         self.stats.batches += 1
-        self.stats.last_batch_s = time.perf_counter() - started
         return True
 
     def _gaps_for_lost(self) -> list[Gap]:

@@ -34,7 +34,6 @@ __all__ = [
     "decode_event",
     "event_to_json",
     "instrument_id",
-    "split_instrument",
     "checked_decimal",
 ]
 
@@ -68,13 +67,6 @@ def checked_decimal(text: str, *, allow_zero: bool = False) -> str:
 
 def instrument_id(venue: str, symbol: str) -> str:
     return f"{venue}:{symbol}"
-
-
-def split_instrument(instrument: str) -> tuple[str, str]:
-    venue, sep, symbol = instrument.partition(":")
-    if not sep or not venue or not symbol:
-        raise ValueError(f"instrument ids read venue:SYMBOL, got {instrument!r}")
-    return venue, symbol
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
