@@ -21,7 +21,7 @@ from actors.connection import ConnectionStats, Emit
 from actors.venues.base import ConnectionSpec, Output, RestRequest, VenueAdapter
 from cluster.events import AnyEvent, FeedStatus, MarketEvent, feed_status_now
 
-__all__ = ["ReplaySummary", "replay_files", "ReplayRunner"]
+__all__ = ["ReplaySummary", "replay_files", "replay_lines", "ReplayRunner"]
 
 EventSink = Callable[[list[AnyEvent]], None]
 
@@ -103,17 +103,39 @@ def replay_files(
     """Replay one recorded connection, as fast as possible by default; ``realtime`` keeps the
     recorded pacing between frames, ``pace_s`` spaces frames evenly instead."""
     lines = list(read_capture(ws_file))
-    opened = next((line for line in lines if line.kind == "opened"), None)
-    if opened is None:
+    if not any(line.kind == "opened" for line in lines):
         raise ValueError(f"{ws_file} records no connection opening (a `URL <-> time` line)")
+    return replay_lines(
+        adapter_type,
+        lines,
+        [line for path in rest_files for line in read_capture(path)],
+        sink=sink,
+        realtime=realtime,
+        pace_s=pace_s,
+        should_stop=should_stop,
+        on_frame=on_frame,
+    )
+
+
+def replay_lines(
+    adapter_type: type[VenueAdapter],
+    lines: list[CaptureLine],
+    rest_lines: Iterable[CaptureLine] = (),
+    *,
+    sink: EventSink | None = None,
+    realtime: bool = False,
+    pace_s: float | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    on_frame: Callable[[], None] | None = None,
+) -> tuple[VenueAdapter, ReplaySummary]:
+    """``replay_files`` over capture lines already read (one connection, then its REST replies)."""
+    opened = next(line for line in lines if line.kind == "opened")
     sent = [line.text for line in lines if line.kind == "sent"]
     adapter = adapter_type(adapter_type.config_from_capture(opened.url, sent))
     conn = ConnectionSpec(
         name=f"{adapter.venue}-replay", url=opened.url, symbols=tuple(adapter.config.symbols)
     )
-    replies = _RecordedReplies(
-        adapter, (line for path in rest_files for line in read_capture(path))
-    )
+    replies = _RecordedReplies(adapter, rest_lines)
     summary = ReplaySummary()
     pending: list[tuple[RestRequest, CaptureLine | None]] = []
 

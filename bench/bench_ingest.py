@@ -22,6 +22,7 @@ import resource
 import statistics
 import subprocess
 import tracemalloc
+from collections.abc import Callable
 from functools import partial
 import sys
 import tempfile
@@ -36,10 +37,11 @@ from local_services import local_services  # noqa: E402
 
 from actors.capture import CaptureLine, CaptureWriter, read_capture  # noqa: E402
 from actors.publisher import RedisPublisher  # noqa: E402
-from actors.venues.base import ConnectionSpec, VenueAdapter, VenueConfig  # noqa: E402
+from actors.replay import replay_lines  # noqa: E402
+from actors.venues.base import VenueAdapter, VenueConfig  # noqa: E402
 from actors.venues.binance import BinanceAdapter  # noqa: E402
 from actors.venues.okx import OkxAdapter, okx_checksum  # noqa: E402
-from cluster.events import AnyEvent, BookDelta, BookSnapshot, FeedStatus  # noqa: E402
+from cluster.events import AnyEvent, BookDelta, BookSnapshot  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CAPTURES = ROOT.parent / "shared" / "captures"
@@ -47,44 +49,24 @@ OKX_URL = "wss://ws.okx.com:8443/ws/v5/public"
 
 
 class Recording:
-    """One capture, read once; ``run`` replays it through a fresh adapter like a connection."""
+    """One capture, read once, so that timing covers the adapter and not file parsing."""
 
     def __init__(self, adapter_type: type[VenueAdapter], ws: Path, rest: tuple[Path, ...]) -> None:
-        lines = list(read_capture(ws))
         self.adapter_type = adapter_type
-        opened = next(line for line in lines if line.kind == "opened")
-        self.config = adapter_type.config_from_capture(
-            opened.url, [line.text for line in lines if line.kind == "sent"]
-        )
-        self.url = opened.url
-        self.frames = [line for line in lines if line.kind == "received"]
+        self.lines = list(read_capture(ws))
+        self.frames = [line for line in self.lines if line.kind == "received"]
         self.replies: list[CaptureLine] = [line for path in rest for line in read_capture(path)]
 
     def levels(self) -> int:
         """Book levels carried by one pass's events (the work behind a book event)."""
         events: list[AnyEvent] = []
-        self.run(events)
+        self.run(events.extend)
         return sum(len(e.bids) + len(e.asks) for e in events if isinstance(e, BookDelta | BookSnapshot))
 
-    def run(self, sink: list[AnyEvent] | None) -> int:
-        adapter = self.adapter_type(self.config)
-        conn = ConnectionSpec(name="bench", url=self.url, symbols=tuple(self.config.symbols))
-        replies = {adapter.rest_key(r.url): r for r in self.replies}
-        events = 0
-        outputs = [adapter.on_open(conn, self.frames[0].timestamp_ns)]
-        for frame in self.frames:
-            while outputs:
-                out = outputs.pop()
-                market = [e for e in out.events if not isinstance(e, FeedStatus)]
-                events += len(market)
-                if sink is not None:
-                    sink.extend(market)
-                for request in out.rest:
-                    reply = replies.get((request.endpoint, request.symbol))
-                    if reply is not None:
-                        outputs.append(adapter.on_rest_reply(request, 200, reply.text.encode(), frame.timestamp_ns))
-            outputs.append(adapter.on_message(conn, frame.text, frame.timestamp_ns))
-        return events
+    def run(self, sink: Callable[[list[AnyEvent]], None] | None) -> int:
+        """One pass through a fresh adapter, as a connection would; returns the events made."""
+        _, summary = replay_lines(self.adapter_type, self.lines, self.replies, sink=sink)
+        return sum(summary.events.values())
 
 
 def synthetic_okx_capture(path: Path, frames: int) -> Path:
@@ -136,7 +118,7 @@ async def into_redis(recording: Recording, passes: int, redis_url: str) -> tuple
     total = 0
     for _ in range(passes):
         batch: list[AnyEvent] = []
-        total += recording.run(batch)
+        total += recording.run(batch.extend)
         publisher.publish(batch)
         await asyncio.sleep(0)  # let the publisher flush, as the actor's loop does between frames
     await publisher.drain(300)
