@@ -222,6 +222,42 @@ def import_bars(file: Path, venue: str, symbol: str, interval: str) -> None:
     )
 
 
+@main.command("create-admin")
+@click.option("--email", required=True, help="The admin's email address.")
+def create_admin(email: str) -> None:
+    """Create the first admin account (or make an existing account an admin).
+
+    The password is prompted for, or read from FINONE_ADMIN_PASSWORD when set (CI)."""
+    import asyncio
+
+    from email_validator import EmailNotValidError, validate_email
+
+    from cluster.service_urls import database_url_for
+    from serve.auth.bootstrap import AdminOutcome, admin_exists, create_admin
+
+    settings = _settings_or_exit()
+    try:
+        email = validate_email(email, check_deliverability=False).normalized
+        database_url = database_url_for(settings)
+        existing = asyncio.run(admin_exists(database_url, email))
+        password = None
+        if existing is None:
+            password = (
+                settings.admin_password.get_secret_value()
+                if settings.admin_password
+                else click.prompt("Password", hide_input=True, confirmation_prompt=True)
+            )
+        outcome = asyncio.run(create_admin(database_url, settings, email, password))
+    except (EmailNotValidError, ValueError) as error:
+        _fail(PlatformError(str(error)))
+    except PlatformError as error:
+        _fail(error)
+    if outcome is AdminOutcome.created:
+        click.echo(f"created admin {email}")
+    else:
+        click.echo(f"{email}: {outcome.value}")
+
+
 @main.command("dashboard-token")
 def dashboard_token() -> None:
     """Print the token that signs in to the Ray dashboard of the local stack."""

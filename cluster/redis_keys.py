@@ -21,6 +21,10 @@ __all__ = [
     "stream_key",
     "status_stream_key",
     "channels_of",
+    "rate_limit_key",
+    "revoked_session_key",
+    "session_version_key",
+    "revoked_client_key",
 ]
 
 PREFIX = "finone"
@@ -54,3 +58,22 @@ def channels_of(event: AnyEvent) -> tuple[Channel, ...]:
     if isinstance(event, FeedStatus):
         return ()
     return _CHANNEL_OF[type(event)]
+
+
+def rate_limit_key(bucket: str, subject: str, window: int) -> str:
+    """One fixed-window counter: ``finone:auth:rate:login-account:<digest>:<window number>``."""
+    return f"{PREFIX}:auth:rate:{bucket}:{subject}:{window}"
+
+
+def revoked_session_key(session_id: str) -> str:
+    """A logged-out session: its access tokens stop working before they expire."""
+    return f"{PREFIX}:auth:revoked-session:{session_id}"
+
+
+def session_version_key(user_id: str) -> str:
+    """The user's current session version; access tokens carrying an older one are revoked."""
+    return f"{PREFIX}:auth:session-version:{user_id}"
+
+
+def revoked_client_key(client_id: str) -> str:
+    return f"{PREFIX}:auth:revoked-client:{client_id}"

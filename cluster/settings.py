@@ -93,6 +93,37 @@ class Settings(BaseSettings):
     record_feeds: bool = False
 
     secret_key: SecretStr = SecretStr(DEFAULT_SECRET)
+
+    jwt_issuer: str = "finone"
+    jwt_audience: str = "finone-api"
+    access_token_ttl_s: int = Field(default=900, ge=60, le=3600)
+    refresh_token_lifetime_s: int = Field(
+        default=30 * 86_400, ge=3_600, description="Absolute lifetime of one login session."
+    )
+    signing_key_rotation_s: int = Field(
+        default=30 * 86_400, ge=3_600, description="Age at which the JWT signing key is replaced."
+    )
+    # argon2id cost; OWASP's first recommended profile (19 MiB, 2 passes, 1 lane) by default.
+    password_hash_memory_kib: int = Field(default=19_456, ge=19_456)
+    password_hash_time_cost: int = Field(default=2, ge=1)
+    password_hash_parallelism: int = Field(default=1, ge=1)
+    login_failures_per_account: int = Field(default=10, ge=1)
+    login_failure_window_s: int = Field(default=900, ge=1)
+    auth_requests_per_ip: int = Field(default=30, ge=1)
+    auth_request_window_s: int = Field(default=60, ge=1)
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Peer addresses whose X-Forwarded-For names the real client (load balancers).",
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=lambda: ["http://localhost:8000", "http://127.0.0.1:8000"],
+        description="Browser origins allowed by CORS and on the WebSocket handshake.",
+    )
+    max_request_bytes: int = Field(default=262_144, ge=1_024)
+    admin_password: SecretStr | None = Field(
+        default=None, description="Password `finone create-admin` uses instead of prompting (CI)."
+    )
+
     startup_timeout_s: float = Field(default=120.0, gt=0)
     health_timeout_s: float = Field(default=2.0, gt=0)
     embedded_restart_delay_s: float = Field(default=5.0, ge=0)

@@ -1,0 +1,147 @@
+"""FastAPI dependencies of the gateway: shared resources, the caller's address and identity, and
+the role/scope checks. Endpoints declare what they need with the ``Annotated`` aliases below."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+import redis.exceptions
+from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
+
+from serve.auth.access_tokens import Principal, TokenError, UnknownKeyError
+from serve.auth.rate_limit import RateLimit, RateLimited
+from serve.auth.roles import Scope
+from serve.errors import ApiError
+from serve.resources import Resources
+
+__all__ = [
+    "TOKEN_URL",
+    "ResourcesDep",
+    "ClientIp",
+    "AnyPrincipal",
+    "AccountHolder",
+    "Operator",
+    "Admin",
+    "requires",
+    "verify_bearer",
+    "unauthorized",
+    "rate_limited",
+    "enforce_rate_limit",
+]
+
+log = logging.getLogger(__name__)
+
+TOKEN_URL = "/v1/auth/token"
+_REALM = 'Bearer realm="finone"'
+
+bearer = OAuth2PasswordBearer(
+    tokenUrl=TOKEN_URL,
+    scopes={scope.value: f"{scope.value} access" for scope in Scope},
+    auto_error=False,
+)
+
+
+def get_resources(request: Request) -> Resources:
+    resources: Resources = request.app.state.resources
+    return resources
+
+
+ResourcesDep = Annotated[Resources, Depends(get_resources)]
+
+
+def client_address(request: Request, resources: ResourcesDep) -> str:
+    """The caller's IP; behind a trusted proxy, the last address that proxy saw."""
+    peer = request.client.host if request.client else "unknown"
+    trusted = resources.settings.trusted_proxies
+    forwarded = request.headers.get("x-forwarded-for")
+    if not forwarded or peer not in trusted:
+        return peer
+    for hop in reversed([h.strip() for h in forwarded.split(",")]):
+        try:
+            ipaddress.ip_address(hop)
+        except ValueError:
+            return peer
+        if hop not in trusted:
+            return hop
+    return peer
+
+
+ClientIp = Annotated[str, Depends(client_address)]
+
+
+def unauthorized(message: str, code: str = "invalid_token") -> ApiError:
+    challenge = f'{_REALM}, error="invalid_token", error_description="{message}"'
+    return ApiError(401, code, message, headers={"WWW-Authenticate": challenge})
+
+
+def rate_limited(error: RateLimited) -> ApiError:
+    return ApiError(
+        429, "rate_limited", str(error), headers={"Retry-After": str(error.retry_after_s)}
+    )
+
+
+async def enforce_rate_limit(resources: Resources, rule: RateLimit, subject: str) -> None:
+    try:
+        await resources.limiter.hit(rule, subject)
+    except RateLimited as error:
+        raise rate_limited(error) from None
+
+
+async def verify_bearer(resources: Resources, token: str) -> Principal:
+    """The principal behind an access token: signature, claims and revocation all checked.
+
+    Raises TokenError for any token that must be refused; fails closed (ApiError 503) when the
+    revocation store cannot be asked.
+    """
+    try:
+        principal = resources.tokens.decode(token)
+    except UnknownKeyError:
+        # Another replica may have rotated the key a moment ago.
+        await resources.keys.refresh_if_stale(await resources.pool(), unknown_kid=True)
+        principal = resources.tokens.decode(token)
+    try:
+        await resources.revocations.check(principal)
+    except redis.exceptions.RedisError as error:
+        log.warning("revocation check failed: %s", type(error).__name__)
+        raise ApiError(503, "auth_unavailable", "cannot check the token right now; retry") from None
+    return principal
+
+
+async def current_principal(
+    resources: ResourcesDep, token: Annotated[str | None, Depends(bearer)]
+) -> Principal:
+    if not token:
+        raise ApiError(
+            401, "not_authenticated", "a bearer token is required", headers={"WWW-Authenticate": _REALM}
+        )
+    try:
+        return await verify_bearer(resources, token)
+    except TokenError as error:
+        raise unauthorized(str(error)) from None
+
+
+AnyPrincipal = Annotated[Principal, Depends(current_principal)]
+
+_ROLE_FOR_SCOPE = {Scope.operations: "operator", Scope.admin: "admin"}
+
+
+def requires(scope: Scope) -> Callable[[Principal], Awaitable[Principal]]:
+    """A dependency admitting only callers whose token holds ``scope``; others get 403."""
+
+    async def check(principal: AnyPrincipal) -> Principal:
+        if scope in principal.scopes:
+            return principal
+        if principal.client_id is None and scope in _ROLE_FOR_SCOPE:
+            raise ApiError(403, "forbidden", f"this needs the {_ROLE_FOR_SCOPE[scope]} role")
+        raise ApiError(403, "forbidden", f"the token lacks the {scope.value!r} scope")
+
+    return check
+
+
+AccountHolder = Annotated[Principal, Depends(requires(Scope.account))]
+Operator = Annotated[Principal, Depends(requires(Scope.operations))]
+Admin = Annotated[Principal, Depends(requires(Scope.admin))]

@@ -1,0 +1,159 @@
+"""Administration: users, roles, the audit log and signing-key rotation (admin role only)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel
+
+from serve.auth import accounts, audit
+from serve.auth.accounts import User
+from serve.auth.audit import AuditEvent, AuditRecord
+from serve.auth.roles import Role
+from serve.dependencies import Admin, ClientIp, ResourcesDep
+from serve.errors import ApiError, ErrorBody
+from serve.pagination import Page, decode_cursor, encode_cursor
+from serve.resources import Resources
+from serve.routes.account import UserView
+
+__all__ = ["router"]
+
+router = APIRouter(
+    prefix="/v1/admin",
+    tags=["administration"],
+    responses={
+        401: {"model": ErrorBody, "description": "missing or invalid token"},
+        403: {"model": ErrorBody, "description": "the caller is not an admin"},
+    },
+)
+
+_NOT_FOUND = {404: {"model": ErrorBody, "description": "no such user"}}
+_SELF = {409: {"model": ErrorBody, "description": "admins cannot demote or disable themselves"}}
+
+
+class RoleChange(BaseModel):
+    role: Role
+
+
+class RotatedKey(BaseModel):
+    kid: str
+
+
+def _refuse_self(admin_id: str, user_id: uuid.UUID) -> None:
+    # The last admin must not be able to lock everyone out of administration.
+    if str(user_id) == admin_id:
+        raise ApiError(409, "cannot_modify_self", "admins cannot demote or disable themselves")
+
+
+def _found(user: User | None) -> User:
+    if user is None:
+        raise ApiError(404, "user_not_found", "no user with this id")
+    return user
+
+
+@router.get("/users", summary="List users by email", responses={400: {"model": ErrorBody}})
+async def list_users(
+    admin: Admin,
+    resources: ResourcesDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: Annotated[str | None, Query(max_length=400)] = None,
+) -> Page[UserView]:
+    after = decode_cursor(cursor) if cursor else None
+    users = await accounts.list_users(await resources.pool(), limit, after)
+    next_cursor = encode_cursor(users[-1].email) if len(users) == limit else None
+    return Page(items=[UserView.of(u) for u in users], next_cursor=next_cursor)
+
+
+async def _set_access(
+    resources: Resources, admin_id: str, user_id: uuid.UUID, disabled: bool, ip: str
+) -> User:
+    pool = await resources.pool()
+    async with pool.acquire() as conn, conn.transaction():
+        user = _found(await accounts.set_disabled(conn, str(user_id), disabled))
+        version = await accounts.end_all_access(conn, user.user_id) if disabled else None
+    if version is not None:
+        await resources.revocations.end_sessions(user.user_id, version)
+    event = AuditEvent.user_disabled if disabled else AuditEvent.user_enabled
+    await audit.record(pool, event, user_id=user.user_id, actor_id=admin_id, client_ip=ip)
+    return user
+
+
+@router.post(
+    "/users/{user_id}/disable",
+    summary="Disable a user: every session and client token stops working",
+    responses={**_NOT_FOUND, **_SELF},
+)
+async def disable_user(
+    user_id: uuid.UUID, admin: Admin, resources: ResourcesDep, ip: ClientIp
+) -> UserView:
+    _refuse_self(admin.user_id, user_id)
+    return UserView.of(await _set_access(resources, admin.user_id, user_id, True, ip))
+
+
+@router.post("/users/{user_id}/enable", summary="Enable a disabled user", responses=_NOT_FOUND)
+async def enable_user(
+    user_id: uuid.UUID, admin: Admin, resources: ResourcesDep, ip: ClientIp
+) -> UserView:
+    return UserView.of(await _set_access(resources, admin.user_id, user_id, False, ip))
+
+
+@router.put(
+    "/users/{user_id}/role",
+    summary="Change a user's role; their access tokens are renewed with it on next refresh",
+    responses={**_NOT_FOUND, **_SELF},
+)
+async def change_role(
+    user_id: uuid.UUID, body: RoleChange, admin: Admin, resources: ResourcesDep, ip: ClientIp
+) -> UserView:
+    _refuse_self(admin.user_id, user_id)
+    pool = await resources.pool()
+    async with pool.acquire() as conn, conn.transaction():
+        before = _found(await accounts.user_by_id(conn, str(user_id)))
+        user = _found(await accounts.set_role(conn, str(user_id), body.role))
+        version = await accounts.bump_session_version(conn, user.user_id)
+    await resources.revocations.end_sessions(user.user_id, version)
+    await audit.record(
+        pool,
+        AuditEvent.role_changed,
+        user_id=user.user_id,
+        actor_id=admin.user_id,
+        client_ip=ip,
+        details={"from": before.role.value, "to": user.role.value},
+    )
+    return UserView.of(user)
+
+
+@router.get("/audit", summary="The audit log, newest first", responses={400: {"model": ErrorBody}})
+async def audit_log(
+    admin: Admin,
+    resources: ResourcesDep,
+    user_id: uuid.UUID | None = None,
+    event: AuditEvent | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: Annotated[str | None, Query(max_length=100)] = None,
+) -> Page[AuditRecord]:
+    before = _event_id(decode_cursor(cursor)) if cursor else None
+    records = await audit.list_events(
+        await resources.pool(), limit, before, str(user_id) if user_id else None, event
+    )
+    next_cursor = encode_cursor(str(records[-1].event_id)) if len(records) == limit else None
+    return Page(items=records, next_cursor=next_cursor)
+
+
+def _event_id(position: str) -> int:
+    if not position.isdigit() or len(position) > 18:
+        raise ApiError(400, "invalid_cursor", "the cursor is not one this API returned")
+    return int(position)
+
+
+@router.post("/signing-keys/rotate", summary="Sign new tokens with a fresh key")
+async def rotate_signing_key(admin: Admin, resources: ResourcesDep, ip: ClientIp) -> RotatedKey:
+    pool = await resources.pool()
+    async with pool.acquire() as conn:
+        kid = await resources.keys.rotate(conn)
+    await audit.record(
+        pool, AuditEvent.signing_key_rotated, actor_id=admin.user_id, client_ip=ip, details={"kid": kid}
+    )
+    return RotatedKey(kid=kid)

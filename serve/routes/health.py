@@ -1,0 +1,70 @@
+"""Liveness and readiness probes (no authentication: load balancers and Kubernetes call them)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+
+from cluster.health import Check, check_services
+from serve.dependencies import ResourcesDep
+from serve.errors import ApiError, ErrorBody
+from serve.resources import Resources
+
+__all__ = ["router", "ServiceCheck", "service_checks"]
+
+router = APIRouter(tags=["operations"])
+
+
+class Liveness(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class ServiceCheck(BaseModel):
+    name: str
+    ok: bool
+    detail: str
+    latency_ms: float | None = None
+
+    @classmethod
+    def of(cls, check: Check) -> ServiceCheck:
+        return cls(name=check.name, ok=check.ok, detail=check.detail, latency_ms=check.latency_ms)
+
+
+class Readiness(BaseModel):
+    status: Literal["ready"] = "ready"
+    checks: list[ServiceCheck]
+
+
+async def service_checks(resources: Resources) -> list[ServiceCheck]:
+    """Redis, Postgres and MLflow probed concurrently."""
+    s = resources.settings
+    assert s.redis_url and s.database_url and s.mlflow_tracking_uri
+    checks = await check_services(
+        s.redis_url, s.database_url, s.mlflow_tracking_uri, s.health_timeout_s
+    )
+    return [ServiceCheck.of(c) for c in checks]
+
+
+@router.get("/healthz", summary="Liveness: the gateway answers")
+async def healthz() -> Liveness:
+    return Liveness()
+
+
+@router.get(
+    "/readyz",
+    summary="Readiness: Redis, Postgres and MLflow all answer",
+    responses={503: {"model": ErrorBody, "description": "a dependency is down"}},
+)
+async def readyz(resources: ResourcesDep) -> Readiness:
+    checks = await service_checks(resources)
+    failed = [c.name for c in checks if not c.ok]
+    if failed:
+        raise ApiError(
+            503,
+            "not_ready",
+            f"unavailable: {', '.join(failed)}",
+            details=[c.model_dump() for c in checks],
+        )
+    return Readiness(checks=checks)
