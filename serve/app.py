@@ -2,7 +2,7 @@
 
 ``build_app`` is the import path for Serve config files (``serve.app:build_app``); ``finone up``
 calls it with the stack's resolved settings. Routes live in ``serve/routes/``, one module per
-area of the API.
+area of the API; ``create_api`` assembles them for one deployment's settings.
 """
 
 from __future__ import annotations
@@ -20,40 +20,50 @@ from serve.request_limits import RequestSizeLimit
 from serve.resources import Resources
 from serve.routes import account, admin, clients, health, operations
 
-__all__ = ["api", "Gateway", "build_app", "APP_NAME"]
+__all__ = ["create_api", "Gateway", "build_app", "APP_NAME"]
 
 APP_NAME = "finone"
 
-api = FastAPI(
-    title="Finance One Stop",
-    version="0.1.0",
-    description="Market data, history, forecasts and a live feed from the Finance One Stop cluster.",
-)
-install_error_handlers(api)
-for router in (health.router, account.router, clients.router, admin.router, operations.router):
-    api.include_router(router)
+
+def create_api(resources: Resources) -> FastAPI:
+    settings = resources.settings
+    api = FastAPI(
+        title="Finance One Stop",
+        version="0.1.0",
+        description=(
+            "Market data, history, forecasts and a live feed from the Finance One Stop cluster. "
+            "Errors always read {code, message, details}; `code` is stable."
+        ),
+    )
+    api.state.resources = resources
+    install_error_handlers(api)
+    for router in (health.router, account.router, clients.router, admin.router, operations.router):
+        api.include_router(router)
+    api.add_middleware(RequestSizeLimit, max_bytes=settings.max_request_bytes)
+    api.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.allowed_origins,
+        allow_methods=["GET", "POST", "PUT", "DELETE"],
+        allow_headers=["Authorization", "Content-Type"],
+    )
+    return api
 
 
 @serve.deployment(name="Gateway", ray_actor_options={"num_cpus": 0.1})
-@serve.ingress(api)
+@serve.ingress()
 class Gateway:
-    """HTTP entry point of the platform."""
+    """HTTP entry point of the platform; each replica builds its app for its settings."""
 
     def __init__(self, settings: Settings) -> None:
         if not settings.mlflow_tracking_uri:
             raise ValueError("the gateway needs MLFLOW_TRACKING_URI")
-        api.state.resources = Resources(settings)
-        # Added here, not at import, because their limits come from this deployment's settings.
-        api.add_middleware(RequestSizeLimit, max_bytes=settings.max_request_bytes)
-        api.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.allowed_origins,
-            allow_methods=["GET", "POST", "PUT", "DELETE"],
-            allow_headers=["Authorization", "Content-Type"],
-        )
+        self._resources = Resources(settings)
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        return create_api(self._resources)
 
     async def __del__(self) -> None:
-        await api.state.resources.close()
+        await self._resources.close()
 
 
 def build_app(args: dict[str, Any]) -> Application:

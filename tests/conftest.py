@@ -170,13 +170,18 @@ async def service_settings(
     migrated_template: str,
     mlflow_url: str,
 ) -> Settings:
-    """Settings pointing at the session's real services, as ``finone up`` resolves them."""
+    """Settings pointing at the session's real services, as ``finone up`` resolves them.
+
+    The database is the session's own copy of the schema: deployments hold connections to it,
+    which a template database must never have.
+    """
+    name = await _create_database(postgres_server_url, migrated_template)
     return Settings(
         environment="test",
         secret_key="test-secret-key-not-for-production",
         data_dir=tmp_path_factory.mktemp("stack"),
         redis_url=redis_url,
-        database_url=_database_url(postgres_server_url, migrated_template),
+        database_url=_database_url(postgres_server_url, name),
         mlflow_tracking_uri=mlflow_url,
         health_timeout_s=1.0,
     )

@@ -12,12 +12,6 @@ from serve.app import Gateway
 
 
 @pytest.fixture(scope="session")
-def gateway_url(serve_port: int, service_settings: Settings) -> str:
-    serve.run(Gateway.bind(service_settings), name="gateway-test", route_prefix="/")
-    return f"http://127.0.0.1:{serve_port}"
-
-
-@pytest.fixture(scope="session")
 def gateway_without_redis_url(serve_port: int, service_settings: Settings) -> str:
     broken = service_settings.model_copy(
         update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"}

@@ -1,0 +1,54 @@
+"""The gateway deployed once per session on the shared Ray cluster, plus signed-in callers."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from ray import serve
+
+from cluster.settings import Settings
+from serve.app import Gateway
+from serve.auth.bootstrap import create_admin
+from tests.serve.auth_api import PASSWORD, AuthApi, Session, new_email
+
+
+@pytest.fixture(scope="session")
+def gateway_settings(service_settings: Settings) -> Settings:
+    # Tests speak through 127.0.0.1 as a trusted proxy, so each test can be its own client IP.
+    return service_settings.model_copy(update={"trusted_proxies": ["127.0.0.1"]})
+
+
+@pytest.fixture(scope="session")
+def gateway_url(serve_port: int, gateway_settings: Settings) -> str:
+    serve.run(Gateway.bind(gateway_settings), name="gateway-test", route_prefix="/")
+    return f"http://127.0.0.1:{serve_port}"
+
+
+@pytest.fixture(scope="session")
+def auth_api(http: httpx.AsyncClient, gateway_url: str) -> AuthApi:
+    return AuthApi(http, gateway_url)
+
+
+@pytest.fixture
+async def user(auth_api: AuthApi) -> Session:
+    return await auth_api.signed_up()
+
+
+@pytest.fixture(scope="session")
+async def admin(auth_api: AuthApi, gateway_settings: Settings) -> Session:
+    email = new_email()
+    assert gateway_settings.database_url
+    await create_admin(gateway_settings.database_url, gateway_settings, email, PASSWORD)
+    return await auth_api.logged_in(email, PASSWORD)
+
+
+@pytest.fixture
+async def operator(auth_api: AuthApi, admin: Session) -> Session:
+    session = await auth_api.signed_up()
+    response = await auth_api.http.put(
+        f"{auth_api.url}/v1/admin/users/{session.user_id}/role",
+        json={"role": "operator"},
+        headers=admin.headers,
+    )
+    assert response.status_code == 200, response.text
+    return await auth_api.logged_in(session.email, PASSWORD)
