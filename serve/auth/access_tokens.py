@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 
 from joserfc import jws, jwt
-from joserfc.errors import JoseError
+from joserfc.errors import ClaimError, JoseError
 
 from cluster.settings import Settings
 from serve.auth.roles import Role, Scope
@@ -127,6 +127,8 @@ def _describe(error: JoseError) -> str:
         return "the token has expired"
     if error.error == "bad_signature":
         return "the token's signature is not valid"
+    if isinstance(error, ClaimError):
+        return f"the token's {error.claim!r} claim is missing or not valid"
     return f"the token is not valid ({error.error})"
 
 
