@@ -22,6 +22,7 @@ __all__ = [
     "TOKEN_URL",
     "ResourcesDep",
     "ClientIp",
+    "client_ip_of",
     "AnyPrincipal",
     "AccountHolder",
     "Operator",
@@ -53,21 +54,24 @@ def get_resources(request: Request) -> Resources:
 ResourcesDep = Annotated[Resources, Depends(get_resources)]
 
 
-def client_address(request: Request, resources: ResourcesDep) -> str:
-    """The caller's IP; behind a trusted proxy, the last address that proxy saw."""
+def client_ip_of(request: Request, trusted_proxies: list[str]) -> str:
+    """The caller's IP; behind a trusted proxy, the last address a trusted proxy saw."""
     peer = request.client.host if request.client else "unknown"
-    trusted = resources.settings.trusted_proxies
     forwarded = request.headers.get("x-forwarded-for")
-    if not forwarded or peer not in trusted:
+    if not forwarded or peer not in trusted_proxies:
         return peer
     for hop in reversed([h.strip() for h in forwarded.split(",")]):
         try:
             ipaddress.ip_address(hop)
         except ValueError:
             return peer
-        if hop not in trusted:
+        if hop not in trusted_proxies:
             return hop
     return peer
+
+
+def client_address(request: Request, resources: ResourcesDep) -> str:
+    return client_ip_of(request, resources.settings.trusted_proxies)
 
 
 ClientIp = Annotated[str, Depends(client_address)]
