@@ -9,7 +9,7 @@ Postgres before the grant runs because Authlib's server is synchronous.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -18,6 +18,7 @@ import asyncpg
 from authlib.oauth2.rfc6749 import AuthorizationServer, ClientMixin, OAuth2Request
 from authlib.oauth2.rfc6749.errors import InvalidScopeError
 from authlib.oauth2.rfc6749.grants import ClientCredentialsGrant
+from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from authlib.oauth2.rfc6749.util import extract_basic_authorization, scope_to_list
 
 from serve.auth.opaque import digest, matches, new_secret
@@ -150,7 +151,7 @@ async def revoke_client(conn: asyncpg.Connection | asyncpg.Pool, owner_id: str, 
 
 
 async def client_for_request(
-    conn: asyncpg.Connection | asyncpg.Pool, headers: dict[str, str], form: dict[str, str]
+    conn: asyncpg.Connection | asyncpg.Pool, headers: Mapping[str, str], form: dict[str, str]
 ) -> MachineClient | None:
     """The usable client a token request names (HTTP Basic or form ``client_id``), if any."""
     client_id, _ = extract_basic_authorization(headers)
@@ -159,6 +160,23 @@ async def client_for_request(
         return None
     client = await client_by_id(conn, client_id)
     return client if client is not None and client.usable else None
+
+
+class _TokenRequest(OAuth2Request):
+    """A form-encoded token request, already read from the HTTP request."""
+
+    def __init__(self, url: str, headers: Mapping[str, str], form: dict[str, str]) -> None:
+        super().__init__("POST", url, headers=headers)
+        self._form = form
+        self.payload = BasicOAuth2Payload(form)
+
+    @property
+    def form(self) -> dict[str, str]:
+        return self._form
+
+    @property
+    def args(self) -> dict[str, str]:
+        return {}
 
 
 class _ClientCredentials(ClientCredentialsGrant):
@@ -179,6 +197,15 @@ class ClientCredentialsServer(AuthorizationServer):
         self._expires_in = expires_in
         self.register_grant(_ClientCredentials)
         self.register_token_generator("client_credentials", self._generate_token)
+
+    def respond(
+        self, url: str, headers: Mapping[str, str], form: dict[str, str]
+    ) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
+        """Run the grant: (status, RFC 6749 body, headers)."""
+        result: tuple[int, dict[str, Any], list[tuple[str, str]]] = self.create_token_response(
+            _TokenRequest(url, headers, form)
+        )
+        return result
 
     def query_client(self, client_id: str) -> MachineClient | None:
         if self._client is not None and self._client.client_id == client_id:

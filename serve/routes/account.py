@@ -10,8 +10,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from authlib.oauth2.rfc6749 import OAuth2Request
-from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from fastapi import APIRouter, Form, Request, Response
 from pydantic import BaseModel, EmailStr, Field
 
@@ -277,12 +275,10 @@ async def _client_credentials_grant(
     request: Request, resources: Resources, form: dict[str, str], ip: str
 ) -> TokenResponse:
     pool = await resources.pool()
-    headers = dict(request.headers)
+    headers = request.headers  # case-insensitive, as Authlib expects "Authorization"
     client = await client_for_request(pool, headers, form)
     server = ClientCredentialsServer(client, _issuer(resources), resources.tokens.ttl_s)
-    oauth_request = OAuth2Request("POST", _public_url(request, resources), headers=headers)
-    oauth_request.payload = BasicOAuth2Payload(form)
-    status, body, response_headers = server.create_token_response(oauth_request)
+    status, body, response_headers = server.respond(_public_url(request, resources), headers, form)
     if status != 200:
         if body.get("error") == "invalid_client":
             await audit.record(
