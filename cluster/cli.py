@@ -233,11 +233,12 @@ def create_admin(email: str) -> None:
     from email_validator import EmailNotValidError, validate_email
 
     from cluster.service_urls import database_url_for
+    from serve.auth.accounts import normalize_email
     from serve.auth.bootstrap import AdminOutcome, admin_exists, create_admin
 
     settings = _settings_or_exit()
     try:
-        email = validate_email(email, check_deliverability=False).normalized
+        email = normalize_email(validate_email(email, check_deliverability=False).normalized)
         database_url = database_url_for(settings)
         existing = asyncio.run(admin_exists(database_url, email))
         password = None
