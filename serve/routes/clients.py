@@ -17,7 +17,14 @@ from serve.errors import ApiError, ErrorBody
 
 __all__ = ["router", "MAX_CLIENTS_PER_USER"]
 
-router = APIRouter(prefix="/v1/auth/clients", tags=["machine clients"])
+router = APIRouter(
+    prefix="/v1/auth/clients",
+    tags=["machine clients"],
+    responses={
+        401: {"model": ErrorBody, "description": "missing or invalid token"},
+        403: {"model": ErrorBody, "description": "machine clients cannot manage clients"},
+    },
+)
 
 MAX_CLIENTS_PER_USER = 20
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import random
+import secrets
 import uuid
 from dataclasses import dataclass
 
@@ -16,8 +16,12 @@ def new_email() -> str:
 
 
 def new_ip() -> str:
-    """A client address of its own (the gateway trusts X-Forwarded-For from 127.0.0.1 in tests)."""
-    return f"10.{random.randrange(256)}.{random.randrange(256)}.{random.randrange(1, 255)}"
+    """A client address of its own (the gateway trusts X-Forwarded-For from 127.0.0.1 in tests).
+
+    Drawn from the OS, not ``random``, which Hypothesis seeds identically for every example.
+    """
+    a, b, c = secrets.randbelow(256), secrets.randbelow(256), 1 + secrets.randbelow(254)
+    return f"10.{a}.{b}.{c}"
 
 
 @dataclass
