@@ -39,6 +39,11 @@ test: $(INSTALLED) ## Run the test suite (what CI runs)
 bench: $(INSTALLED) ## Run the benchmarks in bench/ and print their figures
 	@for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
+.PHONY: admin
+admin: $(INSTALLED) ## Create the first admin account: make admin EMAIL=you@example.com
+	@test -n "$(EMAIL)" || { echo "usage: make admin EMAIL=you@example.com" >&2; exit 2; }
+	$(BIN)/finone create-admin --email "$(EMAIL)"
+
 .PHONY: status
 status: $(INSTALLED) ## Show the health of a running platform
 	$(BIN)/finone status
