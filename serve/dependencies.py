@@ -4,11 +4,9 @@ the role/scope checks. Endpoints declare what they need with the ``Annotated`` a
 from __future__ import annotations
 
 import ipaddress
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-import redis.exceptions
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
@@ -33,8 +31,6 @@ __all__ = [
     "rate_limited",
     "enforce_rate_limit",
 ]
-
-log = logging.getLogger(__name__)
 
 TOKEN_URL = "/v1/auth/token"
 _REALM = 'Bearer realm="finone"'
@@ -98,8 +94,8 @@ async def enforce_rate_limit(resources: Resources, rule: RateLimit, subject: str
 async def verify_bearer(resources: Resources, token: str) -> Principal:
     """The principal behind an access token: signature, claims and revocation all checked.
 
-    Raises TokenError for any token that must be refused; fails closed (ApiError 503) when the
-    revocation store cannot be asked.
+    Raises TokenError for any token that must be refused. When Redis cannot be asked about
+    revocations its error propagates: no token is accepted unchecked.
     """
     try:
         principal = resources.tokens.decode(token)
@@ -107,11 +103,7 @@ async def verify_bearer(resources: Resources, token: str) -> Principal:
         # Another replica may have rotated the key a moment ago.
         await resources.keys.refresh_if_stale(await resources.pool(), unknown_kid=True)
         principal = resources.tokens.decode(token)
-    try:
-        await resources.revocations.check(principal)
-    except redis.exceptions.RedisError as error:
-        log.warning("revocation check failed: %s", type(error).__name__)
-        raise ApiError(503, "auth_unavailable", "cannot check the token right now; retry") from None
+    await resources.revocations.check(principal)
     return principal
 
 

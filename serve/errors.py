@@ -10,6 +10,8 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
+import asyncpg
+import redis.exceptions
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -86,6 +88,22 @@ async def _on_validation_error(_: Request, error: Exception) -> JSONResponse:
     return error_response(422, "invalid_request", "the request is not valid", problems)
 
 
+# A backing service that cannot be reached is an outage to retry through, not a server bug.
+_OUTAGES = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+            asyncpg.PostgresConnectionError, ConnectionError, TimeoutError)
+
+
+async def _on_outage(request: Request, error: Exception) -> JSONResponse:
+    log.warning(
+        "%s %s: backing service unavailable (%s)", request.method, request.url.path,
+        type(error).__name__,
+    )
+    return error_response(
+        503, "service_unavailable", "a backing service is unavailable; retry shortly",
+        headers={"Retry-After": "5"},
+    )
+
+
 async def _on_unexpected_error(request: Request, error: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=error)
     return error_response(500, "internal_error", "an internal error occurred")
@@ -95,4 +113,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _on_api_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
+    for outage in _OUTAGES:
+        app.add_exception_handler(outage, _on_outage)
     app.add_exception_handler(Exception, _on_unexpected_error)

@@ -13,13 +13,14 @@ import asyncio
 import json
 from typing import NoReturn
 
+import asyncpg
+import redis.exceptions
 from fastapi import WebSocket
 from starlette.websockets import WebSocketDisconnect
 
 from serve.auth.access_tokens import Principal, TokenError
 from serve.auth.roles import Scope
 from serve.dependencies import verify_bearer
-from serve.errors import ApiError
 from serve.resources import Resources
 
 __all__ = [
@@ -72,8 +73,8 @@ async def authenticate_websocket(
         principal = await verify_bearer(resources, token)
     except TokenError as error:
         await _reject(websocket, CLOSE_UNAUTHENTICATED, str(error))
-    except ApiError as error:
-        await _reject(websocket, CLOSE_TRY_AGAIN_LATER, error.message)
+    except (redis.exceptions.RedisError, asyncpg.PostgresError, ConnectionError):
+        await _reject(websocket, CLOSE_TRY_AGAIN_LATER, "cannot check the token right now")
     if required_scope not in principal.scopes:
         await _reject(websocket, CLOSE_FORBIDDEN, f"the token lacks the {required_scope.value!r} scope")
     return principal

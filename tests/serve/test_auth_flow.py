@@ -3,8 +3,15 @@ rotation, reuse detection, log out, log out everywhere, password change, disable
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import asyncpg
 import httpx
+import ray
+from argon2 import PasswordHasher
 from joserfc import jws
+
+from cluster.settings import Settings
 
 from tests.serve.auth_api import PASSWORD, AuthApi, Session, new_email, new_ip
 
@@ -246,3 +253,60 @@ async def test_each_client_ip_gets_its_own_address_in_the_audit_log(
     )
 
     assert audit.json()["items"][0]["client_ip"] == ip
+
+
+async def test_login_rehashes_a_password_stored_with_older_parameters(
+    auth_api: AuthApi, user: Session, gateway_settings: Settings
+) -> None:
+    assert gateway_settings.database_url
+    weaker = PasswordHasher(time_cost=1, memory_cost=8_192, parallelism=1).hash(PASSWORD)
+    conn = await asyncpg.connect(gateway_settings.database_url)
+    try:
+        await conn.execute("UPDATE users SET password_hash = $1 WHERE email = $2", weaker, user.email)
+
+        assert (await auth_api.login(user.email, PASSWORD)).status_code == 200
+
+        stored = await conn.fetchval("SELECT password_hash FROM users WHERE email = $1", user.email)
+    finally:
+        await conn.close()
+    assert stored != weaker
+    assert stored.startswith(f"$argon2id$v=19$m={gateway_settings.password_hash_memory_kib},t=2,p=1$")
+    assert (await auth_api.login(user.email, PASSWORD)).status_code == 200
+
+
+async def test_session_ends_at_its_absolute_lifetime_however_often_refreshed(
+    auth_api: AuthApi, user: Session, gateway_settings: Settings
+) -> None:
+    rotated = (await auth_api.refresh(user.refresh_token)).json()
+    assert gateway_settings.database_url
+    conn = await asyncpg.connect(gateway_settings.database_url)
+    try:
+        await conn.execute(
+            "UPDATE refresh_tokens SET family_expires_at = now() - interval '1 second' "
+            "WHERE user_id = $1::uuid",
+            user.user_id,
+        )
+    finally:
+        await conn.close()
+
+    expired = await auth_api.refresh(rotated["refresh_token"])
+
+    assert expired.status_code == 400
+    assert expired.json()["message"] == "the session has expired; log in again"
+
+
+async def test_no_password_or_token_reaches_the_gateway_logs(
+    auth_api: AuthApi, user: Session
+) -> None:
+    rotated = (await auth_api.refresh(user.refresh_token)).json()
+    await auth_api.login(user.email, "a wrong password for the logs")
+    logs = Path(ray._private.worker._global_node.get_session_dir_path()) / "logs"
+
+    written = "".join(
+        path.read_text(errors="replace") for path in logs.rglob("*") if path.is_file()
+    )
+
+    assert "/v1/auth/token" in written  # the requests were logged, without their secrets
+    for secret in (PASSWORD, "a wrong password for the logs", user.refresh_token,
+                   rotated["refresh_token"], rotated["access_token"]):
+        assert secret not in written

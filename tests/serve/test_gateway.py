@@ -9,6 +9,7 @@ from ray import serve
 from cluster.ports import free_port
 from cluster.settings import Settings
 from serve.app import Gateway
+from tests.serve.auth_api import PASSWORD, AuthApi, Session, new_email
 
 
 @pytest.fixture(scope="session")
@@ -18,6 +19,15 @@ def gateway_without_redis_url(serve_port: int, service_settings: Settings) -> st
     )
     serve.run(Gateway.bind(broken), name="gateway-no-redis", route_prefix="/no-redis")
     return f"http://127.0.0.1:{serve_port}/no-redis"
+
+
+@pytest.fixture(scope="session")
+def gateway_without_postgres_url(serve_port: int, service_settings: Settings) -> str:
+    broken = service_settings.model_copy(
+        update={"database_url": f"postgresql://nobody:x@127.0.0.1:{free_port()}/none"}
+    )
+    serve.run(Gateway.bind(broken), name="gateway-no-postgres", route_prefix="/no-postgres")
+    return f"http://127.0.0.1:{serve_port}/no-postgres"
 
 
 async def test_healthz_answers_ok(http: httpx.AsyncClient, gateway_url: str) -> None:
@@ -75,3 +85,41 @@ async def test_openapi_documents_health_endpoints_and_error_body(
     assert {"/healthz", "/readyz"} <= set(document["paths"])
     not_ready = document["paths"]["/readyz"]["get"]["responses"]["503"]
     assert not_ready["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
+
+
+async def test_with_redis_down_auth_fails_closed_with_503_and_creates_nothing(
+    http: httpx.AsyncClient, gateway_without_redis_url: str, auth_api: AuthApi, user: Session
+) -> None:
+    email = new_email()
+
+    me = await http.get(f"{gateway_without_redis_url}/v1/auth/me", headers=user.headers)
+    register = await http.post(
+        f"{gateway_without_redis_url}/v1/auth/register",
+        json={"email": email, "password": PASSWORD},
+    )
+    login = await http.post(
+        f"{gateway_without_redis_url}/v1/auth/token",
+        data={"grant_type": "password", "username": user.email, "password": PASSWORD},
+    )
+
+    for response in (me, register, login):
+        assert response.status_code == 503
+        assert response.json()["code"] == "service_unavailable"
+        assert response.headers["retry-after"] == "5"
+    assert (await auth_api.login(email, PASSWORD)).status_code == 400
+    assert (await auth_api.me(user.access_token)).status_code == 200
+
+
+async def test_with_postgres_down_the_api_answers_503_not_500(
+    http: httpx.AsyncClient, gateway_without_postgres_url: str, user: Session
+) -> None:
+    login = await http.post(
+        f"{gateway_without_postgres_url}/v1/auth/token",
+        data={"grant_type": "password", "username": user.email, "password": PASSWORD},
+    )
+    ready = await http.get(f"{gateway_without_postgres_url}/readyz")
+
+    assert login.status_code == 503
+    assert login.json()["code"] == "service_unavailable"
+    assert ready.status_code == 503
+    assert ready.json()["message"] == "unavailable: postgres"
