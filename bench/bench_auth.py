@@ -76,7 +76,9 @@ async def main(logins: int, requests: int) -> None:
 
             port = free_port()
             server = uvicorn.Server(
-                uvicorn.Config(api, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+                uvicorn.Config(
+                    api, host="127.0.0.1", port=port, log_level="warning", access_log=False
+                )
             )
             serving = asyncio.create_task(server.serve())
             while not server.started:
@@ -95,7 +97,9 @@ async def run(
     http: httpx.AsyncClient, resources: Resources, logins: int, requests: int, settings: Settings
 ) -> None:
     email = "bench@example.com"
-    assert (await http.post("/v1/auth/register", json={"email": email, "password": PASSWORD})).status_code == 201
+    assert (
+        await http.post("/v1/auth/register", json={"email": email, "password": PASSWORD})
+    ).status_code == 201
     form = {"grant_type": "password", "username": email, "password": PASSWORD}
     refresh_token = ""
     access_token = ""
@@ -156,7 +160,9 @@ async def run(
     row("verify: signature + claims (in process)", decode_samples)
     row("verify: + Redis revocation check (in process)", verify_samples)
     overhead = statistics.median(auth_samples) - statistics.median(open_samples)
-    print(f"per-request cost of authentication over HTTP (median difference): {overhead * 1e3:.3f} ms")
+    print(
+        f"per-request cost of authentication over HTTP (median difference): {overhead * 1e3:.3f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -112,7 +112,10 @@ async def current_principal(
 ) -> Principal:
     if not token:
         raise ApiError(
-            401, "not_authenticated", "a bearer token is required", headers={"WWW-Authenticate": _REALM}
+            401,
+            "not_authenticated",
+            "a bearer token is required",
+            headers={"WWW-Authenticate": _REALM},
         )
     try:
         return await verify_bearer(resources, token)

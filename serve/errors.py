@@ -73,7 +73,9 @@ async def _on_api_error(_: Request, error: Exception) -> JSONResponse:
 
 async def _on_http_error(_: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, StarletteHTTPException)
-    message = error.detail if isinstance(error.detail, str) else HTTPStatus(error.status_code).phrase
+    message = (
+        error.detail if isinstance(error.detail, str) else HTTPStatus(error.status_code).phrase
+    )
     return error_response(
         error.status_code, _code_for_status(error.status_code), message, headers=error.headers
     )
@@ -89,17 +91,26 @@ async def _on_validation_error(_: Request, error: Exception) -> JSONResponse:
 
 
 # A backing service that cannot be reached is an outage to retry through, not a server bug.
-_OUTAGES = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
-            asyncpg.PostgresConnectionError, ConnectionError, TimeoutError)
+_OUTAGES = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    ConnectionError,
+    TimeoutError,
+)
 
 
 async def _on_outage(request: Request, error: Exception) -> JSONResponse:
     log.warning(
-        "%s %s: backing service unavailable (%s)", request.method, request.url.path,
+        "%s %s: backing service unavailable (%s)",
+        request.method,
+        request.url.path,
         type(error).__name__,
     )
     return error_response(
-        503, "service_unavailable", "a backing service is unavailable; retry shortly",
+        503,
+        "service_unavailable",
+        "a backing service is unavailable; retry shortly",
         headers={"Retry-After": "5"},
     )
 

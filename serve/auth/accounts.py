@@ -9,9 +9,19 @@ import asyncpg
 
 from serve.auth.roles import Role
 
-__all__ = ["User", "normalize_email", "create_user", "user_by_email", "user_by_id", "list_users",
-           "set_password_hash", "bump_session_version", "end_all_access", "set_role",
-           "set_disabled"]
+__all__ = [
+    "User",
+    "normalize_email",
+    "create_user",
+    "user_by_email",
+    "user_by_id",
+    "list_users",
+    "set_password_hash",
+    "bump_session_version",
+    "end_all_access",
+    "set_role",
+    "set_disabled",
+]
 
 _COLUMNS = "user_id::text, email, password_hash, role, disabled, session_version, created_at"
 

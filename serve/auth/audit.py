@@ -78,6 +78,4 @@ async def list_events(
         event.value if event else None,
         limit,
     )
-    return [
-        AuditRecord(**{**dict(row), "details": json.loads(row["details"])}) for row in rows
-    ]
+    return [AuditRecord(**{**dict(row), "details": json.loads(row["details"])}) for row in rows]

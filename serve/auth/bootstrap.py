@@ -52,7 +52,9 @@ async def create_admin(
                 await accounts.set_role(conn, user.user_id, Role.admin)
                 await accounts.bump_session_version(conn, user.user_id)
                 await audit.record(
-                    conn, AuditEvent.role_changed, user_id=user.user_id,
+                    conn,
+                    AuditEvent.role_changed,
+                    user_id=user.user_id,
                     details={"from": user.role.value, "to": "admin", "by": "finone create-admin"},
                 )
                 return AdminOutcome.promoted
@@ -64,7 +66,9 @@ async def create_admin(
             )
             assert created is not None
             await audit.record(
-                conn, AuditEvent.registered, user_id=created.user_id,
+                conn,
+                AuditEvent.registered,
+                user_id=created.user_id,
                 details={"role": "admin", "by": "finone create-admin"},
             )
             return AdminOutcome.created

@@ -121,7 +121,9 @@ async def create_client(
     return NewClient(client=_client(row), client_secret=client_secret)
 
 
-async def client_by_id(conn: asyncpg.Connection | asyncpg.Pool, client_id: str) -> MachineClient | None:
+async def client_by_id(
+    conn: asyncpg.Connection | asyncpg.Pool, client_id: str
+) -> MachineClient | None:
     row = await conn.fetchrow(
         f"SELECT {_COLUMNS} FROM oauth_clients c JOIN users u ON u.user_id = c.owner_id "
         "WHERE c.client_id = $1",
@@ -130,7 +132,9 @@ async def client_by_id(conn: asyncpg.Connection | asyncpg.Pool, client_id: str) 
     return None if row is None else _client(row)
 
 
-async def list_clients(conn: asyncpg.Connection | asyncpg.Pool, owner_id: str) -> list[MachineClient]:
+async def list_clients(
+    conn: asyncpg.Connection | asyncpg.Pool, owner_id: str
+) -> list[MachineClient]:
     rows = await conn.fetch(
         f"SELECT {_COLUMNS} FROM oauth_clients c JOIN users u ON u.user_id = c.owner_id "
         "WHERE c.owner_id = $1::uuid AND c.revoked_at IS NULL ORDER BY c.created_at",
@@ -139,7 +143,9 @@ async def list_clients(conn: asyncpg.Connection | asyncpg.Pool, owner_id: str) -
     return [_client(row) for row in rows]
 
 
-async def revoke_client(conn: asyncpg.Connection | asyncpg.Pool, owner_id: str, client_id: str) -> bool:
+async def revoke_client(
+    conn: asyncpg.Connection | asyncpg.Pool, owner_id: str, client_id: str
+) -> bool:
     """Revoke one of the owner's clients; False when the owner has no such live client."""
     status = await conn.execute(
         "UPDATE oauth_clients SET revoked_at = now() "

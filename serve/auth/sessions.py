@@ -39,7 +39,9 @@ class Refused:
     family_id: str | None = None
 
 
-async def start_session(conn: asyncpg.Connection | asyncpg.Pool, user_id: str, lifetime_s: int) -> Rotated:
+async def start_session(
+    conn: asyncpg.Connection | asyncpg.Pool, user_id: str, lifetime_s: int
+) -> Rotated:
     token, family_id = new_secret(), str(uuid.uuid4())
     await conn.execute(
         "INSERT INTO refresh_tokens (token_hash, family_id, user_id, family_expires_at) "

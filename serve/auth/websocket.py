@@ -63,9 +63,13 @@ async def authenticate_websocket(
         await websocket.close(code=CLOSE_FORBIDDEN, reason="origin not allowed")
         raise WebSocketRejected("origin not allowed")
     offered = [
-        p.strip() for p in websocket.headers.get("sec-websocket-protocol", "").split(",") if p.strip()
+        p.strip()
+        for p in websocket.headers.get("sec-websocket-protocol", "").split(",")
+        if p.strip()
     ]
-    token = next((p.removeprefix(BEARER_PREFIX) for p in offered if p.startswith(BEARER_PREFIX)), None)
+    token = next(
+        (p.removeprefix(BEARER_PREFIX) for p in offered if p.startswith(BEARER_PREFIX)), None
+    )
     await websocket.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
     if token is None:
         token = await _token_from_first_message(websocket, first_message_timeout_s)
@@ -76,7 +80,9 @@ async def authenticate_websocket(
     except (redis.exceptions.RedisError, asyncpg.PostgresError, ConnectionError):
         await _reject(websocket, CLOSE_TRY_AGAIN_LATER, "cannot check the token right now")
     if required_scope not in principal.scopes:
-        await _reject(websocket, CLOSE_FORBIDDEN, f"the token lacks the {required_scope.value!r} scope")
+        await _reject(
+            websocket, CLOSE_FORBIDDEN, f"the token lacks the {required_scope.value!r} scope"
+        )
     return principal
 
 

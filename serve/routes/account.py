@@ -192,7 +192,9 @@ async def token(
     raise _grant_error("unsupported_grant_type", f"grant_type {grant_type!r} is not supported")
 
 
-async def _password_grant(resources: Resources, email: str, password: str, ip: str) -> TokenResponse:
+async def _password_grant(
+    resources: Resources, email: str, password: str, ip: str
+) -> TokenResponse:
     pool = await resources.pool()
     subject = accounts.normalize_email(email)
     try:
@@ -216,7 +218,10 @@ async def _password_grant(resources: Resources, email: str, password: str, ip: s
     assert user is not None
     if user.disabled:
         await audit.record(
-            pool, AuditEvent.login_failed, user_id=user.user_id, client_ip=ip,
+            pool,
+            AuditEvent.login_failed,
+            user_id=user.user_id,
+            client_ip=ip,
             details={"email": subject, "reason": "disabled"},
         )
         raise _grant_error("invalid_grant", "this account is disabled")
@@ -301,7 +306,10 @@ def _public_url(request: Request, resources: Resources) -> str:
     """The URL the client used: behind a trusted TLS-terminating proxy, https."""
     url = request.url
     peer = request.client.host if request.client else None
-    if peer in resources.settings.trusted_proxies and request.headers.get("x-forwarded-proto") == "https":
+    if (
+        peer in resources.settings.trusted_proxies
+        and request.headers.get("x-forwarded-proto") == "https"
+    ):
         url = url.replace(scheme="https")
     return str(url)
 
@@ -363,14 +371,21 @@ async def logout(principal: AccountHolder, resources: ResourcesDep, ip: ClientIp
 
 
 @router.post(
-    "/logout-all", status_code=204, summary="End every session of the account", responses={401: _ERRORS[401]}
+    "/logout-all",
+    status_code=204,
+    summary="End every session of the account",
+    responses={401: _ERRORS[401]},
 )
-async def logout_everywhere(principal: AccountHolder, resources: ResourcesDep, ip: ClientIp) -> None:
+async def logout_everywhere(
+    principal: AccountHolder, resources: ResourcesDep, ip: ClientIp
+) -> None:
     pool = await resources.pool()
     async with pool.acquire() as conn, conn.transaction():
         version = await accounts.end_all_access(conn, principal.user_id)
     await resources.revocations.end_sessions(principal.user_id, version)
-    await audit.record(pool, AuditEvent.logged_out_everywhere, user_id=principal.user_id, client_ip=ip)
+    await audit.record(
+        pool, AuditEvent.logged_out_everywhere, user_id=principal.user_id, client_ip=ip
+    )
 
 
 class JsonWebKeySet(BaseModel):

@@ -154,6 +154,10 @@ async def rotate_signing_key(admin: Admin, resources: ResourcesDep, ip: ClientIp
     async with pool.acquire() as conn:
         kid = await resources.keys.rotate(conn)
     await audit.record(
-        pool, AuditEvent.signing_key_rotated, actor_id=admin.user_id, client_ip=ip, details={"kid": kid}
+        pool,
+        AuditEvent.signing_key_rotated,
+        actor_id=admin.user_id,
+        client_ip=ip,
+        details={"kid": kid},
     )
     return RotatedKey(kid=kid)

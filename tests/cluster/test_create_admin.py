@@ -21,7 +21,9 @@ def _role(database_url: str, email: str) -> tuple[str, str] | None:
     async def query() -> tuple[str, str] | None:
         conn = await asyncpg.connect(database_url)
         try:
-            row = await conn.fetchrow("SELECT role, password_hash FROM users WHERE email = $1", email)
+            row = await conn.fetchrow(
+                "SELECT role, password_hash FROM users WHERE email = $1", email
+            )
         finally:
             await conn.close()
         return None if row is None else (row["role"], row["password_hash"])
@@ -55,7 +57,11 @@ def test_create_admin_twice_says_so_and_changes_nothing(database_url: str) -> No
 
 def test_create_admin_prompts_for_the_password_when_not_in_env(database_url: str) -> None:
     result = _run(
-        database_url, "--email", "prompted@example.com", password=None, prompt=f"{PASSWORD}\n{PASSWORD}\n"
+        database_url,
+        "--email",
+        "prompted@example.com",
+        password=None,
+        prompt=f"{PASSWORD}\n{PASSWORD}\n",
     )
 
     assert result.exit_code == 0, result.output

@@ -17,11 +17,15 @@ async def test_unknown_account_and_wrong_password_get_the_same_answer(
     wrong = await auth_api.login(user.email, "some password here")
 
     assert unknown.status_code == wrong.status_code == 400
-    assert unknown.json() == wrong.json() == {
-        "code": "invalid_grant",
-        "message": "incorrect email or password",
-        "details": None,
-    }
+    assert (
+        unknown.json()
+        == wrong.json()
+        == {
+            "code": "invalid_grant",
+            "message": "incorrect email or password",
+            "details": None,
+        }
+    )
     assert unknown.headers.get("www-authenticate") == wrong.headers.get("www-authenticate")
 
 

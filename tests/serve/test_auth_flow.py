@@ -39,7 +39,12 @@ async def test_register_then_login_gives_tokens_that_identify_the_user(auth_api:
     tokens = login.json()
     assert tokens["token_type"] == "bearer"
     assert tokens["expires_in"] == 900
-    assert set(tokens["scope"].split()) == {"account", "market:read", "predictions:read", "stream:read"}
+    assert set(tokens["scope"].split()) == {
+        "account",
+        "market:read",
+        "predictions:read",
+        "stream:read",
+    }
     me = await auth_api.me(tokens["access_token"])
     assert me.status_code == 200
     assert me.json()["email"] == email
@@ -262,7 +267,9 @@ async def test_login_rehashes_a_password_stored_with_older_parameters(
     weaker = PasswordHasher(time_cost=1, memory_cost=8_192, parallelism=1).hash(PASSWORD)
     conn = await asyncpg.connect(gateway_settings.database_url)
     try:
-        await conn.execute("UPDATE users SET password_hash = $1 WHERE email = $2", weaker, user.email)
+        await conn.execute(
+            "UPDATE users SET password_hash = $1 WHERE email = $2", weaker, user.email
+        )
 
         assert (await auth_api.login(user.email, PASSWORD)).status_code == 200
 
@@ -270,7 +277,9 @@ async def test_login_rehashes_a_password_stored_with_older_parameters(
     finally:
         await conn.close()
     assert stored != weaker
-    assert stored.startswith(f"$argon2id$v=19$m={gateway_settings.password_hash_memory_kib},t=2,p=1$")
+    assert stored.startswith(
+        f"$argon2id$v=19$m={gateway_settings.password_hash_memory_kib},t=2,p=1$"
+    )
     assert (await auth_api.login(user.email, PASSWORD)).status_code == 200
 
 
@@ -307,6 +316,11 @@ async def test_no_password_or_token_reaches_the_gateway_logs(
     )
 
     assert "/v1/auth/token" in written  # the requests were logged, without their secrets
-    for secret in (PASSWORD, "a wrong password for the logs", user.refresh_token,
-                   rotated["refresh_token"], rotated["access_token"]):
+    for secret in (
+        PASSWORD,
+        "a wrong password for the logs",
+        user.refresh_token,
+        rotated["refresh_token"],
+        rotated["access_token"],
+    ):
         assert secret not in written

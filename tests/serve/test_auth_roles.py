@@ -80,7 +80,9 @@ async def test_admin_cannot_demote_or_disable_themselves(auth_api: AuthApi, admi
     assert await _get(auth_api, "/v1/admin/users", admin) == 200
 
 
-async def test_admin_actions_on_unknown_or_malformed_user_ids(auth_api: AuthApi, admin: Session) -> None:
+async def test_admin_actions_on_unknown_or_malformed_user_ids(
+    auth_api: AuthApi, admin: Session
+) -> None:
     unknown = await auth_api.http.post(
         f"{auth_api.url}/v1/admin/users/{uuid.uuid4()}/disable", headers=admin.headers
     )

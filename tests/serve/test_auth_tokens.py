@@ -53,7 +53,9 @@ def _parts(token: str) -> tuple[dict[str, object], dict[str, object], str]:
 
 def _signed(ring: KeyRing, header: dict[str, object], claims: dict[str, object]) -> str:
     key = ring.signing_key
-    return jwt.encode({"alg": "ES256", "kid": key.kid, **header}, claims, key.key, algorithms=["ES256"])
+    return jwt.encode(
+        {"alg": "ES256", "kid": key.kid, **header}, claims, key.key, algorithms=["ES256"]
+    )
 
 
 async def _assert_refused(auth_api: AuthApi, token: str, reason: str = "") -> None:
@@ -116,11 +118,15 @@ async def test_hmac_token_keyed_with_the_public_key_is_refused(
     await _assert_refused(auth_api, confused, "algorithm")
 
 
-async def test_expired_token_is_refused(auth_api: AuthApi, user: Session, key_ring: KeyRing) -> None:
+async def test_expired_token_is_refused(
+    auth_api: AuthApi, user: Session, key_ring: KeyRing
+) -> None:
     _, claims, _ = _parts(user.access_token)
     long_ago = int(time.time()) - 3_600
 
-    expired = _signed(key_ring, {"typ": "at+jwt"}, {**claims, "iat": long_ago, "exp": long_ago + 900})
+    expired = _signed(
+        key_ring, {"typ": "at+jwt"}, {**claims, "iat": long_ago, "exp": long_ago + 900}
+    )
 
     await _assert_refused(auth_api, expired, "expired")
 
@@ -141,7 +147,9 @@ async def test_token_of_another_type_is_refused(
     _, claims, _ = _parts(user.access_token)
 
     for typ in ("JWT", "refresh+jwt"):
-        await _assert_refused(auth_api, _signed(key_ring, {"typ": typ}, claims), "not an access token")
+        await _assert_refused(
+            auth_api, _signed(key_ring, {"typ": typ}, claims), "not an access token"
+        )
 
 
 async def test_token_missing_a_claim_or_with_a_bad_one_is_refused(
@@ -153,7 +161,9 @@ async def test_token_missing_a_claim_or_with_a_bad_one_is_refused(
         stripped = {k: v for k, v in claims.items() if k != claim}
         await _assert_refused(auth_api, _signed(key_ring, {"typ": "at+jwt"}, stripped))
     for claim, value in (("role", "superuser"), ("scope", "everything"), ("sv", "0")):
-        await _assert_refused(auth_api, _signed(key_ring, {"typ": "at+jwt"}, {**claims, claim: value}))
+        await _assert_refused(
+            auth_api, _signed(key_ring, {"typ": "at+jwt"}, {**claims, claim: value})
+        )
 
 
 async def test_garbage_bearer_values_are_refused(auth_api: AuthApi) -> None:
@@ -231,7 +241,9 @@ async def test_keys_encrypted_under_another_secret_are_replaced_not_used(
 ) -> None:
     ring = KeyRing(gateway_settings)
     await ring.load(own_pool)
-    other = KeyRing(gateway_settings.model_copy(update={"secret_key": SecretStr("another-secret-entirely")}))
+    other = KeyRing(
+        gateway_settings.model_copy(update={"secret_key": SecretStr("another-secret-entirely")})
+    )
 
     await other.load(own_pool)
 

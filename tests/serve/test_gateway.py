@@ -14,9 +14,7 @@ from tests.serve.auth_api import PASSWORD, AuthApi, Session, new_email
 
 @pytest.fixture(scope="session")
 def gateway_without_redis_url(serve_port: int, service_settings: Settings) -> str:
-    broken = service_settings.model_copy(
-        update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"}
-    )
+    broken = service_settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"})
     serve.run(Gateway.bind(broken), name="gateway-no-redis", route_prefix="/no-redis")
     return f"http://127.0.0.1:{serve_port}/no-redis"
 

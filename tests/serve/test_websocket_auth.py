@@ -31,7 +31,9 @@ async def feed_url(gateway_settings: Settings) -> AsyncIterator[str]:
     @app.websocket("/feed")
     async def feed(websocket: WebSocket) -> None:
         try:
-            principal = await authenticate_websocket(websocket, resources, first_message_timeout_s=1.0)
+            principal = await authenticate_websocket(
+                websocket, resources, first_message_timeout_s=1.0
+            )
         except WebSocketRejected:
             return
         await websocket.send_json({"hello": principal.user_id, "client": principal.client_id})
@@ -48,9 +50,12 @@ async def feed_url(gateway_settings: Settings) -> AsyncIterator[str]:
     await resources.close()
 
 
-async def test_token_in_subprotocol_is_accepted_and_never_echoed(feed_url: str, user: Session) -> None:
+async def test_token_in_subprotocol_is_accepted_and_never_echoed(
+    feed_url: str, user: Session
+) -> None:
     async with websockets.connect(
-        feed_url, subprotocols=["finone.v1", f"bearer.{user.access_token}"]  # type: ignore[list-item]
+        feed_url,
+        subprotocols=["finone.v1", f"bearer.{user.access_token}"],  # type: ignore[list-item]
     ) as ws:
         greeting = json.loads(await ws.recv())
         assert ws.subprotocol == "finone.v1"
@@ -66,7 +71,9 @@ async def test_token_in_first_message_is_accepted(feed_url: str, user: Session) 
     assert greeting["hello"] == user.user_id
 
 
-async def _close_of(feed_url: str, first_message: str | None = None, **connect: object) -> tuple[int, str]:
+async def _close_of(
+    feed_url: str, first_message: str | None = None, **connect: object
+) -> tuple[int, str]:
     async with websockets.connect(feed_url, **connect) as ws:  # type: ignore[arg-type]
         if first_message is not None:
             await ws.send(first_message)
@@ -87,7 +94,9 @@ async def test_bad_or_missing_tokens_close_with_4401_and_a_reason(
     assert await _close_of(feed_url, "hello") == (4401, "the auth message is not JSON")
     assert (await _close_of(feed_url, json.dumps({"type": "subscribe"})))[0] == 4401
     await auth_api.http.post(f"{auth_api.url}/v1/auth/logout", headers=user.headers)
-    code, reason = await _close_of(feed_url, json.dumps({"type": "auth", "token": user.access_token}))
+    code, reason = await _close_of(
+        feed_url, json.dumps({"type": "auth", "token": user.access_token})
+    )
     assert (code, reason) == (4401, "the session has ended; log in again")
 
 
