@@ -114,7 +114,8 @@ async def end_all_access(conn: asyncpg.Connection, user_id: str) -> int:
     """Bump the session version and revoke every refresh token; returns the new version."""
     version = await bump_session_version(conn, user_id)
     await conn.execute(
-        "UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = $1::uuid AND revoked_at IS NULL",
+        "UPDATE refresh_tokens SET revoked_at = now() "
+        "WHERE user_id = $1::uuid AND revoked_at IS NULL",
         user_id,
     )
     return version

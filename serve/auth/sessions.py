@@ -90,6 +90,7 @@ async def rotate(conn: asyncpg.Connection, refresh_token: str) -> Rotated | Refu
 
 async def end_session(conn: asyncpg.Connection | asyncpg.Pool, family_id: str) -> None:
     await conn.execute(
-        "UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1::uuid AND revoked_at IS NULL",
+        "UPDATE refresh_tokens SET revoked_at = now() "
+        "WHERE family_id = $1::uuid AND revoked_at IS NULL",
         family_id,
     )

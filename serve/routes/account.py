@@ -51,7 +51,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 class Registration(BaseModel):
     email: EmailStr = Field(max_length=254, examples=["ann@example.com"])
-    # Policy (8..128, not common) is checked in code, for a clear error; the bound caps hashing cost.
+    # The policy (8..128, not common) is checked in code for a clear error; this caps hashing cost.
     password: str = Field(max_length=1_024, examples=["correct horse battery staple"])
 
 
