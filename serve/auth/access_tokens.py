@@ -42,7 +42,7 @@ class Principal:
     user_id: str
     role: Role
     scopes: frozenset[Scope]
-    token_id: str
+    # When the token stops being valid; a long-lived connection (the live feed) ends then.
     expires_at: int
     session_version: int
     # The refresh-token family of a login session; None for machine clients.
@@ -152,7 +152,6 @@ def _principal(claims: dict[str, object]) -> Principal:
         user_id=str(claims["sub"]),
         role=Role(role),
         scopes=scopes,
-        token_id=str(claims["jti"]),
         expires_at=expires_at,
         session_version=version,
         session_id=session_id,

@@ -28,6 +28,7 @@ __all__ = [
     "MachineClient",
     "NewClient",
     "create_client",
+    "client_by_id",
     "list_clients",
     "revoke_client",
     "client_for_request",
