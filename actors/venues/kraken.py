@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import ClassVar, Generic, Literal, TypeVar
@@ -202,7 +203,7 @@ class _DigitCache:
     def __init__(self) -> None:
         self._digits: dict[PriceLevel, str] = {}
 
-    def side(self, levels: list[PriceLevel]) -> str:
+    def side(self, levels: Sequence[PriceLevel]) -> str:
         cache = self._digits
         if len(cache) > self.LIMIT:
             cache.clear()
@@ -401,8 +402,8 @@ class KrakenAdapter(VenueAdapter):
         book = state.book
         book.replace(self._fixed_levels(bids, state), self._fixed_levels(asks, state))
         book.truncate(self.depth)
-        state.ask_digits = self._digits.side(book.asks(CHECKSUM_LEVELS))
-        state.bid_digits = self._digits.side(book.bids(CHECKSUM_LEVELS))
+        state.ask_digits = self._digits.side(book.top_asks(CHECKSUM_LEVELS))
+        state.bid_digits = self._digits.side(book.top_bids(CHECKSUM_LEVELS))
         if not self._consistent(entry, state, exchange_ts, receive_ts_ns, out, snapshot=True):
             return
         state.synced = True
@@ -440,9 +441,9 @@ class KrakenAdapter(VenueAdapter):
             asks.extend((price, "0") for price, _ in book.asks()[depth:])
             book.truncate(depth)
         if asks:
-            state.ask_digits = self._digits.side(book.asks(CHECKSUM_LEVELS))
+            state.ask_digits = self._digits.side(book.top_asks(CHECKSUM_LEVELS))
         if bids:
-            state.bid_digits = self._digits.side(book.bids(CHECKSUM_LEVELS))
+            state.bid_digits = self._digits.side(book.top_bids(CHECKSUM_LEVELS))
         if not self._consistent(entry, state, exchange_ts, receive_ts_ns, out, snapshot=False):
             return
         out.events.append(

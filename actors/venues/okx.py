@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 import zlib
 from collections import deque
+from collections.abc import Sequence
 from itertools import chain
 from typing import ClassVar, Literal
 
@@ -124,7 +125,7 @@ _books = msgspec.json.Decoder(list[_Book])
 _json = msgspec.json.Encoder()
 
 
-def okx_checksum(bids: list[PriceLevel], asks: list[PriceLevel]) -> int:
+def okx_checksum(bids: Sequence[PriceLevel], asks: Sequence[PriceLevel]) -> int:
     """OKX's book checksum over the best levels given (best first, at most 25 per side)."""
     bids, asks = bids[:CHECKSUM_DEPTH], asks[:CHECKSUM_DEPTH]
     common = min(len(bids), len(asks))
@@ -157,18 +158,29 @@ def _ms_to_ns(ms: str) -> int:
 class _BookState:
     """A book and whether it is in step with the exchange (publishable)."""
 
-    __slots__ = ("symbol", "book", "synced", "seq")
+    __slots__ = ("symbol", "book", "synced", "seq", "_summed", "_checksum")
 
     def __init__(self, symbol: str, book: OrderBook) -> None:
         self.symbol = symbol
         self.book = book
         self.synced = False
         self.seq: int | None = None
+        self._summed: tuple[tuple[PriceLevel, ...], tuple[PriceLevel, ...]] | None = None
+        self._checksum = 0
 
     def reset(self) -> None:
         self.book.clear()
         self.synced = False
         self.seq = None
+
+    def checksum(self) -> int:
+        """Our checksum of the book; recomputed only when an update reached its best levels."""
+        tops = (self.book.top_bids(CHECKSUM_DEPTH), self.book.top_asks(CHECKSUM_DEPTH))
+        summed = self._summed
+        if summed is None or summed[0] is not tops[0] or summed[1] is not tops[1]:
+            self._checksum = okx_checksum(*tops)
+            self._summed = tops
+        return self._checksum
 
 
 class OkxAdapter(VenueAdapter):
@@ -377,7 +389,7 @@ class OkxAdapter(VenueAdapter):
                 # Levels pushed out of OKX's 400 come with no delete.
                 book.truncate(BOOK_DEPTH)
             if message.checksum is not None:
-                ours = okx_checksum(book.bids(CHECKSUM_DEPTH), book.asks(CHECKSUM_DEPTH))
+                ours = state.checksum()
                 if ours != message.checksum:
                     detail = f"checksum {ours} != exchange's {message.checksum}"
                     self._resync(conn, state, "checksum_failure", detail, receive_ts_ns, out)
