@@ -62,10 +62,11 @@ def _connection_names(config: VenueConfig) -> list[str]:
 def feed_actors() -> dict[str, Any]:
     """Handles of the running feed actors, by connection name."""
     prefix = feed_actor_name("")
+    # Asked across namespaces: Serve replicas, which also ask, run in Serve's own namespace.
     return {
-        name.removeprefix(prefix): ray.get_actor(name, namespace=RAY_NAMESPACE)
-        for name in ray.util.list_named_actors()
-        if name.startswith(prefix)
+        entry["name"].removeprefix(prefix): ray.get_actor(entry["name"], namespace=RAY_NAMESPACE)
+        for entry in ray.util.list_named_actors(all_namespaces=True)
+        if entry["namespace"] == RAY_NAMESPACE and entry["name"].startswith(prefix)
     }
 
 

@@ -18,7 +18,7 @@ from cluster.settings import Settings
 from serve.errors import install_error_handlers
 from serve.request_limits import RequestSizeLimit
 from serve.resources import Resources
-from serve.routes import account, admin, clients, health, operations
+from serve.routes import account, admin, clients, health, history, market, operations
 
 __all__ = ["create_api", "Gateway", "build_app", "APP_NAME"]
 
@@ -37,7 +37,16 @@ def create_api(resources: Resources) -> FastAPI:
     )
     api.state.resources = resources
     install_error_handlers(api)
-    for router in (health.router, account.router, clients.router, admin.router, operations.router):
+    routers = (
+        health.router,
+        account.router,
+        clients.router,
+        market.router,
+        history.router,
+        admin.router,
+        operations.router,
+    )
+    for router in routers:
         api.include_router(router)
     api.add_middleware(RequestSizeLimit, max_bytes=settings.max_request_bytes)
     api.add_middleware(

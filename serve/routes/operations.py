@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path
 from pydantic import BaseModel
 
 from serve.dependencies import Operator, ResourcesDep
-from serve.errors import ErrorBody
+from serve.errors import ApiError, ErrorBody
+from serve.feeds import FeedNotFound, feed_statuses, restart_feed, set_recording
 from serve.routes.health import ServiceCheck, service_checks
 
-__all__ = ["router", "ServicesReport"]
+__all__ = ["router", "ServicesReport", "FeedStatusView"]
 
 router = APIRouter(
     prefix="/v1/ops",
@@ -30,3 +33,76 @@ class ServicesReport(BaseModel):
 async def services(operator: Operator, resources: ResourcesDep) -> ServicesReport:
     checks = await service_checks(resources)
     return ServicesReport(healthy=all(c.ok for c in checks), checks=checks)
+
+
+class FeedStatusView(BaseModel):
+    """One feed connection as its actor reports it."""
+
+    venue: str
+    connection: str
+    state: str
+    detail: str
+    symbols: list[str] = []
+    connected_since_ns: int | None = None
+    last_message_age_s: float | None = None
+    messages: int | None = None
+    events: int | None = None
+    messages_per_s: float | None = None
+    events_per_s: float | None = None
+    gaps: int | None = None
+    reconnects: int | None = None
+    problems: dict[str, int] = {}
+    recording: bool | None = None
+    redis_ok: bool | None = None
+
+
+class RecordingSwitch(BaseModel):
+    on: bool
+
+
+class RecordingState(BaseModel):
+    connection: str
+    recording: bool
+    capture_file: str | None
+
+
+Connection = Annotated[str, Path(pattern=r"^[a-z0-9_]{1,32}-[0-9]{1,4}$", examples=["okx-0"])]
+_NO_FEED = {404: {"model": ErrorBody, "description": "no feed connection by that name"}}
+
+
+def _not_found(connection: str) -> ApiError:
+    return ApiError(404, "feed_not_found", f"no feed connection named {connection!r}")
+
+
+@router.get("/feeds", summary="Status of every feed connection")
+async def feeds(operator: Operator) -> list[FeedStatusView]:
+    statuses: list[dict[str, Any]] = await feed_statuses()
+    return [FeedStatusView(**status) for status in statuses]
+
+
+@router.post(
+    "/feeds/{connection}/restart",
+    status_code=202,
+    summary="Drop the connection; it reconnects at once and publishes a gap",
+    responses=_NO_FEED,
+)
+async def restart(connection: Connection, operator: Operator) -> None:
+    try:
+        await restart_feed(connection)
+    except FeedNotFound:
+        raise _not_found(connection) from None
+
+
+@router.put(
+    "/feeds/{connection}/recording",
+    summary="Switch recording of raw frames to capture files",
+    responses=_NO_FEED,
+)
+async def recording(
+    connection: Connection, body: RecordingSwitch, operator: Operator
+) -> RecordingState:
+    try:
+        path = await set_recording(connection, body.on)
+    except FeedNotFound:
+        raise _not_found(connection) from None
+    return RecordingState(connection=connection, recording=path is not None, capture_file=path)

@@ -1,0 +1,203 @@
+"""Recorded history from Postgres: trades and OHLCV bars of one instrument, time-range filtered,
+paginated by cursor, as JSON or CSV. Prices and sizes are exact decimal strings."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import Response
+from pydantic import AwareDatetime, BaseModel
+
+from cluster.bars_import import INTERVALS
+from serve.auth.roles import Scope
+from serve.dependencies import ResourcesDep, requires
+from serve.errors import ApiError, ErrorBody
+from serve.pagination import decode_cursor, encode_cursor
+from serve.routes.market import INSTRUMENT_PATTERN
+
+__all__ = ["router", "MAX_PAGE"]
+
+MAX_PAGE = 5_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_CSV = {"content": {"text/csv": {"schema": {"type": "string"}}}}
+
+router = APIRouter(
+    prefix="/v1/history",
+    tags=["history"],
+    dependencies=[Depends(requires(Scope.market_read))],
+    responses={
+        200: _CSV,
+        400: {"model": ErrorBody, "description": "bad time range or cursor"},
+        401: {"model": ErrorBody, "description": "missing or invalid token"},
+        403: {"model": ErrorBody, "description": "the token lacks market:read"},
+        404: {"model": ErrorBody, "description": "nothing recorded for this instrument"},
+    },
+)
+
+Instrument = Annotated[str, Query(pattern=INSTRUMENT_PATTERN, examples=["binance:BTC-USDT"])]
+Start = Annotated[AwareDatetime | None, Query(description="Inclusive, RFC 3339 with offset.")]
+End = Annotated[AwareDatetime | None, Query(description="Exclusive, RFC 3339 with offset.")]
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
+Cursor = Annotated[str | None, Query(max_length=200, description="next_cursor of the last page")]
+Format = Annotated[Literal["json", "csv"], Query(description="csv puts next_cursor in a header")]
+
+
+class TradeRow(BaseModel):
+    trade_id: str
+    exchange_ts_ns: int
+    receive_ts_ns: int
+    price: str
+    size: str
+    side: Literal["buy", "sell"] | None
+
+
+class BarRow(BaseModel):
+    start_ts_ns: int
+    open: str
+    high: str
+    low: str
+    close: str
+    volume: str
+    trade_count: int
+    vwap: str | None
+
+
+class TradesPage(BaseModel):
+    instrument: str
+    items: list[TradeRow]
+    next_cursor: str | None
+
+
+class BarsPage(BaseModel):
+    instrument: str
+    interval: str
+    items: list[BarRow]
+    next_cursor: str | None
+
+
+def _ns(moment: datetime | None, default: int) -> int:
+    if moment is None:
+        return default
+    return (moment - _EPOCH) // timedelta(microseconds=1) * 1_000
+
+
+def _range(start: datetime | None, end: datetime | None) -> tuple[int, int]:
+    low, high = _ns(start, 0), _ns(end, 2**63 - 1)
+    if low >= high:
+        raise ApiError(400, "invalid_time_range", "start must be before end")
+    return low, high
+
+
+def _text(value: Any) -> Any:
+    # Plain notation: Decimal's str would write 1E-8 for a tiny size.
+    return format(value, "f") if isinstance(value, Decimal) else value
+
+
+def _rows(records: list[Any]) -> list[dict[str, Any]]:
+    return [{key: _text(value) for key, value in record.items()} for record in records]
+
+
+def _csv(rows: list[dict[str, Any]], columns: list[str], next_cursor: str | None) -> Response:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    headers = {"X-Next-Cursor": next_cursor} if next_cursor else {}
+    return Response(out.getvalue(), media_type="text/csv", headers=headers)
+
+
+def _trade_position(cursor: str) -> tuple[int, str]:
+    ts, sep, trade_id = decode_cursor(cursor).partition(":")
+    if not sep or not ts.isdigit() or len(ts) > 19:
+        raise ApiError(400, "invalid_cursor", "the cursor is not one this API returned")
+    return int(ts), trade_id
+
+
+async def _refuse_unknown(resources: ResourcesDep, table: str, instrument: str) -> None:
+    pool = await resources.pool()
+    query = f"SELECT EXISTS (SELECT 1 FROM {table} WHERE instrument_id = $1)"
+    if not await pool.fetchval(query, instrument):
+        raise ApiError(404, "unknown_instrument", f"no {table} recorded for {instrument}")
+
+
+@router.get(
+    "/trades",
+    summary="Trades of an instrument in a time range, oldest first",
+    response_model=TradesPage,
+)
+async def trades(
+    resources: ResourcesDep,
+    instrument: Instrument,
+    start: Start = None,
+    end: End = None,
+    limit: Limit = 1_000,
+    cursor: Cursor = None,
+    format: Format = "json",
+) -> TradesPage | Response:
+    low, high = _range(start, end)
+    after_ts, after_id = _trade_position(cursor) if cursor else (-1, "")
+    pool = await resources.pool()
+    records = await pool.fetch(
+        "SELECT trade_id, exchange_ts_ns, receive_ts_ns, price, size, side FROM trades "
+        "WHERE instrument_id = $1 AND exchange_ts_ns >= $2 AND exchange_ts_ns < $3 "
+        "AND (exchange_ts_ns, trade_id) > ($4, $5) ORDER BY exchange_ts_ns, trade_id LIMIT $6",
+        instrument, low, high, after_ts, after_id, limit,
+    )
+    if not records:
+        await _refuse_unknown(resources, "trades", instrument)
+    rows = _rows(records)
+    last = rows[-1] if len(rows) == limit else None
+    next_cursor = encode_cursor(f"{last['exchange_ts_ns']}:{last['trade_id']}") if last else None
+    if format == "csv":
+        return _csv(rows, list(TradeRow.model_fields), next_cursor)
+    return TradesPage(
+        instrument=instrument, items=[TradeRow(**r) for r in rows], next_cursor=next_cursor
+    )
+
+
+@router.get(
+    "/bars",
+    summary="OHLCV bars of an instrument and interval, oldest first",
+    response_model=BarsPage,
+)
+async def bars(
+    resources: ResourcesDep,
+    instrument: Instrument,
+    interval: Annotated[Literal[INTERVALS], Query()],  # type: ignore[valid-type]
+    start: Start = None,
+    end: End = None,
+    limit: Limit = 1_000,
+    cursor: Cursor = None,
+    format: Format = "json",
+) -> BarsPage | Response:
+    low, high = _range(start, end)
+    after = -1
+    if cursor:
+        position = decode_cursor(cursor)
+        if not position.isdigit() or len(position) > 19:
+            raise ApiError(400, "invalid_cursor", "the cursor is not one this API returned")
+        after = int(position)
+    pool = await resources.pool()
+    records = await pool.fetch(
+        "SELECT start_ts_ns, open, high, low, close, volume, trade_count, vwap FROM bars "
+        "WHERE instrument_id = $1 AND interval = $2 AND start_ts_ns >= $3 AND start_ts_ns < $4 "
+        "AND start_ts_ns > $5 ORDER BY start_ts_ns LIMIT $6",
+        instrument, interval, low, high, after, limit,
+    )
+    if not records:
+        await _refuse_unknown(resources, "bars", instrument)
+    rows = _rows(records)
+    next_cursor = encode_cursor(str(rows[-1]["start_ts_ns"])) if len(rows) == limit else None
+    if format == "csv":
+        return _csv(rows, list(BarRow.model_fields), next_cursor)
+    return BarsPage(
+        instrument=instrument,
+        interval=interval,
+        items=[BarRow(**r) for r in rows],
+        next_cursor=next_cursor,
+    )
