@@ -80,14 +80,18 @@ class BarsPage(BaseModel):
     next_cursor: str | None
 
 
+_MAX_NS = 2**63 - 1
+
+
 def _ns(moment: datetime | None, default: int) -> int:
     if moment is None:
         return default
-    return (moment - _EPOCH) // timedelta(microseconds=1) * 1_000
+    # Clamped to what a BIGINT of nanoseconds holds (1970 to 2262): nothing lies outside.
+    return min(max((moment - _EPOCH) // timedelta(microseconds=1) * 1_000, 0), _MAX_NS)
 
 
 def _range(start: datetime | None, end: datetime | None) -> tuple[int, int]:
-    low, high = _ns(start, 0), _ns(end, 2**63 - 1)
+    low, high = _ns(start, 0), _ns(end, _MAX_NS)
     if low >= high:
         raise ApiError(400, "invalid_time_range", "start must be before end")
     return low, high

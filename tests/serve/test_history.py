@@ -156,10 +156,15 @@ async def test_bad_history_requests_get_clear_errors(
     unknown = await _history(auth_api, user, "trades", instrument="okx:NEVER-SEEN")
     bad_interval = await _history(auth_api, user, "bars", instrument=traded, interval="7m")
     bad_limit = await _history(auth_api, user, "trades", instrument=traded, limit=0)
+    far_future = await _history(
+        auth_api, user, "trades", instrument=traded, start="1900-01-01T00:00:00Z",
+        end="2524-06-03T11:14:16Z",
+    )
 
     assert (backwards.status_code, backwards.json()["code"]) == (400, "invalid_time_range")
     assert (bad_cursor.status_code, bad_cursor.json()["code"]) == (400, "invalid_cursor")
     assert (unknown.status_code, unknown.json()["code"]) == (404, "unknown_instrument")
+    assert far_future.status_code == 200 and len(far_future.json()["items"]) == 25
     for response in (naive_time, bad_interval, bad_limit):
         assert response.status_code == 422
         assert response.json()["code"] == "invalid_request"
