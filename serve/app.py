@@ -18,7 +18,16 @@ from cluster.settings import Settings
 from serve.errors import install_error_handlers
 from serve.request_limits import RequestSizeLimit
 from serve.resources import Resources
-from serve.routes import account, admin, clients, health, history, market, operations
+from serve.routes import (
+    account,
+    admin,
+    clients,
+    health,
+    history,
+    market,
+    operations,
+    watchlists,
+)
 
 __all__ = ["create_api", "Gateway", "build_app", "APP_NAME"]
 
@@ -43,6 +52,7 @@ def create_api(resources: Resources) -> FastAPI:
         clients.router,
         market.router,
         history.router,
+        watchlists.router,
         admin.router,
         operations.router,
     )

@@ -115,6 +115,19 @@ async def _on_outage(request: Request, error: Exception) -> JSONResponse:
     )
 
 
+# Postgres stores no NUL character (in text or JSON): such input is invalid, not a server fault.
+_UNSTORABLE_TEXT = (
+    asyncpg.exceptions.CharacterNotInRepertoireError,
+    asyncpg.exceptions.UntranslatableCharacterError,
+)
+
+
+async def _on_unstorable_text(_: Request, error: Exception) -> JSONResponse:
+    return error_response(
+        422, "invalid_request", "the request contains characters that cannot be stored (NUL)"
+    )
+
+
 async def _on_unexpected_error(request: Request, error: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=error)
     return error_response(500, "internal_error", "an internal error occurred")
@@ -126,4 +139,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     for outage in _OUTAGES:
         app.add_exception_handler(outage, _on_outage)
+    for unstorable in _UNSTORABLE_TEXT:
+        app.add_exception_handler(unstorable, _on_unstorable_text)
     app.add_exception_handler(Exception, _on_unexpected_error)

@@ -14,6 +14,7 @@ from serve.auth.clients import MachineClient
 from serve.auth.roles import Scope, grantable_scopes
 from serve.dependencies import AccountHolder, ClientIp, ResourcesDep
 from serve.errors import ApiError, ErrorBody
+from serve.fields import NAME_PATTERN
 
 __all__ = ["router", "MAX_CLIENTS_PER_USER"]
 
@@ -30,7 +31,7 @@ MAX_CLIENTS_PER_USER = 20
 
 
 class ClientRequest(BaseModel):
-    name: str = Field(min_length=1, max_length=100, examples=["trading bot"])
+    name: str = Field(min_length=1, max_length=100, pattern=NAME_PATTERN, examples=["trading bot"])
     scopes: list[Scope] = Field(min_length=1, max_length=10, examples=[["market:read"]])
 
 

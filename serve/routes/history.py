@@ -17,8 +17,8 @@ from cluster.bars_import import INTERVALS
 from serve.auth.roles import Scope
 from serve.dependencies import ResourcesDep, requires
 from serve.errors import ApiError, ErrorBody
+from serve.fields import INSTRUMENT_PATTERN
 from serve.pagination import decode_cursor, encode_cursor
-from serve.routes.market import INSTRUMENT_PATTERN
 
 __all__ = ["router", "MAX_PAGE"]
 
@@ -150,7 +150,12 @@ async def trades(
         "SELECT trade_id, exchange_ts_ns, receive_ts_ns, price, size, side FROM trades "
         "WHERE instrument_id = $1 AND exchange_ts_ns >= $2 AND exchange_ts_ns < $3 "
         "AND (exchange_ts_ns, trade_id) > ($4, $5) ORDER BY exchange_ts_ns, trade_id LIMIT $6",
-        instrument, low, high, after_ts, after_id, limit,
+        instrument,
+        low,
+        high,
+        after_ts,
+        after_id,
+        limit,
     )
     if not records:
         await _refuse_unknown(resources, "trades", instrument)
@@ -191,7 +196,12 @@ async def bars(
         "SELECT start_ts_ns, open, high, low, close, volume, trade_count, vwap FROM bars "
         "WHERE instrument_id = $1 AND interval = $2 AND start_ts_ns >= $3 AND start_ts_ns < $4 "
         "AND start_ts_ns > $5 ORDER BY start_ts_ns LIMIT $6",
-        instrument, interval, low, high, after, limit,
+        instrument,
+        interval,
+        low,
+        high,
+        after,
+        limit,
     )
     if not records:
         await _refuse_unknown(resources, "bars", instrument)

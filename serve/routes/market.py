@@ -14,10 +14,10 @@ from serve.auth.roles import Scope
 from serve.dependencies import ResourcesDep, requires
 from serve.errors import ApiError, ErrorBody
 from serve.feeds import feed_statuses
+from serve.fields import INSTRUMENT_PATTERN
 
-__all__ = ["router", "INSTRUMENT_PATTERN", "MAX_QUOTES", "QuoteView"]
+__all__ = ["router", "MAX_QUOTES", "QuoteView"]
 
-INSTRUMENT_PATTERN = r"^[a-z0-9_]{1,32}:[A-Za-z0-9._/-]{1,48}$"
 MAX_QUOTES = 100
 
 router = APIRouter(
@@ -73,7 +73,9 @@ class Quotes(BaseModel):
 @router.get("/instruments", summary="Venues and instruments being streamed, with feed status")
 async def instruments() -> Instruments:
     statuses = await feed_statuses()
-    feeds = [FeedView(**{k: v for k, v in s.items() if k in FeedView.model_fields}) for s in statuses]
+    feeds = [
+        FeedView(**{k: v for k, v in s.items() if k in FeedView.model_fields}) for s in statuses
+    ]
     listed = [
         InstrumentView(
             instrument=instrument_id(status["venue"], symbol),

@@ -133,3 +133,18 @@ async def test_oversized_bodies_are_rejected_with_413(
         assert response.status_code == 413
         assert response.json()["code"] == "payload_too_large"
     assert (await auth_api.register(new_email(), PASSWORD)).status_code == 201
+
+
+async def test_text_postgres_cannot_store_is_invalid_input_not_a_server_error(
+    auth_api: AuthApi, user: Session
+) -> None:
+    login = await auth_api.login("nul\x00@example.com", PASSWORD)
+    client = await auth_api.http.post(
+        f"{auth_api.url}/v1/auth/clients",
+        json={"name": "bot\x00", "scopes": ["market:read"]},
+        headers=user.headers,
+    )
+
+    for response in (login, client):
+        assert response.status_code == 422
+        assert response.json()["code"] == "invalid_request"

@@ -32,8 +32,15 @@ async def traded(db: asyncpg.Connection) -> str:
     """25 trades one second apart, the first two in the same nanosecond; sizes down to 1e-8."""
     instrument = f"okx:H{uuid.uuid4().hex[:8].upper()}-USDT"
     rows = [
-        (instrument, f"t{n:03d}", START_NS + max(n - 1, 0) * SECOND, START_NS + n * SECOND + 5,
-         f"30000.{n:02d}0", "0.00000001" if n == 3 else "1.50", "buy" if n % 2 else "sell")
+        (
+            instrument,
+            f"t{n:03d}",
+            START_NS + max(n - 1, 0) * SECOND,
+            START_NS + n * SECOND + 5,
+            f"30000.{n:02d}0",
+            "0.00000001" if n == 3 else "1.50",
+            "buy" if n % 2 else "sell",
+        )
         for n in range(25)
     ]
     await db.executemany(
@@ -48,7 +55,18 @@ async def traded(db: asyncpg.Connection) -> str:
 async def barred(db: asyncpg.Connection) -> str:
     instrument = f"alpaca:B{uuid.uuid4().hex[:6].upper()}"
     rows = [
-        (instrument, "1d", START_NS + n * 86_400 * SECOND, "10.0", "12.5", "9.75", "11", "1000", 42, None)
+        (
+            instrument,
+            "1d",
+            START_NS + n * 86_400 * SECOND,
+            "10.0",
+            "12.5",
+            "9.75",
+            "11",
+            "1000",
+            42,
+            None,
+        )
         for n in range(7)
     ]
     await db.executemany(
@@ -93,8 +111,12 @@ async def test_trades_keep_exact_decimals_and_filter_by_time(
     auth_api: AuthApi, user: Session, traded: str
 ) -> None:
     response = await _history(
-        auth_api, user, "trades", instrument=traded,
-        start=_iso(START_NS + 2 * SECOND), end=_iso(START_NS + 5 * SECOND),
+        auth_api,
+        user,
+        "trades",
+        instrument=traded,
+        start=_iso(START_NS + 2 * SECOND),
+        end=_iso(START_NS + 5 * SECOND),
     )
 
     items = response.json()["items"]
@@ -130,12 +152,20 @@ async def test_bars_by_interval_and_range(auth_api: AuthApi, user: Session, barr
 
     week = await _history(auth_api, user, "bars", instrument=barred, interval="1d")
     middle = await _history(
-        auth_api, user, "bars", instrument=barred, interval="1d",
-        start=_iso(START_NS + 2 * day), end=_iso(START_NS + 4 * day), format="csv",
+        auth_api,
+        user,
+        "bars",
+        instrument=barred,
+        interval="1d",
+        start=_iso(START_NS + 2 * day),
+        end=_iso(START_NS + 4 * day),
+        format="csv",
     )
     other_interval = await _history(auth_api, user, "bars", instrument=barred, interval="1m")
 
-    assert [b["start_ts_ns"] for b in week.json()["items"]] == [START_NS + n * day for n in range(7)]
+    assert [b["start_ts_ns"] for b in week.json()["items"]] == [
+        START_NS + n * day for n in range(7)
+    ]
     assert week.json()["items"][0]["high"] == "12.5" and week.json()["items"][0]["vwap"] is None
     assert [int(r["start_ts_ns"]) for r in csv.DictReader(io.StringIO(middle.text))] == [
         START_NS + 2 * day,
@@ -148,16 +178,28 @@ async def test_bad_history_requests_get_clear_errors(
     auth_api: AuthApi, user: Session, traded: str
 ) -> None:
     backwards = await _history(
-        auth_api, user, "trades", instrument=traded,
-        start=_iso(START_NS + 9 * SECOND), end=_iso(START_NS),
+        auth_api,
+        user,
+        "trades",
+        instrument=traded,
+        start=_iso(START_NS + 9 * SECOND),
+        end=_iso(START_NS),
     )
-    naive_time = await _history(auth_api, user, "trades", instrument=traded, start="2024-01-01T00:00:00")
-    bad_cursor = await _history(auth_api, user, "trades", instrument=traded, cursor="bm90LWEtY3Vyc29y")
+    naive_time = await _history(
+        auth_api, user, "trades", instrument=traded, start="2024-01-01T00:00:00"
+    )
+    bad_cursor = await _history(
+        auth_api, user, "trades", instrument=traded, cursor="bm90LWEtY3Vyc29y"
+    )
     unknown = await _history(auth_api, user, "trades", instrument="okx:NEVER-SEEN")
     bad_interval = await _history(auth_api, user, "bars", instrument=traded, interval="7m")
     bad_limit = await _history(auth_api, user, "trades", instrument=traded, limit=0)
     far_future = await _history(
-        auth_api, user, "trades", instrument=traded, start="1900-01-01T00:00:00Z",
+        auth_api,
+        user,
+        "trades",
+        instrument=traded,
+        start="1900-01-01T00:00:00Z",
         end="2524-06-03T11:14:16Z",
     )
 

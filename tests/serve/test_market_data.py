@@ -71,9 +71,7 @@ async def test_instruments_lists_what_streams_with_its_feed_state(
 async def test_quotes_of_several_instruments_at_once(
     auth_api: AuthApi, user: Session, okx_feed: Any
 ) -> None:
-    response = await _get(
-        auth_api, "/v1/quotes", user, instrument=["okx:BTC-USDT", "okx:ETH-USDT"]
-    )
+    response = await _get(auth_api, "/v1/quotes", user, instrument=["okx:BTC-USDT", "okx:ETH-USDT"])
 
     assert response.status_code == 200, response.text
     quotes = {q["instrument"]: q for q in response.json()["quotes"]}
@@ -86,9 +84,7 @@ async def test_quotes_of_several_instruments_at_once(
 async def test_quotes_for_unknown_or_malformed_instruments_say_which(
     auth_api: AuthApi, user: Session, okx_feed: Any
 ) -> None:
-    unknown = await _get(
-        auth_api, "/v1/quotes", user, instrument=["okx:BTC-USDT", "okx:NOPE-USDT"]
-    )
+    unknown = await _get(auth_api, "/v1/quotes", user, instrument=["okx:BTC-USDT", "okx:NOPE-USDT"])
     malformed = await _get(auth_api, "/v1/quotes", user, instrument=["BTC USDT"])
     too_many = await _get(
         auth_api, "/v1/quotes", user, instrument=[f"okx:C{n}-USDT" for n in range(101)]
@@ -103,9 +99,7 @@ async def test_quotes_for_unknown_or_malformed_instruments_say_which(
         assert response.json()["code"] == "invalid_request"
 
 
-async def test_market_data_needs_a_token_with_market_read(
-    auth_api: AuthApi, user: Session
-) -> None:
+async def test_market_data_needs_a_token_with_market_read(auth_api: AuthApi, user: Session) -> None:
     created = await auth_api.http.post(
         f"{auth_api.url}/v1/auth/clients",
         json={"name": "streamer", "scopes": ["stream:read"]},

@@ -1,0 +1,128 @@
+"""Per-user watchlists: named lists of instruments (subscribable on the live feed at once)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field, field_validator
+
+from serve import watchlists
+from serve.dependencies import AccountHolder, ResourcesDep
+from serve.errors import ApiError, ErrorBody
+from serve.fields import INSTRUMENT_PATTERN, NAME_PATTERN
+from serve.watchlists import Watchlist, WatchlistNameTaken
+
+__all__ = ["router", "MAX_WATCHLISTS", "MAX_INSTRUMENTS"]
+
+MAX_WATCHLISTS = 50
+MAX_INSTRUMENTS = 200
+
+router = APIRouter(
+    prefix="/v1/watchlists",
+    tags=["watchlists"],
+    responses={
+        401: {"model": ErrorBody, "description": "missing or invalid token"},
+        403: {"model": ErrorBody, "description": "machine clients have no watchlists"},
+    },
+)
+_NOT_FOUND = {404: {"model": ErrorBody, "description": "you have no watchlist with this id"}}
+_TAKEN = {409: {"model": ErrorBody, "description": "name taken, or too many watchlists"}}
+
+
+class WatchlistBody(BaseModel):
+    name: str = Field(min_length=1, max_length=100, pattern=NAME_PATTERN, examples=["majors"])
+    instruments: list[Annotated[str, Field(pattern=INSTRUMENT_PATTERN)]] = Field(
+        max_length=MAX_INSTRUMENTS, examples=[["binance:BTC-USDT", "alpaca:AAPL"]]
+    )
+
+    @field_validator("instruments")
+    @classmethod
+    def _once_each(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(value))
+
+
+class WatchlistView(BaseModel):
+    watchlist_id: str
+    name: str
+    instruments: list[str]
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, watchlist: Watchlist) -> WatchlistView:
+        return cls(**asdict(watchlist))
+
+
+def _taken(name: str) -> ApiError:
+    return ApiError(409, "watchlist_exists", f"you already have a watchlist named {name!r}")
+
+
+def _missing() -> ApiError:
+    return ApiError(404, "watchlist_not_found", "you have no watchlist with this id")
+
+
+@router.post("", status_code=201, summary="Create a watchlist", responses=_TAKEN)
+async def create(
+    body: WatchlistBody, principal: AccountHolder, resources: ResourcesDep
+) -> WatchlistView:
+    pool = await resources.pool()
+    if await watchlists.count_for(pool, principal.user_id) >= MAX_WATCHLISTS:
+        raise ApiError(409, "too_many_watchlists", f"at most {MAX_WATCHLISTS} watchlists per user")
+    try:
+        created = await watchlists.create(pool, principal.user_id, body.name, body.instruments)
+    except WatchlistNameTaken:
+        raise _taken(body.name) from None
+    return WatchlistView.of(created)
+
+
+@router.get("", summary="Your watchlists, by name")
+async def list_all(principal: AccountHolder, resources: ResourcesDep) -> list[WatchlistView]:
+    found = await watchlists.list_for(await resources.pool(), principal.user_id)
+    return [WatchlistView.of(w) for w in found]
+
+
+@router.get("/{watchlist_id}", summary="One of your watchlists", responses=_NOT_FOUND)
+async def get(
+    watchlist_id: uuid.UUID, principal: AccountHolder, resources: ResourcesDep
+) -> WatchlistView:
+    found = await watchlists.get(await resources.pool(), principal.user_id, str(watchlist_id))
+    if found is None:
+        raise _missing()
+    return WatchlistView.of(found)
+
+
+@router.put(
+    "/{watchlist_id}",
+    summary="Replace a watchlist's name and instruments",
+    responses={**_NOT_FOUND, **_TAKEN},
+)
+async def replace(
+    watchlist_id: uuid.UUID, body: WatchlistBody, principal: AccountHolder, resources: ResourcesDep
+) -> WatchlistView:
+    try:
+        updated = await watchlists.replace(
+            await resources.pool(),
+            principal.user_id,
+            str(watchlist_id),
+            body.name,
+            body.instruments,
+        )
+    except WatchlistNameTaken:
+        raise _taken(body.name) from None
+    if updated is None:
+        raise _missing()
+    return WatchlistView.of(updated)
+
+
+@router.delete(
+    "/{watchlist_id}", status_code=204, summary="Delete a watchlist", responses=_NOT_FOUND
+)
+async def delete(
+    watchlist_id: uuid.UUID, principal: AccountHolder, resources: ResourcesDep
+) -> None:
+    if not await watchlists.delete(await resources.pool(), principal.user_id, str(watchlist_id)):
+        raise _missing()
