@@ -120,6 +120,17 @@ class Settings(BaseSettings):
         description="Browser origins allowed by CORS and on the WebSocket handshake.",
     )
     max_request_bytes: int = Field(default=262_144, ge=1_024)
+    live_max_subscriptions: int = Field(
+        default=500, ge=1, description="Streams one live-feed connection may subscribe to."
+    )
+    live_max_connections_per_user: int = Field(default=10, ge=1)
+    live_conflate_at: int = Field(
+        default=2_000, ge=10, description="Queued events at which a client's quotes and books conflate."
+    )
+    live_max_queue: int = Field(
+        default=20_000, ge=100, description="Queued events at which a client that cannot keep up is cut."
+    )
+    live_heartbeat_s: float = Field(default=15.0, gt=0)
     admin_password: SecretStr | None = Field(
         default=None, description="Password `finone create-admin` uses instead of prompting (CI)."
     )

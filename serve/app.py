@@ -26,6 +26,7 @@ from serve.routes import (
     history,
     market,
     operations,
+    stream,
     watchlists,
 )
 
@@ -53,6 +54,7 @@ def create_api(resources: Resources) -> FastAPI:
         market.router,
         history.router,
         watchlists.router,
+        stream.router,
         admin.router,
         operations.router,
     )

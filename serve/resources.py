@@ -18,6 +18,7 @@ from serve.auth.passwords import Passwords
 from serve.auth.rate_limit import RateLimit, RateLimiter
 from serve.auth.revocation import Revocations
 from serve.auth.signing_keys import KeyRing
+from serve.live.hub import StreamHub
 
 __all__ = ["Resources"]
 
@@ -42,6 +43,14 @@ class Resources:
         self._database_url = settings.database_url
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
+        self._hub: StreamHub | None = None
+
+    def live_hub(self) -> StreamHub:
+        """The replica's one reader of Redis streams for the live feed (made on first use)."""
+        if self._hub is None:
+            assert self.settings.redis_url
+            self._hub = StreamHub(self.settings.redis_url)
+        return self._hub
 
     async def pool(self) -> asyncpg.Pool:
         if self._pool is None:
@@ -56,6 +65,8 @@ class Resources:
         return self._pool
 
     async def close(self) -> None:
+        if self._hub is not None:
+            await self._hub.close()
         if self._pool is not None:
             await self._pool.close()
         await self.redis.aclose()

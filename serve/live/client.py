@@ -1,0 +1,306 @@
+"""One live-feed connection: its subscriptions, its bounded queue and the one task that writes.
+
+The hub offers events without waiting; each client has its own queue and sender, so a slow
+client never delays the others. A client that falls behind first has its quotes and books
+conflated to the latest state; if its queue still grows past the limit it is disconnected with
+close code 4008. Everything the server says goes through the sender task, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import deque
+
+import redis.exceptions
+from fastapi import WebSocket
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from cluster.events import MarketEvent, decode_event
+from cluster.redis_keys import EVENT_FIELD, stream_key
+from serve import watchlists
+from serve.auth.access_tokens import Principal, TokenError
+from serve.auth.roles import Scope
+from serve.auth.websocket import CLOSE_UNAUTHENTICATED
+from serve.dependencies import verify_bearer
+from serve.live.hub import Item, StreamHub, item_of, parse_id
+from serve.live.protocol import (
+    CLOSE_TOO_SLOW,
+    Auth,
+    Ping,
+    Subscribe,
+    Unsubscribe,
+    decode_client_message,
+    server_message,
+    split_stream,
+    stream_name,
+)
+from serve.resources import Resources
+
+__all__ = ["LiveClient", "MAX_MESSAGE_BYTES", "MAX_BATCH", "MAX_RESUME"]
+
+MAX_MESSAGE_BYTES = 16_384
+MAX_BATCH = 500
+MAX_RESUME = 20_000
+_MESSAGES_PER_S = 20
+_CONFLATABLE = {"quote", "book_snapshot", "book_delta"}
+_RESUME_PAGE = 1_000
+
+
+class LiveClient:
+    def __init__(
+        self, websocket: WebSocket, principal: Principal, resources: Resources, hub: StreamHub
+    ) -> None:
+        self._ws = websocket
+        self._principal = principal
+        self._resources = resources
+        self._settings = resources.settings
+        self._hub = hub
+        self._streams: set[str] = set()
+        self._queue: deque[Item] = deque()
+        self._control: deque[str] = deque()
+        self._last_sent: dict[str, tuple[int, int]] = {}
+        self._wakeup = asyncio.Event()
+        self._paused = False
+        self._closing: tuple[int, str] | None = None
+        self._allowance = float(_MESSAGES_PER_S)
+        self._allowance_at = time.monotonic()
+
+    async def run(self) -> None:
+        tasks = [
+            asyncio.create_task(self._receive_loop()),
+            asyncio.create_task(self._send_loop()),
+            asyncio.create_task(self._heartbeat_loop()),
+        ]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._hub.unsubscribe(self, list(self._streams))
+
+    # -- what the hub calls ---------------------------------------------------------------
+
+    def offer(self, item: Item) -> None:
+        self._queue.append(item)
+        if len(self._queue) > self._settings.live_conflate_at:
+            self._conflate()
+            if len(self._queue) > self._settings.live_max_queue:
+                self._close(CLOSE_TOO_SLOW, "too slow: the client did not keep up with its feed")
+        self._wakeup.set()
+
+    # -- receiving ------------------------------------------------------------------------
+
+    async def _receive_loop(self) -> None:
+        while True:
+            try:
+                message = await self._ws.receive()
+            except (WebSocketDisconnect, RuntimeError):
+                return
+            if message["type"] == "websocket.disconnect":
+                return
+            data = message.get("text") or message.get("bytes") or ""
+            if len(data) > MAX_MESSAGE_BYTES:
+                self._error("message_too_large", f"messages are limited to {MAX_MESSAGE_BYTES} bytes")
+                continue
+            if not self._take_allowance():
+                self._error("rate_limited", f"at most {_MESSAGES_PER_S} messages per second")
+                continue
+            try:
+                parsed = decode_client_message(data)
+            except ValueError as error:
+                self._error("invalid_message", str(error))
+                continue
+            if isinstance(parsed, Ping):
+                self._say(server_message("pong"))
+            elif isinstance(parsed, Subscribe):
+                await self._subscribe(parsed)
+            elif isinstance(parsed, Unsubscribe):
+                await self._unsubscribe(parsed)
+            elif isinstance(parsed, Auth):
+                await self._reauthenticate(parsed.token)
+
+    def _take_allowance(self) -> bool:
+        now = time.monotonic()
+        self._allowance = min(
+            float(_MESSAGES_PER_S), self._allowance + (now - self._allowance_at) * _MESSAGES_PER_S
+        )
+        self._allowance_at = now
+        if self._allowance < 1.0:
+            return False
+        self._allowance -= 1.0
+        return True
+
+    async def _instruments(self, message: Subscribe | Unsubscribe) -> list[str] | None:
+        instruments = list(message.instruments)
+        if message.watchlist is not None:
+            try:
+                watchlist_id = str(uuid.UUID(message.watchlist))
+            except ValueError:
+                watchlist_id = None
+            found = None
+            if watchlist_id is not None:
+                pool = await self._resources.pool()
+                found = await watchlists.get(pool, self._principal.user_id, watchlist_id)
+            if found is None:
+                self._error("watchlist_not_found", "you have no watchlist with this id")
+                return None
+            instruments += found.instruments
+        if not instruments:
+            self._error("invalid_message", "name instruments or a watchlist")
+            return None
+        return list(dict.fromkeys(instruments))
+
+    async def _subscribe(self, message: Subscribe) -> None:
+        instruments = await self._instruments(message)
+        if instruments is None:
+            return
+        streams = [stream_name(c, i) for i in instruments for c in dict.fromkeys(message.channels)]
+        unknown_resume = set(message.resume_from) - set(streams)
+        if unknown_resume:
+            names = ", ".join(sorted(unknown_resume))
+            self._error("invalid_message", f"resume_from names streams not subscribed: {names}")
+            return
+        new = [s for s in streams if s not in self._streams]
+        limit = self._settings.live_max_subscriptions
+        if len(self._streams) + len(new) > limit:
+            self._error("too_many_subscriptions", f"at most {limit} streams per connection")
+            return
+        # Nothing is sent while missed events are fetched: they must go out before live ones.
+        self._paused = True
+        try:
+            await self._hub.subscribe(self, new)
+            self._streams.update(new)
+            for stream, last_seen in message.resume_from.items():
+                await self._catch_up(stream, last_seen)
+        except (redis.exceptions.RedisError, OSError):
+            self._error("unavailable", "the live feed cannot reach its store; retry shortly")
+        finally:
+            self._paused = False
+        self._say(server_message("subscribed", streams=streams))
+
+    async def _catch_up(self, stream: str, last_seen: str) -> None:
+        """Queue, ahead of live events, every event of ``stream`` after ``last_seen``."""
+        channel_instrument = split_stream(stream)
+        assert channel_instrument is not None
+        key = stream_key(*channel_instrument)
+        redis = self._hub.redis
+        oldest = await redis.xrange(key, count=1)
+        if oldest and parse_id(oldest[0][0].decode()) > parse_id(last_seen):
+            self._say(server_message("gap", stream=stream, reason="events after the resume point were trimmed"))
+        missed: list[Item] = []
+        start = f"({last_seen}"
+        while len(missed) < MAX_RESUME:
+            page = await redis.xrange(key, min=start, max="+", count=_RESUME_PAGE)
+            for raw_id, fields in page:
+                event = decode_event(fields[EVENT_FIELD]) if EVENT_FIELD in fields else None
+                if isinstance(event, MarketEvent):
+                    missed.append(item_of(stream, raw_id.decode(), event))
+            if len(page) < _RESUME_PAGE:
+                break
+            start = f"({page[-1][0].decode()}"
+        else:
+            self._say(server_message("gap", stream=stream, reason="too far behind to replay all"))
+        self._queue.extendleft(reversed(missed))
+
+    async def _unsubscribe(self, message: Unsubscribe) -> None:
+        instruments = await self._instruments(message)
+        if instruments is None:
+            return
+        streams = [stream_name(c, i) for i in instruments for c in dict.fromkeys(message.channels)]
+        gone = [s for s in streams if s in self._streams]
+        self._hub.unsubscribe(self, gone)
+        self._streams.difference_update(gone)
+        dropped = set(gone)
+        self._queue = deque(item for item in self._queue if item.stream not in dropped)
+        self._say(server_message("unsubscribed", streams=gone))
+
+    async def _reauthenticate(self, token: str) -> None:
+        try:
+            principal = await verify_bearer(self._resources, token)
+        except TokenError as error:
+            self._error("invalid_token", str(error))
+            return
+        if principal.user_id != self._principal.user_id or Scope.stream_read not in principal.scopes:
+            self._error("invalid_token", "the token must be the same user's, with stream:read")
+            return
+        self._principal = principal
+        self._say(server_message("authenticated", expires_at=principal.expires_at))
+
+    # -- sending --------------------------------------------------------------------------
+
+    def _say(self, text: str) -> None:
+        self._control.append(text)
+        self._wakeup.set()
+
+    def _error(self, code: str, message: str) -> None:
+        self._say(server_message("error", code=code, message=message))
+
+    def _close(self, code: int, reason: str) -> None:
+        if self._closing is None:
+            self._closing = (code, reason)
+        self._wakeup.set()
+
+    async def _send_loop(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._control:
+                await self._ws.send_text(self._control.popleft())
+            if self._closing is not None:
+                code, reason = self._closing
+                if self._ws.application_state is WebSocketState.CONNECTED:
+                    await self._ws.close(code=code, reason=reason)
+                return
+            while self._queue and not self._paused:
+                frame = self._next_frame()
+                if frame:
+                    await self._ws.send_text(frame)
+
+    def _next_frame(self) -> str:
+        """Everything queued (up to a batch) in one frame: the proxy costs per frame."""
+        fragments: list[bytes] = []
+        queue, last_sent = self._queue, self._last_sent
+        while queue and len(fragments) < MAX_BATCH:
+            item = queue.popleft()
+            # Resumed and live events overlap; each event goes out once, in order.
+            if item.position <= last_sent.get(item.stream, (-1, -1)):
+                continue
+            last_sent[item.stream] = item.position
+            fragments.append(item.fragment)
+        if not fragments:
+            return ""
+        return (b'{"type":"data","events":[' + b",".join(fragments) + b"]}").decode()
+
+    def _conflate(self) -> None:
+        """Keep only the latest quote, and the current book, of each stream still queued."""
+        last_index: dict[str, int] = {}
+        for index, item in enumerate(self._queue):
+            if item.kind in _CONFLATABLE:
+                last_index[item.stream] = index
+        replacement: dict[str, Item] = {}
+        for stream, index in last_index.items():
+            last = self._queue[index]
+            if last.kind == "quote":
+                replacement[stream] = last
+            elif (snapshot := self._hub.book_snapshot(stream, last)) is not None:
+                replacement[stream] = snapshot
+        kept: deque[Item] = deque()
+        for index, item in enumerate(self._queue):
+            if item.stream in replacement and item.kind in _CONFLATABLE:
+                if index == last_index[item.stream]:
+                    kept.append(replacement[item.stream])
+                continue
+            kept.append(item)
+        self._queue = kept
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.live_heartbeat_s)
+            if time.time() >= self._principal.expires_at:
+                # The sender closes the connection, which ends this client.
+                self._close(CLOSE_UNAUTHENTICATED, "the token has expired; reconnect with a new one")
+                continue
+            self._say(server_message("heartbeat", ts_ns=time.time_ns()))

@@ -1,0 +1,221 @@
+"""One reader of Redis streams per gateway replica, fanning events out to subscribed clients.
+
+A single XREAD (blocking briefly) covers every stream any client of the replica wants, so the cost
+in Redis does not grow with the number of clients. Each event is decoded and rendered to JSON once,
+whatever the number of clients it goes to. Books are kept here as well, so that a client that
+fell behind can be sent the current book instead of every delta it missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from typing import Protocol
+
+import msgspec
+import redis.asyncio as aioredis
+import redis.exceptions
+
+from actors.book import OrderBook
+from cluster.events import (
+    AnyEvent,
+    BookDelta,
+    BookSnapshot,
+    Gap,
+    MarketEvent,
+    decode_event,
+    event_to_json,
+)
+from cluster.redis_keys import EVENT_FIELD, stream_key
+from serve.live.protocol import split_stream
+
+__all__ = ["Item", "Subscriber", "StreamHub", "item_of", "parse_id"]
+
+log = logging.getLogger(__name__)
+_BLOCK_MS = 100
+_READ_COUNT = 1_000
+_RETRY_S = 1.0
+
+
+def parse_id(entry_id: str) -> tuple[int, int]:
+    milliseconds, _, sequence = entry_id.partition("-")
+    return int(milliseconds), int(sequence or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One event on its way to clients, already rendered as a JSON fragment."""
+
+    stream: str
+    entry_id: str
+    position: tuple[int, int]
+    kind: str
+    instrument: str
+    fragment: bytes
+
+
+_encode = msgspec.json.Encoder().encode
+
+
+def item_of(stream: str, entry_id: str, event: MarketEvent) -> Item:
+    fragment = b"".join(
+        (
+            b'{"stream":', _encode(stream), b',"id":"', entry_id.encode(), b'","event":',
+            event_to_json(event), b"}",
+        )
+    )
+    kind = type(event).__struct_config__.tag
+    return Item(stream, entry_id, parse_id(entry_id), str(kind), event.instrument, fragment)
+
+
+@dataclass(slots=True)
+class _TrackedBook:
+    book: OrderBook
+    exchange_ts_ns: int = 0
+    receive_ts_ns: int = 0
+
+
+class Subscriber(Protocol):
+    def offer(self, item: Item) -> None: ...
+
+
+class StreamHub:
+    def __init__(self, redis_url: str) -> None:
+        # Its own connection: a blocking XREAD must not hold up anybody else's commands.
+        self._redis = aioredis.from_url(redis_url, socket_timeout=5 + _BLOCK_MS / 1000)
+        self._subscribers: dict[str, set[Subscriber]] = {}
+        self._keys: dict[str, str] = {}
+        self._positions: dict[str, str] = {}
+        self._books: dict[str, _TrackedBook] = {}
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._connections: Counter[str] = Counter()
+
+    def admit(self, user_id: str, limit: int) -> bool:
+        """Count a new connection of ``user_id`` unless the user already has ``limit`` here."""
+        if self._connections[user_id] >= limit:
+            return False
+        self._connections[user_id] += 1
+        return True
+
+    def release(self, user_id: str) -> None:
+        self._connections[user_id] -= 1
+        if self._connections[user_id] <= 0:
+            del self._connections[user_id]
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        return self._redis
+
+    async def subscribe(self, subscriber: Subscriber, streams: list[str]) -> None:
+        """From now on ``subscriber`` is offered every new event of these streams."""
+        for stream in streams:
+            if stream not in self._subscribers:
+                channel_instrument = split_stream(stream)
+                if channel_instrument is None:
+                    raise ValueError(f"not a stream: {stream!r}")
+                self._keys[stream] = stream_key(*channel_instrument)
+                self._positions[stream] = await self._last_id(self._keys[stream])
+                self._subscribers[stream] = set()
+            self._subscribers[stream].add(subscriber)
+        self._changed.set()
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="stream-hub")
+
+    def unsubscribe(self, subscriber: Subscriber, streams: list[str]) -> None:
+        for stream in streams:
+            subscribers = self._subscribers.get(stream)
+            if subscribers is None:
+                continue
+            subscribers.discard(subscriber)
+            if not subscribers:
+                del self._subscribers[stream]
+                del self._keys[stream]
+                self._positions.pop(stream, None)
+                self._books.pop(stream, None)
+
+    def book_snapshot(self, stream: str, last: Item) -> Item | None:
+        """The current book of a book stream, as an item standing for everything up to ``last``."""
+        tracked = self._books.get(stream)
+        if tracked is None or not tracked.book:
+            return None
+        snapshot = BookSnapshot(
+            instrument=last.instrument,
+            exchange_ts_ns=tracked.exchange_ts_ns,
+            receive_ts_ns=tracked.receive_ts_ns,
+            bids=tracked.book.bids(),
+            asks=tracked.book.asks(),
+        )
+        return item_of(stream, last.entry_id, snapshot)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        await self._redis.aclose()
+
+    async def _last_id(self, key: str) -> str:
+        newest = await self._redis.xrevrange(key, count=1)
+        return newest[0][0].decode() if newest else "0-0"
+
+    async def _run(self) -> None:
+        while True:
+            if not self._subscribers:
+                self._changed.clear()
+                await self._changed.wait()
+                continue
+            streams_by_key = {key: stream for stream, key in self._keys.items()}
+            try:
+                replies = await self._redis.xread(
+                    {key: self._positions[stream] for key, stream in streams_by_key.items()},
+                    count=_READ_COUNT,
+                    block=_BLOCK_MS,
+                )
+            except (redis.exceptions.RedisError, OSError) as error:
+                log.warning("live feed cannot read Redis (%s); retrying", type(error).__name__)
+                await asyncio.sleep(_RETRY_S)
+                continue
+            for key, entries in replies:
+                stream = streams_by_key.get(key.decode())
+                if stream is not None:
+                    self._deliver(stream, entries)
+
+    def _deliver(self, stream: str, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
+        subscribers = self._subscribers.get(stream)
+        if not entries or subscribers is None:
+            return
+        for raw_id, fields in entries:
+            entry_id = raw_id.decode()
+            self._positions[stream] = entry_id
+            event = _decode(fields)
+            if not isinstance(event, MarketEvent):
+                continue
+            self._track_book(stream, event)
+            item = item_of(stream, entry_id, event)
+            for subscriber in tuple(subscribers):
+                subscriber.offer(item)
+
+    def _track_book(self, stream: str, event: AnyEvent) -> None:
+        if isinstance(event, BookSnapshot):
+            tracked = self._books.setdefault(stream, _TrackedBook(OrderBook(event.instrument)))
+            tracked.book.replace(event.bids, event.asks)
+        elif isinstance(event, BookDelta) and stream in self._books:
+            tracked = self._books[stream]
+            tracked.book.apply(event.bids, event.asks)
+        else:
+            if isinstance(event, Gap):
+                self._books.pop(stream, None)
+            return
+        tracked.exchange_ts_ns, tracked.receive_ts_ns = event.exchange_ts_ns, event.receive_ts_ns
+
+
+def _decode(fields: dict[bytes, bytes]) -> AnyEvent | None:
+    payload = fields.get(EVENT_FIELD)
+    if payload is None:
+        return None
+    try:
+        return decode_event(payload)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None

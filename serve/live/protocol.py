@@ -1,0 +1,107 @@
+"""The live feed's messages. Clients send JSON objects tagged by ``type``; the server answers
+with ``data`` (several events per frame), ``subscribed``/``unsubscribed`` acks, ``error``,
+``heartbeat``, ``pong`` and ``gap`` notices.
+
+A stream is ``<channel>:<instrument>`` (``trades:okx:BTC-USDT``); every event sent carries its
+stream and the stream's event id, which is what ``resume_from`` takes back after a reconnect.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+import msgspec
+
+from cluster.events import CHANNELS, Channel
+
+__all__ = [
+    "Subscribe",
+    "Unsubscribe",
+    "Ping",
+    "Auth",
+    "ClientMessage",
+    "decode_client_message",
+    "stream_name",
+    "split_stream",
+    "EVENT_ID",
+    "server_message",
+    "CLOSE_TOO_SLOW",
+    "CLOSE_TOO_MANY_CONNECTIONS",
+]
+
+EVENT_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
+_INSTRUMENT = re.compile(r"[a-z0-9_]{1,32}:[A-Za-z0-9._/-]{1,48}")
+
+
+class Subscribe(msgspec.Struct, tag="subscribe", forbid_unknown_fields=True):
+    instruments: list[str] = []
+    watchlist: str | None = None
+    channels: list[Channel] = msgspec.field(default_factory=lambda: ["trades", "quotes"])
+    # stream -> the last event id the client saw there; it gets everything after it.
+    resume_from: dict[str, str] = {}
+
+
+class Unsubscribe(msgspec.Struct, tag="unsubscribe", forbid_unknown_fields=True):
+    instruments: list[str] = []
+    watchlist: str | None = None
+    channels: list[Channel] = msgspec.field(default_factory=lambda: list(CHANNELS))
+
+
+class Ping(msgspec.Struct, tag="ping", forbid_unknown_fields=True):
+    pass
+
+
+class Auth(msgspec.Struct, tag="auth", forbid_unknown_fields=True):
+    """A fresh access token for the same user, before the current one expires."""
+
+    token: str
+
+
+ClientMessage = Subscribe | Unsubscribe | Ping | Auth
+_decoder = msgspec.json.Decoder(ClientMessage)
+
+
+def decode_client_message(text: str | bytes) -> ClientMessage:
+    """Raises ValueError with a readable reason for anything that is not a valid message."""
+    try:
+        message = _decoder.decode(text)
+    except (msgspec.ValidationError, msgspec.DecodeError) as error:
+        raise ValueError(str(error)) from None
+    if isinstance(message, Subscribe | Unsubscribe):
+        bad = [i for i in message.instruments if not _INSTRUMENT.fullmatch(i)]
+        if bad:
+            raise ValueError(f"not instrument ids: {', '.join(bad[:5])}")
+    if isinstance(message, Subscribe):
+        for stream, event_id in message.resume_from.items():
+            if split_stream(stream) is None or not EVENT_ID.fullmatch(event_id):
+                raise ValueError(f"resume_from: {stream!r} -> {event_id!r} is not a stream and id")
+    return message
+
+
+def stream_name(channel: Channel, instrument: str) -> str:
+    return f"{channel}:{instrument}"
+
+
+def split_stream(name: str) -> tuple[Channel, str] | None:
+    channel, _, instrument = name.partition(":")
+    if channel not in CHANNELS or not _INSTRUMENT.fullmatch(instrument):
+        return None
+    return channel, instrument  # type: ignore[return-value]
+
+
+_encoder = msgspec.json.Encoder()
+
+
+ServerKind = Literal[
+    "subscribed", "unsubscribed", "authenticated", "error", "heartbeat", "pong", "gap"
+]
+
+
+def server_message(kind: ServerKind, **fields: object) -> str:
+    return _encoder.encode({"type": kind, **fields}).decode()
+
+
+# Close codes of the live feed (4000-4999 are the application's; 4401/4403 as in serve.auth.websocket).
+CLOSE_TOO_SLOW = 4008
+CLOSE_TOO_MANY_CONNECTIONS = 4029
