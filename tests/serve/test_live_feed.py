@@ -1,0 +1,243 @@
+"""The WebSocket live feed through Serve: subscribe, batched data with event ids, resume without
+gaps or duplicates, watchlists, bad messages, limits. Events enter Redis through the real
+publisher, as feed actors write them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from actors.publisher import RedisPublisher
+from cluster.events import Quote, Trade
+from cluster.settings import Settings
+from tests.serve.auth_api import AuthApi, Session
+
+TS = 1_700_000_000 * 10**9
+
+
+@pytest.fixture
+async def publisher(gateway_settings: Settings) -> AsyncIterator[RedisPublisher]:
+    assert gateway_settings.redis_url
+    publisher = RedisPublisher(gateway_settings.redis_url, max_delay_s=0.001)
+    publisher.start()
+    yield publisher
+    await publisher.close()
+
+
+@pytest.fixture
+def instrument() -> str:
+    return f"test:L{uuid.uuid4().hex[:10].upper()}"
+
+
+def _trades(instrument: str, start: int, count: int) -> list[Trade]:
+    return [
+        Trade(
+            instrument=instrument, trade_id=str(n), price=f"{100 + n}.5", size="1",
+            side="buy", exchange_ts_ns=TS + n, receive_ts_ns=TS + n + 1,
+        )
+        for n in range(start, start + count)
+    ]
+
+
+async def _publish(publisher: RedisPublisher, events: list[Any]) -> None:
+    publisher.publish(events)
+    await publisher.drain(10)
+
+
+def _url(gateway_url: str) -> str:
+    return gateway_url.replace("http://", "ws://") + "/v1/stream"
+
+
+async def _connect(gateway_url: str, session: Session) -> ClientConnection:
+    return await websockets.connect(
+        _url(gateway_url),
+        subprotocols=["finone.v1", f"bearer.{session.access_token}"],  # type: ignore[list-item]
+    )
+
+
+async def _next(ws: ClientConnection, kind: str, timeout_s: float = 10) -> dict[str, Any]:
+    """The next message of ``kind``, skipping heartbeats."""
+    while True:
+        message = json.loads(await asyncio.wait_for(ws.recv(), timeout_s))
+        if message["type"] == kind:
+            return message
+        assert message["type"] == "heartbeat", message
+
+
+async def _events(ws: ClientConnection, count: int) -> list[dict[str, Any]]:
+    received: list[dict[str, Any]] = []
+    while len(received) < count:
+        received += (await _next(ws, "data"))["events"]
+    return received
+
+
+async def _subscribe(ws: ClientConnection, **fields: Any) -> dict[str, Any]:
+    await ws.send(json.dumps({"type": "subscribe", **fields}))
+    return await _next(ws, "subscribed")
+
+
+async def test_subscriber_gets_events_with_ids_several_per_frame(
+    gateway_url: str, user: Session, publisher: RedisPublisher, instrument: str
+) -> None:
+    async with await _connect(gateway_url, user) as ws:
+        ack = await _subscribe(ws, instruments=[instrument], channels=["trades", "quotes"])
+        assert ack["streams"] == [f"trades:{instrument}", f"quotes:{instrument}"]
+
+        await _publish(publisher, _trades(instrument, 0, 50))
+        frame = await _next(ws, "data")
+        rest = await _events(ws, 50 - len(frame["events"]))
+
+    events = frame["events"] + rest
+    assert len(frame["events"]) > 1
+    assert [e["event"]["trade_id"] for e in events] == [str(n) for n in range(50)]
+    assert all(e["stream"] == f"trades:{instrument}" for e in events)
+    ids = [tuple(map(int, e["id"].split("-"))) for e in events]
+    assert ids == sorted(ids) and len(set(ids)) == 50
+    assert events[0]["event"] == {
+        "kind": "trade", "exchange_ts_ns": TS, "receive_ts_ns": TS + 1, "instrument": instrument,
+        "trade_id": "0", "price": "100.5", "size": "1", "side": "buy",
+    }
+
+
+async def test_resume_from_delivers_every_missed_event_once_then_live(
+    gateway_url: str, user: Session, publisher: RedisPublisher, instrument: str
+) -> None:
+    stream = f"trades:{instrument}"
+    async with await _connect(gateway_url, user) as ws:
+        await _subscribe(ws, instruments=[instrument], channels=["trades"])
+        await _publish(publisher, _trades(instrument, 0, 10))
+        seen = await _events(ws, 10)
+    last_id = seen[-1]["id"]
+    await _publish(publisher, _trades(instrument, 10, 25))  # missed while disconnected
+
+    async with await _connect(gateway_url, user) as ws:
+        await _subscribe(
+            ws, instruments=[instrument], channels=["trades"], resume_from={stream: last_id}
+        )
+        await _publish(publisher, _trades(instrument, 35, 5))  # live again
+        resumed = await _events(ws, 30)
+
+    assert [e["event"]["trade_id"] for e in resumed] == [str(n) for n in range(10, 40)]
+
+
+async def test_resume_from_a_trimmed_point_says_gap(
+    gateway_url: str, user: Session, publisher: RedisPublisher, instrument: str
+) -> None:
+    await _publish(publisher, _trades(instrument, 0, 3))
+
+    async with await _connect(gateway_url, user) as ws:
+        await ws.send(json.dumps({
+            "type": "subscribe", "instruments": [instrument], "channels": ["trades"],
+            "resume_from": {f"trades:{instrument}": "1-0"},
+        }))
+        gap = await _next(ws, "gap")
+        await _next(ws, "subscribed")
+        replayed = await _events(ws, 3)
+
+    assert gap["stream"] == f"trades:{instrument}"
+    assert [e["event"]["trade_id"] for e in replayed] == ["0", "1", "2"]
+
+
+async def test_watchlist_subscribes_all_its_instruments_in_one_message(
+    gateway_url: str, auth_api: AuthApi, user: Session, publisher: RedisPublisher
+) -> None:
+    instruments = [f"test:W{uuid.uuid4().hex[:8].upper()}" for _ in range(3)]
+    created = await auth_api.http.post(
+        f"{auth_api.url}/v1/watchlists",
+        json={"name": "live", "instruments": instruments},
+        headers=user.headers,
+    )
+
+    async with await _connect(gateway_url, user) as ws:
+        ack = await _subscribe(ws, watchlist=created.json()["watchlist_id"], channels=["quotes"])
+        quotes = [
+            Quote(instrument=i, bid_price="1", bid_size="2", ask_price="3", ask_size="4",
+                  exchange_ts_ns=TS, receive_ts_ns=TS)
+            for i in instruments
+        ]
+        await _publish(publisher, quotes)
+        events = await _events(ws, 3)
+
+    assert ack["streams"] == [f"quotes:{i}" for i in instruments]
+    assert sorted(e["event"]["instrument"] for e in events) == sorted(instruments)
+
+
+async def test_unsubscribed_stream_stops_flowing(
+    gateway_url: str, user: Session, publisher: RedisPublisher, instrument: str
+) -> None:
+    other = f"test:U{uuid.uuid4().hex[:8].upper()}"
+    async with await _connect(gateway_url, user) as ws:
+        await _subscribe(ws, instruments=[instrument, other], channels=["trades"])
+        await ws.send(json.dumps({"type": "unsubscribe", "instruments": [instrument]}))
+        assert (await _next(ws, "unsubscribed"))["streams"] == [f"trades:{instrument}"]
+
+        await _publish(publisher, _trades(instrument, 0, 5) + _trades(other, 0, 1))
+        events = await _events(ws, 1)
+
+    assert [e["stream"] for e in events] == [f"trades:{other}"]
+
+
+async def test_bad_messages_get_errors_and_the_connection_survives(
+    gateway_url: str, user: Session
+) -> None:
+    async with await _connect(gateway_url, user) as ws:
+        cases = {
+            "not json": "invalid_message",
+            json.dumps({"type": "launch"}): "invalid_message",
+            json.dumps({"type": "subscribe", "instruments": ["no spaces allowed"]}): "invalid_message",
+            json.dumps({"type": "subscribe", "channels": ["trades"]}): "invalid_message",
+            json.dumps({"type": "subscribe", "watchlist": "nope"}): "watchlist_not_found",
+            json.dumps({"type": "subscribe", "instruments": ["test:A"], "resume_from": {"trades:test:B": "1-0"}}): "invalid_message",
+            "x" * 20_000: "message_too_large",
+        }
+        for text, code in cases.items():
+            await ws.send(text)
+            error = await _next(ws, "error")
+            assert error["code"] == code, text[:40]
+        await ws.send(json.dumps({"type": "ping"}))
+        assert (await _next(ws, "pong"))["type"] == "pong"
+
+
+async def test_subscription_and_message_floods_are_refused_politely(
+    gateway_url: str, user: Session, gateway_settings: Settings
+) -> None:
+    many = [f"test:F{n}" for n in range(gateway_settings.live_max_subscriptions // 4 + 1)]
+    async with await _connect(gateway_url, user) as ws:
+        await ws.send(json.dumps({"type": "subscribe", "instruments": many, "channels": ["trades", "quotes", "book", "bars"]}))
+        assert (await _next(ws, "error"))["code"] == "too_many_subscriptions"
+        for _ in range(40):
+            await ws.send(json.dumps({"type": "ping"}))
+        replies = [json.loads(await asyncio.wait_for(ws.recv(), 10)) for _ in range(40)]
+        await asyncio.sleep(1.1)
+        await ws.send(json.dumps({"type": "ping"}))
+        after_pause = await _next(ws, "pong")
+
+    kinds = [r.get("code", r["type"]) for r in replies if r["type"] != "heartbeat"]
+    assert "rate_limited" in kinds and "pong" in kinds
+    assert after_pause["type"] == "pong"
+
+
+async def test_connections_per_user_are_limited(
+    gateway_url: str, auth_api: AuthApi, gateway_settings: Settings
+) -> None:
+    session = await auth_api.signed_up()
+    limit = gateway_settings.live_max_connections_per_user
+    open_connections = [await _connect(gateway_url, session) for _ in range(limit)]
+    try:
+        for ws in open_connections:
+            await ws.send(json.dumps({"type": "ping"}))
+            await _next(ws, "pong")
+        extra = await _connect(gateway_url, session)
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await asyncio.wait_for(extra.recv(), 10)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4029
+    finally:
+        for ws in open_connections:
+            await ws.close()
