@@ -131,6 +131,9 @@ class Settings(BaseSettings):
         default=20_000, ge=100, description="Queued events at which a client that cannot keep up is cut."
     )
     live_heartbeat_s: float = Field(default=15.0, gt=0)
+    live_window_frames: int = Field(
+        default=64, ge=1, description="Live-feed data frames a client may leave unacknowledged."
+    )
     admin_password: SecretStr | None = Field(
         default=None, description="Password `finone create-admin` uses instead of prompting (CI)."
     )

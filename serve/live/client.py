@@ -1,7 +1,8 @@
 """One live-feed connection: its subscriptions, its bounded queue and the one task that writes.
 
 The hub offers events without waiting; each client has its own queue and sender, so a slow
-client never delays the others. A client that falls behind first has its quotes and books
+client never delays the others. The sender keeps at most a window of data frames unacknowledged
+(see ``serve.live.protocol``); a client that falls behind first has its quotes and books
 conflated to the latest state; if its queue still grows past the limit it is disconnected with
 close code 4008. Everything the server says goes through the sender task, in order.
 """
@@ -27,6 +28,7 @@ from serve.dependencies import verify_bearer
 from serve.live.hub import Item, StreamHub, item_of, parse_id
 from serve.live.protocol import (
     CLOSE_TOO_SLOW,
+    Ack,
     Auth,
     Ping,
     Subscribe,
@@ -61,6 +63,9 @@ class LiveClient:
         self._queue: deque[Item] = deque()
         self._control: deque[str] = deque()
         self._last_sent: dict[str, tuple[int, int]] = {}
+        self._sent_seq = 0
+        self._acked_seq = 0
+        self._lagging = False
         self._wakeup = asyncio.Event()
         self._paused = False
         self._closing: tuple[int, str] | None = None
@@ -85,11 +90,19 @@ class LiveClient:
 
     def offer(self, item: Item) -> None:
         self._queue.append(item)
-        if len(self._queue) > self._settings.live_conflate_at:
-            self._conflate()
-            if len(self._queue) > self._settings.live_max_queue:
-                self._close(CLOSE_TOO_SLOW, "too slow: the client did not keep up with its feed")
+        queued = len(self._queue)
+        # A burst while the client keeps up is sent as it is; conflation is for one that lags.
+        if self._window_full():
+            self._lagging = True
+            if queued > self._settings.live_conflate_at:
+                self._conflate()
+                queued = len(self._queue)
+        if queued > self._settings.live_max_queue:
+            self._close(CLOSE_TOO_SLOW, "too slow: the client did not keep up with its feed")
         self._wakeup.set()
+
+    def _window_full(self) -> bool:
+        return self._sent_seq - self._acked_seq >= self._settings.live_window_frames
 
     # -- receiving ------------------------------------------------------------------------
 
@@ -103,17 +116,27 @@ class LiveClient:
                 return
             data = message.get("text") or message.get("bytes") or ""
             if len(data) > MAX_MESSAGE_BYTES:
-                self._error("message_too_large", f"messages are limited to {MAX_MESSAGE_BYTES} bytes")
+                self._error(
+                    "message_too_large", f"messages are limited to {MAX_MESSAGE_BYTES} bytes"
+                )
                 continue
-            if not self._take_allowance():
-                self._error("rate_limited", f"at most {_MESSAGES_PER_S} messages per second")
-                continue
+            problem = ""
             try:
                 parsed = decode_client_message(data)
             except ValueError as error:
-                self._error("invalid_message", str(error))
+                parsed = None
+                problem = str(error)
+            # Acks are flow control, due every few frames: only other messages are rate-limited.
+            if isinstance(parsed, Ack):
+                if self._acked_seq < parsed.seq <= self._sent_seq:
+                    self._acked_seq = parsed.seq
+                    self._wakeup.set()
                 continue
-            if isinstance(parsed, Ping):
+            if not self._take_allowance():
+                self._error("rate_limited", f"at most {_MESSAGES_PER_S} messages per second")
+            elif parsed is None:
+                self._error("invalid_message", problem)
+            elif isinstance(parsed, Ping):
                 self._say(server_message("pong"))
             elif isinstance(parsed, Subscribe):
                 await self._subscribe(parsed)
@@ -189,7 +212,11 @@ class LiveClient:
         redis = self._hub.redis
         oldest = await redis.xrange(key, count=1)
         if oldest and parse_id(oldest[0][0].decode()) > parse_id(last_seen):
-            self._say(server_message("gap", stream=stream, reason="events after the resume point were trimmed"))
+            self._say(
+                server_message(
+                    "gap", stream=stream, reason="events after the resume point were trimmed"
+                )
+            )
         missed: list[Item] = []
         start = f"({last_seen}"
         while len(missed) < MAX_RESUME:
@@ -223,7 +250,10 @@ class LiveClient:
         except TokenError as error:
             self._error("invalid_token", str(error))
             return
-        if principal.user_id != self._principal.user_id or Scope.stream_read not in principal.scopes:
+        if (
+            principal.user_id != self._principal.user_id
+            or Scope.stream_read not in principal.scopes
+        ):
             self._error("invalid_token", "the token must be the same user's, with stream:read")
             return
         self._principal = principal
@@ -254,7 +284,11 @@ class LiveClient:
                 if self._ws.application_state is WebSocketState.CONNECTED:
                     await self._ws.close(code=code, reason=reason)
                 return
-            while self._queue and not self._paused:
+            if self._lagging and not self._window_full():
+                # Back from behind: the latest quotes and books, not every one missed.
+                self._conflate()
+                self._lagging = False
+            while self._queue and not self._paused and not self._window_full():
                 frame = self._next_frame()
                 if frame:
                     await self._ws.send_text(frame)
@@ -272,7 +306,9 @@ class LiveClient:
             fragments.append(item.fragment)
         if not fragments:
             return ""
-        return (b'{"type":"data","events":[' + b",".join(fragments) + b"]}").decode()
+        self._sent_seq += 1
+        head = b'{"type":"data","seq":%d,"events":[' % self._sent_seq
+        return (head + b",".join(fragments) + b"]}").decode()
 
     def _conflate(self) -> None:
         """Keep only the latest quote, and the current book, of each stream still queued."""
@@ -301,6 +337,8 @@ class LiveClient:
             await asyncio.sleep(self._settings.live_heartbeat_s)
             if time.time() >= self._principal.expires_at:
                 # The sender closes the connection, which ends this client.
-                self._close(CLOSE_UNAUTHENTICATED, "the token has expired; reconnect with a new one")
+                self._close(
+                    CLOSE_UNAUTHENTICATED, "the token has expired; reconnect with a new one"
+                )
                 continue
             self._say(server_message("heartbeat", ts_ns=time.time_ns()))

@@ -62,8 +62,13 @@ _encode = msgspec.json.Encoder().encode
 def item_of(stream: str, entry_id: str, event: MarketEvent) -> Item:
     fragment = b"".join(
         (
-            b'{"stream":', _encode(stream), b',"id":"', entry_id.encode(), b'","event":',
-            event_to_json(event), b"}",
+            b'{"stream":',
+            _encode(stream),
+            b',"id":"',
+            entry_id.encode(),
+            b'","event":',
+            event_to_json(event),
+            b"}",
         )
     )
     kind = type(event).__struct_config__.tag

@@ -4,6 +4,12 @@ with ``data`` (several events per frame), ``subscribed``/``unsubscribed`` acks, 
 
 A stream is ``<channel>:<instrument>`` (``trades:okx:BTC-USDT``); every event sent carries its
 stream and the stream's event id, which is what ``resume_from`` takes back after a reconnect.
+
+Flow control: data frames are numbered (``seq``) and at most a window of them is in flight
+unacknowledged; a client acknowledges with ``{"type": "ack", "seq": N}`` for the last frame it
+has processed (every few frames is enough). Serve's proxy buffers whatever a replica sends, so
+only the client can say that it keeps up; one that does not ack is treated as slow: its quotes
+and books are conflated to the latest, then it is disconnected (close code 4008).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ __all__ = [
     "Subscribe",
     "Unsubscribe",
     "Ping",
+    "Ack",
     "Auth",
     "ClientMessage",
     "decode_client_message",
@@ -52,13 +59,19 @@ class Ping(msgspec.Struct, tag="ping", forbid_unknown_fields=True):
     pass
 
 
+class Ack(msgspec.Struct, tag="ack", forbid_unknown_fields=True):
+    """Every data frame up to ``seq`` has been processed."""
+
+    seq: int
+
+
 class Auth(msgspec.Struct, tag="auth", forbid_unknown_fields=True):
     """A fresh access token for the same user, before the current one expires."""
 
     token: str
 
 
-ClientMessage = Subscribe | Unsubscribe | Ping | Auth
+ClientMessage = Subscribe | Unsubscribe | Ping | Ack | Auth
 _decoder = msgspec.json.Decoder(ClientMessage)
 
 

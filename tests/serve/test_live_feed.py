@@ -12,11 +12,14 @@ from typing import Any
 
 import pytest
 import websockets
+from ray import serve
 from websockets.asyncio.client import ClientConnection
 
 from actors.publisher import RedisPublisher
 from cluster.events import Quote, Trade
 from cluster.settings import Settings
+from serve.app import Gateway
+from tests.polling import wait_until
 from tests.serve.auth_api import AuthApi, Session
 
 TS = 1_700_000_000 * 10**9
@@ -39,8 +42,13 @@ def instrument() -> str:
 def _trades(instrument: str, start: int, count: int) -> list[Trade]:
     return [
         Trade(
-            instrument=instrument, trade_id=str(n), price=f"{100 + n}.5", size="1",
-            side="buy", exchange_ts_ns=TS + n, receive_ts_ns=TS + n + 1,
+            instrument=instrument,
+            trade_id=str(n),
+            price=f"{100 + n}.5",
+            size="1",
+            side="buy",
+            exchange_ts_ns=TS + n,
+            receive_ts_ns=TS + n + 1,
         )
         for n in range(start, start + count)
     ]
@@ -72,9 +80,12 @@ async def _next(ws: ClientConnection, kind: str, timeout_s: float = 10) -> dict[
 
 
 async def _events(ws: ClientConnection, count: int) -> list[dict[str, Any]]:
+    """Read (and acknowledge, as a client must) data frames until ``count`` events came."""
     received: list[dict[str, Any]] = []
     while len(received) < count:
-        received += (await _next(ws, "data"))["events"]
+        frame = await _next(ws, "data")
+        await ws.send(json.dumps({"type": "ack", "seq": frame["seq"]}))
+        received += frame["events"]
     return received
 
 
@@ -92,6 +103,7 @@ async def test_subscriber_gets_events_with_ids_several_per_frame(
 
         await _publish(publisher, _trades(instrument, 0, 50))
         frame = await _next(ws, "data")
+        await ws.send(json.dumps({"type": "ack", "seq": frame["seq"]}))
         rest = await _events(ws, 50 - len(frame["events"]))
 
     events = frame["events"] + rest
@@ -101,8 +113,14 @@ async def test_subscriber_gets_events_with_ids_several_per_frame(
     ids = [tuple(map(int, e["id"].split("-"))) for e in events]
     assert ids == sorted(ids) and len(set(ids)) == 50
     assert events[0]["event"] == {
-        "kind": "trade", "exchange_ts_ns": TS, "receive_ts_ns": TS + 1, "instrument": instrument,
-        "trade_id": "0", "price": "100.5", "size": "1", "side": "buy",
+        "kind": "trade",
+        "exchange_ts_ns": TS,
+        "receive_ts_ns": TS + 1,
+        "instrument": instrument,
+        "trade_id": "0",
+        "price": "100.5",
+        "size": "1",
+        "side": "buy",
     }
 
 
@@ -133,10 +151,16 @@ async def test_resume_from_a_trimmed_point_says_gap(
     await _publish(publisher, _trades(instrument, 0, 3))
 
     async with await _connect(gateway_url, user) as ws:
-        await ws.send(json.dumps({
-            "type": "subscribe", "instruments": [instrument], "channels": ["trades"],
-            "resume_from": {f"trades:{instrument}": "1-0"},
-        }))
+        await ws.send(
+            json.dumps(
+                {
+                    "type": "subscribe",
+                    "instruments": [instrument],
+                    "channels": ["trades"],
+                    "resume_from": {f"trades:{instrument}": "1-0"},
+                }
+            )
+        )
         gap = await _next(ws, "gap")
         await _next(ws, "subscribed")
         replayed = await _events(ws, 3)
@@ -158,8 +182,15 @@ async def test_watchlist_subscribes_all_its_instruments_in_one_message(
     async with await _connect(gateway_url, user) as ws:
         ack = await _subscribe(ws, watchlist=created.json()["watchlist_id"], channels=["quotes"])
         quotes = [
-            Quote(instrument=i, bid_price="1", bid_size="2", ask_price="3", ask_size="4",
-                  exchange_ts_ns=TS, receive_ts_ns=TS)
+            Quote(
+                instrument=i,
+                bid_price="1",
+                bid_size="2",
+                ask_price="3",
+                ask_size="4",
+                exchange_ts_ns=TS,
+                receive_ts_ns=TS,
+            )
             for i in instruments
         ]
         await _publish(publisher, quotes)
@@ -191,10 +222,18 @@ async def test_bad_messages_get_errors_and_the_connection_survives(
         cases = {
             "not json": "invalid_message",
             json.dumps({"type": "launch"}): "invalid_message",
-            json.dumps({"type": "subscribe", "instruments": ["no spaces allowed"]}): "invalid_message",
+            json.dumps(
+                {"type": "subscribe", "instruments": ["no spaces allowed"]}
+            ): "invalid_message",
             json.dumps({"type": "subscribe", "channels": ["trades"]}): "invalid_message",
             json.dumps({"type": "subscribe", "watchlist": "nope"}): "watchlist_not_found",
-            json.dumps({"type": "subscribe", "instruments": ["test:A"], "resume_from": {"trades:test:B": "1-0"}}): "invalid_message",
+            json.dumps(
+                {
+                    "type": "subscribe",
+                    "instruments": ["test:A"],
+                    "resume_from": {"trades:test:B": "1-0"},
+                }
+            ): "invalid_message",
             "x" * 20_000: "message_too_large",
         }
         for text, code in cases.items():
@@ -210,7 +249,15 @@ async def test_subscription_and_message_floods_are_refused_politely(
 ) -> None:
     many = [f"test:F{n}" for n in range(gateway_settings.live_max_subscriptions // 4 + 1)]
     async with await _connect(gateway_url, user) as ws:
-        await ws.send(json.dumps({"type": "subscribe", "instruments": many, "channels": ["trades", "quotes", "book", "bars"]}))
+        await ws.send(
+            json.dumps(
+                {
+                    "type": "subscribe",
+                    "instruments": many,
+                    "channels": ["trades", "quotes", "book", "bars"],
+                }
+            )
+        )
         assert (await _next(ws, "error"))["code"] == "too_many_subscriptions"
         for _ in range(40):
             await ws.send(json.dumps({"type": "ping"}))
@@ -241,3 +288,86 @@ async def test_connections_per_user_are_limited(
     finally:
         for ws in open_connections:
             await ws.close()
+
+
+@pytest.fixture(scope="module")
+def tight_gateway_url(serve_port: int, gateway_settings: Settings) -> str:
+    """A gateway with a tiny flow-control window and queue, to show a slow client's fate."""
+    tight = gateway_settings.model_copy(
+        update={"live_window_frames": 2, "live_conflate_at": 100, "live_max_queue": 1_000}
+    )
+    serve.run(Gateway.bind(tight), name="gateway-tight", route_prefix="/tight")
+    return f"http://127.0.0.1:{serve_port}/tight"
+
+
+class FastReader:
+    """A client that reads and acknowledges everything, in the background."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.events: list[dict[str, Any]] = []
+        self.task = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        async for text in self.ws:
+            message = json.loads(text)
+            if message["type"] == "data":
+                await self.ws.send(json.dumps({"type": "ack", "seq": message["seq"]}))
+                self.events += message["events"]
+
+    async def wait_for(self, count: int) -> None:
+        async def enough() -> bool:
+            return len(self.events) >= count
+
+        await wait_until(enough, 20, f"{count} events at the fast client")
+
+
+def _quotes(instrument: str, count: int) -> list[Quote]:
+    return [
+        Quote(
+            instrument=instrument,
+            bid_price=f"{n}.1",
+            bid_size="1",
+            ask_price=f"{n}.2",
+            ask_size="1",
+            exchange_ts_ns=TS + n,
+            receive_ts_ns=TS + n,
+        )
+        for n in range(count)
+    ]
+
+
+async def test_slow_client_is_conflated_then_cut_while_a_fast_one_gets_everything(
+    tight_gateway_url: str, user: Session, publisher: RedisPublisher, instrument: str
+) -> None:
+    slow = await _connect(tight_gateway_url, user)
+    fast_ws = await _connect(tight_gateway_url, user)
+    for ws in (slow, fast_ws):
+        await _subscribe(ws, instruments=[instrument], channels=["trades", "quotes"])
+    fast = FastReader(fast_ws)
+    # Three frames for the slow client, which acknowledges none: the window (2) closes.
+    for n in range(3):
+        await _publish(publisher, _trades(instrument, n, 1))
+        await fast.wait_for(n + 1)
+    first = [await _next(slow, "data") for _ in range(2)]
+
+    await _publish(publisher, _quotes(instrument, 500))
+    await fast.wait_for(503)
+    await slow.send(json.dumps({"type": "ack", "seq": first[-1]["seq"]}))
+    caught_up = await _next(slow, "data")
+
+    # Behind by 500 quotes, the slow client got the third trade and only the latest quote.
+    assert [e["event"]["kind"] for e in caught_up["events"]] == ["trade", "quote"]
+    assert caught_up["events"][1]["event"]["bid_price"] == "499.1"
+
+    # Trades cannot be conflated: 2,000 more overflow the slow client's queue of 1,000.
+    await _publish(publisher, _trades(instrument, 3, 2_000))
+    await fast.wait_for(2_503)
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        for _ in range(10):  # a few frames and heartbeats may still be on their way
+            await asyncio.wait_for(slow.recv(), 10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4008
+    trades = [e["event"]["trade_id"] for e in fast.events if e["event"]["kind"] == "trade"]
+    assert trades == [str(n) for n in range(2_003)]
+    await fast_ws.close()
+    await fast.task
