@@ -115,6 +115,7 @@ def server_message(kind: ServerKind, **fields: object) -> str:
     return _encoder.encode({"type": kind, **fields}).decode()
 
 
-# Close codes of the live feed (4000-4999 are the application's; 4401/4403 as in serve.auth.websocket).
+# Close codes of the live feed (4000-4999 belong to applications; 4401/4403 as in
+# serve.auth.websocket).
 CLOSE_TOO_SLOW = 4008
 CLOSE_TOO_MANY_CONNECTIONS = 4029

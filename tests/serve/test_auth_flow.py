@@ -12,7 +12,6 @@ from argon2 import PasswordHasher
 from joserfc import jws
 
 from cluster.settings import Settings
-
 from tests.serve.auth_api import PASSWORD, AuthApi, Session, new_email, new_ip
 
 

@@ -44,8 +44,8 @@ async def traded(db: asyncpg.Connection) -> str:
         for n in range(25)
     ]
     await db.executemany(
-        "INSERT INTO trades (instrument_id, trade_id, exchange_ts_ns, receive_ts_ns, price, size, side) "
-        "VALUES ($1, $2, $3, $4, $5::numeric, $6::numeric, $7)",
+        "INSERT INTO trades (instrument_id, trade_id, exchange_ts_ns, receive_ts_ns, price, size, "
+        "side) VALUES ($1, $2, $3, $4, $5::numeric, $6::numeric, $7)",
         rows,
     )
     return instrument

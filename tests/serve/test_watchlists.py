@@ -9,7 +9,10 @@ from tests.serve.auth_api import AuthApi, Session
 
 async def test_watchlist_lifecycle(auth_api: AuthApi, user: Session) -> None:
     base = f"{auth_api.url}/v1/watchlists"
-    body = {"name": "majors", "instruments": ["binance:BTC-USDT", "alpaca:AAPL", "binance:BTC-USDT"]}
+    body = {
+        "name": "majors",
+        "instruments": ["binance:BTC-USDT", "alpaca:AAPL", "binance:BTC-USDT"],
+    }
 
     created = await auth_api.http.post(base, json=body, headers=user.headers)
 
