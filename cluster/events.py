@@ -23,6 +23,7 @@ __all__ = [
     "BookDelta",
     "Bar",
     "Gap",
+    "AlertTriggered",
     "FeedStatus",
     "feed_status_now",
     "AnyEvent",
@@ -135,6 +136,17 @@ class Gap(MarketEvent, frozen=True, kw_only=True, tag="gap"):
     reason: str
 
 
+class AlertTriggered(MarketEvent, frozen=True, kw_only=True, tag="alert"):
+    """A user's price alert fired on this instrument (it fires once, then is spent)."""
+
+    user_id: str
+    alert_id: str
+    condition: str
+    threshold: str
+    price: str
+    window_s: int | None = None
+
+
 class FeedStatus(Event, frozen=True, kw_only=True, tag="status"):
     """A feed connection changed state (connecting, live, reconnecting, failed, stopped)."""
 
@@ -144,7 +156,7 @@ class FeedStatus(Event, frozen=True, kw_only=True, tag="status"):
     detail: str = ""
 
 
-AnyEvent = Trade | Quote | BookSnapshot | BookDelta | Bar | Gap | FeedStatus
+AnyEvent = Trade | Quote | BookSnapshot | BookDelta | Bar | Gap | AlertTriggered | FeedStatus
 
 
 def feed_status_now(venue: str, connection: str, state: str, detail: str = "") -> FeedStatus:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from cluster.events import (
+    AlertTriggered,
     AnyEvent,
     Bar,
     BookDelta,
@@ -20,6 +21,7 @@ __all__ = [
     "EVENT_FIELD",
     "stream_key",
     "status_stream_key",
+    "alert_stream_key",
     "channels_of",
     "rate_limit_key",
     "revoked_session_key",
@@ -53,9 +55,15 @@ def status_stream_key(venue: str) -> str:
     return f"{PREFIX}:stream:status:{venue}"
 
 
+def alert_stream_key(user_id: str) -> str:
+    """One user's triggered alerts, which the live feed delivers to every connection of theirs."""
+    return f"{PREFIX}:stream:alerts:{user_id}"
+
+
 def channels_of(event: AnyEvent) -> tuple[Channel, ...]:
-    """The channels whose per-instrument streams carry this event (empty for feed status)."""
-    if isinstance(event, FeedStatus):
+    """The channels whose per-instrument streams carry this event (empty for feed status and
+    alerts, which have streams of their own)."""
+    if isinstance(event, FeedStatus | AlertTriggered):
         return ()
     return _CHANNEL_OF[type(event)]
 

@@ -45,4 +45,5 @@ class GatewayComponent:
 
     def urls(self, settings: Settings) -> dict[str, str]:
         base = f"http://{settings.host}:{settings.api_port}"
-        return {"API": base, "API docs": f"{base}/docs"}
+        live = f"ws://{settings.host}:{settings.api_port}/v1/stream"
+        return {"API": base, "API docs": f"{base}/docs", "Live feed": live}

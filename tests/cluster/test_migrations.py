@@ -35,12 +35,12 @@ async def test_migrations_on_empty_database_create_schema_and_record_it(
 
     applied = await upgrade_database_async(empty_database_url)
 
-    assert applied == ["0001", "0002", "0003"]
+    assert applied == ["0001", "0002", "0003", "0004"]
     market = {"instruments", "trades", "bars"}
     identity = {"users", "refresh_tokens", "signing_keys", "oauth_clients", "audit_events"}
-    expected = market | identity | {"watchlists", "alembic_version"}
+    expected = market | identity | {"watchlists", "alerts", "alembic_version"}
     assert expected <= await _tables(empty_database_url)
-    assert await _recorded_version(empty_database_url) == "0003"
+    assert await _recorded_version(empty_database_url) == "0004"
 
 
 async def test_migrations_run_twice_second_run_is_noop(empty_database_url: str) -> None:
@@ -57,7 +57,7 @@ async def test_migrations_run_twice_second_run_is_noop(empty_database_url: str) 
     applied_again = await upgrade_database_async(empty_database_url)
 
     assert applied_again == []
-    assert await _recorded_version(empty_database_url) == "0003"
+    assert await _recorded_version(empty_database_url) == "0004"
     conn = await asyncpg.connect(empty_database_url)
     try:
         assert await conn.fetchval("SELECT count(*) FROM instruments") == 1
@@ -86,8 +86,8 @@ async def test_migrations_started_by_two_processes_at_once_apply_once(
     results = await asyncio.gather(
         _migrate_in_subprocess(empty_database_url), _migrate_in_subprocess(empty_database_url)
     )
-    assert sorted(results) == ["['0001', '0002', '0003']", "[]"]
-    assert await _recorded_version(empty_database_url) == "0003"
+    assert sorted(results) == ["['0001', '0002', '0003', '0004']", "[]"]
+    assert await _recorded_version(empty_database_url) == "0004"
 
 
 async def test_bars_table_with_impossible_ohlc_rejects_row(database_url: str) -> None:
