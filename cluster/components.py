@@ -32,8 +32,9 @@ class Component(Protocol):
 
 def registered_components() -> list[Component]:
     # Imported here so commands that never deploy stay light.
+    from actors.alerts_component import AlertsComponent
     from actors.feeds_component import FeedsComponent
     from actors.recorder_component import RecorderComponent
     from serve.component import GatewayComponent
 
-    return [RecorderComponent(), FeedsComponent(), GatewayComponent()]
+    return [RecorderComponent(), AlertsComponent(), FeedsComponent(), GatewayComponent()]

@@ -20,6 +20,7 @@ from serve.request_limits import RequestSizeLimit
 from serve.resources import Resources
 from serve.routes import (
     account,
+    alerts,
     admin,
     clients,
     health,
@@ -54,6 +55,7 @@ def create_api(resources: Resources) -> FastAPI:
         market.router,
         history.router,
         watchlists.router,
+        alerts.router,
         stream.router,
         admin.router,
         operations.router,

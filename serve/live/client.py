@@ -19,7 +19,7 @@ from fastapi import WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from cluster.events import MarketEvent, decode_event
-from cluster.redis_keys import EVENT_FIELD, stream_key
+from cluster.redis_keys import EVENT_FIELD, alert_stream_key, stream_key
 from serve import watchlists
 from serve.auth.access_tokens import Principal, TokenError
 from serve.auth.roles import Scope
@@ -27,6 +27,7 @@ from serve.auth.websocket import CLOSE_UNAUTHENTICATED
 from serve.dependencies import verify_bearer
 from serve.live.hub import Item, StreamHub, item_of, parse_id
 from serve.live.protocol import (
+    ALERTS_STREAM,
     CLOSE_TOO_SLOW,
     Ack,
     Auth,
@@ -73,6 +74,9 @@ class LiveClient:
         self._allowance_at = time.monotonic()
 
     async def run(self) -> None:
+        # The user's alerts reach every connection of theirs, unasked.
+        await self._hub.subscribe(self, {ALERTS_STREAM: self._key(ALERTS_STREAM)})
+        self._streams.add(ALERTS_STREAM)
         tasks = [
             asyncio.create_task(self._receive_loop()),
             asyncio.create_task(self._send_loop()),
@@ -181,7 +185,7 @@ class LiveClient:
         if instruments is None:
             return
         streams = [stream_name(c, i) for i in instruments for c in dict.fromkeys(message.channels)]
-        unknown_resume = set(message.resume_from) - set(streams)
+        unknown_resume = set(message.resume_from) - set(streams) - {ALERTS_STREAM}
         if unknown_resume:
             names = ", ".join(sorted(unknown_resume))
             self._error("invalid_message", f"resume_from names streams not subscribed: {names}")
@@ -194,7 +198,7 @@ class LiveClient:
         # Nothing is sent while missed events are fetched: they must go out before live ones.
         self._paused = True
         try:
-            await self._hub.subscribe(self, new)
+            await self._hub.subscribe(self, {s: self._key(s) for s in new})
             self._streams.update(new)
             for stream, last_seen in message.resume_from.items():
                 await self._catch_up(stream, last_seen)
@@ -204,14 +208,21 @@ class LiveClient:
             self._paused = False
         self._say(server_message("subscribed", streams=streams))
 
-    async def _catch_up(self, stream: str, last_seen: str) -> None:
-        """Queue, ahead of live events, every event of ``stream`` after ``last_seen``."""
+    def _key(self, stream: str) -> str:
+        if stream == ALERTS_STREAM:
+            return alert_stream_key(self._principal.user_id)
         channel_instrument = split_stream(stream)
         assert channel_instrument is not None
-        key = stream_key(*channel_instrument)
+        return stream_key(*channel_instrument)
+
+    async def _catch_up(self, stream: str, last_seen: str) -> None:
+        """Queue, ahead of live events, every event of ``stream`` after ``last_seen``."""
+        key = self._key(stream)
         redis = self._hub.redis
         oldest = await redis.xrange(key, count=1)
-        if oldest and parse_id(oldest[0][0].decode()) > parse_id(last_seen):
+        # "0-0" asks for everything retained. Otherwise a resume point older than the oldest
+        # entry may have lost events to trimming (Redis 6.2 cannot tell whether any existed).
+        if oldest and last_seen != "0-0" and parse_id(oldest[0][0].decode()) > parse_id(last_seen):
             self._say(
                 server_message(
                     "gap", stream=stream, reason="events after the resume point were trimmed"

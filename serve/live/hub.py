@@ -28,8 +28,7 @@ from cluster.events import (
     decode_event,
     event_to_json,
 )
-from cluster.redis_keys import EVENT_FIELD, stream_key
-from serve.live.protocol import split_stream
+from cluster.redis_keys import EVENT_FIELD
 
 __all__ = ["Item", "Subscriber", "StreamHub", "item_of", "parse_id"]
 
@@ -114,15 +113,12 @@ class StreamHub:
     def redis(self) -> aioredis.Redis:
         return self._redis
 
-    async def subscribe(self, subscriber: Subscriber, streams: list[str]) -> None:
-        """From now on ``subscriber`` is offered every new event of these streams."""
-        for stream in streams:
+    async def subscribe(self, subscriber: Subscriber, streams: dict[str, str]) -> None:
+        """From now on ``subscriber`` is offered every new event of these streams (name -> key)."""
+        for stream, key in streams.items():
             if stream not in self._subscribers:
-                channel_instrument = split_stream(stream)
-                if channel_instrument is None:
-                    raise ValueError(f"not a stream: {stream!r}")
-                self._keys[stream] = stream_key(*channel_instrument)
-                self._positions[stream] = await self._last_id(self._keys[stream])
+                self._keys[stream] = key
+                self._positions[stream] = await self._last_id(key)
                 self._subscribers[stream] = set()
             self._subscribers[stream].add(subscriber)
         self._changed.set()

@@ -2,7 +2,8 @@
 with ``data`` (several events per frame), ``subscribed``/``unsubscribed`` acks, ``error``,
 ``heartbeat``, ``pong`` and ``gap`` notices.
 
-A stream is ``<channel>:<instrument>`` (``trades:okx:BTC-USDT``); every event sent carries its
+A stream is ``<channel>:<instrument>`` (``trades:okx:BTC-USDT``), or ``alerts``: the user's own
+triggered alerts, which every connection receives without asking. Every event sent carries its
 stream and the stream's event id, which is what ``resume_from`` takes back after a reconnect.
 
 Flow control: data frames are numbered (``seq``) and at most a window of them is in flight
@@ -32,12 +33,14 @@ __all__ = [
     "stream_name",
     "split_stream",
     "EVENT_ID",
+    "ALERTS_STREAM",
     "server_message",
     "CLOSE_TOO_SLOW",
     "CLOSE_TOO_MANY_CONNECTIONS",
 ]
 
 EVENT_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
+ALERTS_STREAM = "alerts"
 _INSTRUMENT = re.compile(r"[a-z0-9_]{1,32}:[A-Za-z0-9._/-]{1,48}")
 
 
@@ -87,7 +90,8 @@ def decode_client_message(text: str | bytes) -> ClientMessage:
             raise ValueError(f"not instrument ids: {', '.join(bad[:5])}")
     if isinstance(message, Subscribe):
         for stream, event_id in message.resume_from.items():
-            if split_stream(stream) is None or not EVENT_ID.fullmatch(event_id):
+            known = stream == ALERTS_STREAM or split_stream(stream) is not None
+            if not known or not EVENT_ID.fullmatch(event_id):
                 raise ValueError(f"resume_from: {stream!r} -> {event_id!r} is not a stream and id")
     return message
 
