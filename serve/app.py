@@ -20,8 +20,8 @@ from serve.request_limits import RequestSizeLimit
 from serve.resources import Resources
 from serve.routes import (
     account,
-    alerts,
     admin,
+    alerts,
     clients,
     health,
     history,
