@@ -60,7 +60,7 @@ class LiveClient:
         self._resources = resources
         self._settings = resources.settings
         self._hub = hub
-        self._streams: set[str] = set()
+        self._streams: dict[str, str] = {}  # name -> Redis key
         self._queue: deque[Item] = deque()
         self._control: deque[str] = deque()
         self._last_sent: dict[str, tuple[int, int]] = {}
@@ -75,8 +75,9 @@ class LiveClient:
 
     async def run(self) -> None:
         # The user's alerts reach every connection of theirs, unasked.
-        await self._hub.subscribe(self, {ALERTS_STREAM: self._key(ALERTS_STREAM)})
-        self._streams.add(ALERTS_STREAM)
+        alerts = {ALERTS_STREAM: self._key(ALERTS_STREAM)}
+        await self._hub.subscribe(self, alerts)
+        self._streams.update(alerts)
         tasks = [
             asyncio.create_task(self._receive_loop()),
             asyncio.create_task(self._send_loop()),
@@ -88,7 +89,7 @@ class LiveClient:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            self._hub.unsubscribe(self, list(self._streams))
+            self._hub.unsubscribe(self, list(self._streams.values()))
 
     # -- what the hub calls ---------------------------------------------------------------
 
@@ -198,8 +199,9 @@ class LiveClient:
         # Nothing is sent while missed events are fetched: they must go out before live ones.
         self._paused = True
         try:
-            await self._hub.subscribe(self, {s: self._key(s) for s in new})
-            self._streams.update(new)
+            keys = {s: self._key(s) for s in new}
+            await self._hub.subscribe(self, keys)
+            self._streams.update(keys)
             for stream, last_seen in message.resume_from.items():
                 await self._catch_up(stream, last_seen)
         except (redis.exceptions.RedisError, OSError):
@@ -249,8 +251,7 @@ class LiveClient:
             return
         streams = [stream_name(c, i) for i in instruments for c in dict.fromkeys(message.channels)]
         gone = [s for s in streams if s in self._streams]
-        self._hub.unsubscribe(self, gone)
-        self._streams.difference_update(gone)
+        self._hub.unsubscribe(self, [self._streams.pop(s) for s in gone])
         dropped = set(gone)
         self._queue = deque(item for item in self._queue if item.stream not in dropped)
         self._say(server_message("unsubscribed", streams=gone))
@@ -332,7 +333,7 @@ class LiveClient:
             last = self._queue[index]
             if last.kind == "quote":
                 replacement[stream] = last
-            elif (snapshot := self._hub.book_snapshot(stream, last)) is not None:
+            elif (snapshot := self._hub.book_snapshot(self._streams[stream], last)) is not None:
                 replacement[stream] = snapshot
         kept: deque[Item] = deque()
         for index, item in enumerate(self._queue):

@@ -89,8 +89,10 @@ class StreamHub:
     def __init__(self, redis_url: str) -> None:
         # Its own connection: a blocking XREAD must not hold up anybody else's commands.
         self._redis = aioredis.from_url(redis_url, socket_timeout=5 + _BLOCK_MS / 1000)
+        # Everything is indexed by Redis key: one stream *name* ("alerts") stands for a
+        # different key for every user.
         self._subscribers: dict[str, set[Subscriber]] = {}
-        self._keys: dict[str, str] = {}
+        self._names: dict[str, str] = {}
         self._positions: dict[str, str] = {}
         self._books: dict[str, _TrackedBook] = {}
         self._changed = asyncio.Event()
@@ -115,31 +117,34 @@ class StreamHub:
 
     async def subscribe(self, subscriber: Subscriber, streams: dict[str, str]) -> None:
         """From now on ``subscriber`` is offered every new event of these streams (name -> key)."""
-        for stream, key in streams.items():
-            if stream not in self._subscribers:
-                self._keys[stream] = key
-                self._positions[stream] = await self._last_id(key)
-                self._subscribers[stream] = set()
-            self._subscribers[stream].add(subscriber)
+        # Positions are read first: nothing below awaits, so concurrent subscriptions to the same
+        # new stream cannot interleave half-registered.
+        starts = {
+            key: await self._last_id(key) for key in streams.values() if key not in self._names
+        }
+        for name, key in streams.items():
+            if key not in self._names:
+                self._names[key] = name
+                self._positions[key] = starts[key]
+                self._subscribers[key] = set()
+            self._subscribers[key].add(subscriber)
         self._changed.set()
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="stream-hub")
 
-    def unsubscribe(self, subscriber: Subscriber, streams: list[str]) -> None:
-        for stream in streams:
-            subscribers = self._subscribers.get(stream)
+    def unsubscribe(self, subscriber: Subscriber, keys: list[str]) -> None:
+        for key in keys:
+            subscribers = self._subscribers.get(key)
             if subscribers is None:
                 continue
             subscribers.discard(subscriber)
             if not subscribers:
-                del self._subscribers[stream]
-                del self._keys[stream]
-                self._positions.pop(stream, None)
-                self._books.pop(stream, None)
+                del self._subscribers[key], self._names[key], self._positions[key]
+                self._books.pop(key, None)
 
-    def book_snapshot(self, stream: str, last: Item) -> Item | None:
+    def book_snapshot(self, key: str, last: Item) -> Item | None:
         """The current book of a book stream, as an item standing for everything up to ``last``."""
-        tracked = self._books.get(stream)
+        tracked = self._books.get(key)
         if tracked is None or not tracked.book:
             return None
         snapshot = BookSnapshot(
@@ -149,7 +154,7 @@ class StreamHub:
             bids=tracked.book.bids(),
             asks=tracked.book.asks(),
         )
-        return item_of(stream, last.entry_id, snapshot)
+        return item_of(last.stream, last.entry_id, snapshot)
 
     async def close(self) -> None:
         if self._task is not None:
@@ -167,47 +172,46 @@ class StreamHub:
                 self._changed.clear()
                 await self._changed.wait()
                 continue
-            streams_by_key = {key: stream for stream, key in self._keys.items()}
             try:
                 replies = await self._redis.xread(
-                    {key: self._positions[stream] for key, stream in streams_by_key.items()},
-                    count=_READ_COUNT,
-                    block=_BLOCK_MS,
+                    dict(self._positions), count=_READ_COUNT, block=_BLOCK_MS
                 )
+                for key, entries in replies:
+                    self._deliver(key.decode(), entries)
             except (redis.exceptions.RedisError, OSError) as error:
                 log.warning("live feed cannot read Redis (%s); retrying", type(error).__name__)
                 await asyncio.sleep(_RETRY_S)
-                continue
-            for key, entries in replies:
-                stream = streams_by_key.get(key.decode())
-                if stream is not None:
-                    self._deliver(stream, entries)
+            except Exception:
+                # A bug here must not silently end the live feed of the whole replica.
+                log.exception("live feed hub failed on a batch; continuing")
+                await asyncio.sleep(_RETRY_S)
 
-    def _deliver(self, stream: str, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
-        subscribers = self._subscribers.get(stream)
-        if not entries or subscribers is None:
-            return
+    def _deliver(self, key: str, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
+        subscribers = self._subscribers.get(key)
+        if subscribers is None:
+            return  # unsubscribed while the read was in flight
+        name = self._names[key]
         for raw_id, fields in entries:
             entry_id = raw_id.decode()
-            self._positions[stream] = entry_id
+            self._positions[key] = entry_id
             event = _decode(fields)
             if not isinstance(event, MarketEvent):
                 continue
-            self._track_book(stream, event)
-            item = item_of(stream, entry_id, event)
+            self._track_book(key, event)
+            item = item_of(name, entry_id, event)
             for subscriber in tuple(subscribers):
                 subscriber.offer(item)
 
-    def _track_book(self, stream: str, event: AnyEvent) -> None:
+    def _track_book(self, key: str, event: AnyEvent) -> None:
         if isinstance(event, BookSnapshot):
-            tracked = self._books.setdefault(stream, _TrackedBook(OrderBook(event.instrument)))
+            tracked = self._books.setdefault(key, _TrackedBook(OrderBook(event.instrument)))
             tracked.book.replace(event.bids, event.asks)
-        elif isinstance(event, BookDelta) and stream in self._books:
-            tracked = self._books[stream]
+        elif isinstance(event, BookDelta) and key in self._books:
+            tracked = self._books[key]
             tracked.book.apply(event.bids, event.asks)
         else:
             if isinstance(event, Gap):
-                self._books.pop(stream, None)
+                self._books.pop(key, None)
             return
         tracked.exchange_ts_ns, tracked.receive_ts_ns = event.exchange_ts_ns, event.receive_ts_ns
 

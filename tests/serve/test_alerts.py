@@ -141,3 +141,29 @@ async def test_alert_requests_are_validated_and_private(auth_api: AuthApi, user:
     ).json() == []
     assert (await auth_api.http.delete(url, headers=user.headers)).status_code == 204
     assert (await auth_api.http.delete(url, headers=user.headers)).status_code == 404
+
+
+async def test_one_users_alert_never_reaches_another_user(
+    auth_api: AuthApi,
+    user: Session,
+    gateway_url: str,
+    evaluator: Any,
+    publisher: RedisPublisher,  # noqa: F811
+) -> None:
+    instrument = f"test:P{uuid.uuid4().hex[:8].upper()}"
+    other = await auth_api.signed_up()
+    await _create(auth_api, user, instrument=instrument, condition="crosses_below", threshold="101")
+    await _watching(evaluator, 1)
+
+    async with (
+        await _connect(gateway_url, user) as mine,
+        await _connect(gateway_url, other) as theirs,
+    ):
+        await _publish(publisher, _trades(instrument, 0, 3))  # 100.5 ... 102.5: no crossing down
+        await _publish(publisher, _trades(instrument, 0, 1))  # 102.5 -> 100.5 crosses below 101
+        fired = await _next(mine, "data", timeout_s=20)
+        await theirs.send(json.dumps({"type": "ping"}))
+        reply = await _next(theirs, "pong")
+
+    assert fired["events"][0]["stream"] == "alerts"
+    assert reply == {"type": "pong"}

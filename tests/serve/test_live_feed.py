@@ -371,3 +371,21 @@ async def test_slow_client_is_conflated_then_cut_while_a_fast_one_gets_everythin
     assert trades == [str(n) for n in range(2_003)]
     await fast_ws.close()
     await fast.task
+
+
+async def test_many_clients_subscribing_at_once_all_get_every_event(
+    gateway_url: str, auth_api: AuthApi, publisher: RedisPublisher, instrument: str
+) -> None:
+    sessions = [await auth_api.signed_up() for _ in range(4)]
+    clients = await asyncio.gather(*(_connect(gateway_url, s) for s in sessions * 5))
+    try:
+        await asyncio.gather(
+            *(_subscribe(ws, instruments=[instrument], channels=["trades"]) for ws in clients)
+        )
+        await _publish(publisher, _trades(instrument, 0, 30))
+        received = await asyncio.gather(*(_events(ws, 30) for ws in clients))
+    finally:
+        await asyncio.gather(*(ws.close() for ws in clients))
+
+    for events in received:
+        assert [e["event"]["trade_id"] for e in events] == [str(n) for n in range(30)]
