@@ -91,13 +91,15 @@ async def run_case(
     events: int,
     publisher: RedisPublisher,
     server_pids: list[int],
+    proxy_pids: list[int],
 ) -> dict[str, float]:
-    before = rss_mib(server_pids)
+    before, proxy_before = rss_mib(server_pids), rss_mib(proxy_pids)
     connected: list[Client] = []
     for start in range(0, clients, 50):
         connected += await asyncio.gather(*(connect() for _ in range(min(50, clients - start))))
     await asyncio.sleep(2)
     per_client_kib = (rss_mib(server_pids) - before) * 1024 / clients
+    proxy_kib = (rss_mib(proxy_pids) - proxy_before) * 1024 / clients
     readers = [asyncio.create_task(c.read(events)) for c in connected]
     started = time.perf_counter()
     published = 0
@@ -125,15 +127,16 @@ async def run_case(
         "p50_ms": statistics.median(latencies) / 1e6 if latencies else float("nan"),
         "p99_ms": latencies[int(len(latencies) * 0.99)] / 1e6 if latencies else float("nan"),
         "kib_per_client": per_client_kib,
+        "proxy_kib_per_client": proxy_kib,
     }
 
 
-def serve_pids() -> list[int]:
-    """The Serve proxy and gateway replica processes (both hold per-connection state)."""
+def serve_pids(role: str) -> list[int]:
+    """The Serve proxy ("ProxyActor") or gateway replica ("ServeReplica") processes."""
     found = []
     for process in psutil.process_iter(["cmdline"]):
         title = " ".join(process.info["cmdline"] or [])
-        if "ServeReplica:finone:Gateway" in title or "ProxyActor" in title:
+        if role in title:
             found.append(process.pid)
     return found
 
@@ -184,11 +187,16 @@ async def main(events_100: int, events_1000: int) -> None:
                 plain_url = f"ws://127.0.0.1:{plain_port}/ws"
                 results = []
                 for clients, events in ((100, events_100), (1_000, events_1000)):
-                    for name, connect, pids in (
-                        ("finone /v1/stream (Serve)", lambda: connect_ours(ours_url, token), serve_pids()),
-                        ("plain uvicorn+FastAPI", lambda: connect_plain(plain_url), [plain.pid]),
+                    for name, connect, pids, proxy in (
+                        (
+                            "finone /v1/stream (Serve)",
+                            lambda: connect_ours(ours_url, token),
+                            serve_pids("ServeReplica:finone:Gateway"),
+                            serve_pids("ProxyActor"),
+                        ),
+                        ("plain uvicorn+FastAPI", lambda: connect_plain(plain_url), [plain.pid], []),
                     ):
-                        result = await run_case(connect, clients, events, publisher, pids)
+                        result = await run_case(connect, clients, events, publisher, pids, proxy)
                         results.append((clients, events, name, result))
                         print(f"  done: {clients} clients, {name}", file=sys.stderr)
             finally:
@@ -197,11 +205,15 @@ async def main(events_100: int, events_1000: int) -> None:
                 plain.wait(10)
                 serve.shutdown()
                 ray.shutdown()
-    print(f"{'clients':>7} {'events':>7}  {'server':<28}{'delivered/s':>12}{'p50 ms':>9}{'p99 ms':>9}{'KiB/client':>11}  complete")
+    print(
+        f"{'clients':>7} {'events':>7}  {'server':<28}{'delivered/s':>12}{'p50 ms':>9}"
+        f"{'p99 ms':>9}{'KiB/client':>11}{'+proxy KiB':>11}  complete"
+    )
     for clients, events, name, r in results:
         print(
             f"{clients:>7} {events:>7}  {name:<28}{r['events_per_s']:>12,.0f}{r['p50_ms']:>9.1f}"
-            f"{r['p99_ms']:>9.1f}{r['kib_per_client']:>11.1f}  {'yes' if r['complete'] else 'NO'}"
+            f"{r['p99_ms']:>9.1f}{r['kib_per_client']:>11.1f}{r['proxy_kib_per_client']:>11.1f}"
+            f"  {'yes' if r['complete'] else 'NO'}"
         )
 
 
