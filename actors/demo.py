@@ -1,7 +1,7 @@
 """The demo market: real daily stock history replayed as a live feed, on any machine.
 
 The history is the public-domain Quandl WIKI prices bundled in ``bokeh_sampledata`` (AAPL, GOOG,
-IBM, MSFT up to 2013-03-01). It is written once as an Alpaca-protocol capture file — daily bars,
+IBM, MSFT up to 2013-03-01), adjusted for splits and dividends. It is written once as an Alpaca-protocol capture file — daily bars,
 ``{"T": "d", ...}``, one frame per trading day — and streamed by the replay venue through the
 same Alpaca adapter a live feed uses, a trading day every ``FINONE_DEMO_PACE_S`` seconds.
 """
@@ -26,11 +26,21 @@ _encode = msgspec.json.Encoder().encode
 
 
 def stock_history(symbols: tuple[str, ...] = DEMO_SYMBOLS) -> pd.DataFrame:
-    """Daily OHLCV rows (ticker, date, open, high, low, close, volume), oldest first."""
+    """Daily OHLCV rows (ticker, date, open, high, low, close, volume), oldest first, adjusted
+    for splits and dividends (the source's ``adj_close`` ratio, prices to 4 decimals).
+
+    Raw prices halve overnight at a split; adjusted ones are a continuous series a model, an
+    alert or a chart can use.
+    """
     from bokeh_sampledata.stocks import data
 
-    frame = data[data["ticker"].isin(symbols)]
-    return frame.sort_values(["date", "ticker"]).reset_index(drop=True)
+    frame = data[data["ticker"].isin(symbols)].copy()
+    factor = frame["adj_close"] / frame["close"]
+    for column in ("open", "high", "low", "close"):
+        frame[column] = (frame[column] * factor).round(4)
+    frame["volume"] = (frame["volume"] / factor).round().astype("int64")
+    columns = ["ticker", "date", "open", "high", "low", "close", "volume"]
+    return frame[columns].sort_values(["date", "ticker"]).reset_index(drop=True)
 
 
 def _bar_message(row: pd.Series) -> dict[str, object]:
@@ -50,7 +60,7 @@ def _bar_message(row: pd.Series) -> dict[str, object]:
 
 def demo_capture(directory: Path, symbols: tuple[str, ...] = DEMO_SYMBOLS) -> Path:
     """The history as a capture file (written on first use), in the Alpaca stream's protocol."""
-    path = directory / f"demo-{'-'.join(symbols)}.ws"
+    path = directory / f"demo-adjusted-{'-'.join(symbols)}.ws"
     if path.exists():
         return path
     history = stock_history(symbols)

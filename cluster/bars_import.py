@@ -16,7 +16,14 @@ import pandas as pd
 from cluster.errors import PlatformError
 from cluster.events import checked_decimal, instrument_id
 
-__all__ = ["BarsFile", "read_bars_file", "write_bars", "INTERVALS", "STOCK_VENUES"]
+__all__ = [
+    "BarsFile",
+    "read_bars_file",
+    "bars_from_frame",
+    "write_bars",
+    "INTERVALS",
+    "STOCK_VENUES",
+]
 
 INTERVALS = ("1s", "1m", "5m", "15m", "1h", "1d")
 STOCK_VENUES = frozenset({"alpaca", "stocks", "nasdaq", "nyse"})
@@ -45,7 +52,12 @@ def _load(path: Path) -> pd.DataFrame:
 
 
 def read_bars_file(path: Path) -> BarsFile:
-    frame = _load(path)
+    return bars_from_frame(_load(path), str(path))
+
+
+def bars_from_frame(frame: pd.DataFrame, path: str) -> BarsFile:
+    """Validate a table of bars (text cells) the way a file is; ``path`` names it in errors."""
+    frame = frame.copy()
     frame.columns = [str(c).strip().lower() for c in frame.columns]
     time_column = next((c for c in _TIME_COLUMNS if c in frame.columns), None)
     missing = [c for c in _REQUIRED if c not in frame.columns]

@@ -259,6 +259,27 @@ def create_admin(email: str) -> None:
         click.echo(f"{email}: {outcome.value}")
 
 
+@main.command("load-sample-data")
+def load_sample_data() -> None:
+    """Load the bundled daily history of AAPL, GOOG, IBM and MSFT (2000-2013, public domain,
+    split-adjusted) into the bars table as alpaca:<SYMBOL> 1d bars; loading twice changes nothing."""
+    import asyncio
+
+    from cluster.migrate import upgrade_database_async
+    from cluster.service_urls import database_url_for
+    from training.sample_data import load_sample_bars
+
+    try:
+        database_url = database_url_for(_load_settings())
+        with stderr.status("loading the bundled stock history"):
+            asyncio.run(upgrade_database_async(database_url))
+            loaded = asyncio.run(load_sample_bars(database_url))
+    except PlatformError as error:
+        _fail(error)
+    for symbol, (bars, inserted, updated) in loaded.items():
+        click.echo(f"alpaca:{symbol} 1d: {bars:,} bars; {inserted:,} new, {updated:,} updated")
+
+
 @main.command("dashboard-token")
 def dashboard_token() -> None:
     """Print the token that signs in to the Ray dashboard of the local stack."""

@@ -152,7 +152,8 @@ async def test_feed_actor_replaying_demo_history_streams_daily_bars_and_restarts
     await wait_until(bars_streamed, 30, "demo bars")
     first = (await stream(redis_client, key))[0]
     assert isinstance(first, Bar) and first.interval == "1d"
-    assert (first.start_ts_ns, first.open, first.close) == (951_868_800 * 10**9, "118.56", "130.31")
+    # Split- and dividend-adjusted: the raw 118.56 and 130.31 of 2000-03-01.
+    assert (first.start_ts_ns, first.open, first.close) == (951_868_800 * 10**9, "3.8092", "4.1867")
     status = await actor.status.remote()
     assert status["state"] == "live" and status["messages"] > 20 and not status["problems"]
 
