@@ -34,5 +34,8 @@ def test_sample_data_loads_four_stocks_once(database_url: str) -> None:
     assert again.exit_code == 0
     assert "alpaca:AAPL 1d: 3,270 bars; 0 new, 0 updated" in again.output
     assert _counts(database_url) == {
-        "alpaca:AAPL": 3270, "alpaca:GOOG": 2148, "alpaca:IBM": 3270, "alpaca:MSFT": 3270,
+        "alpaca:AAPL": 3270,
+        "alpaca:GOOG": 2148,
+        "alpaca:IBM": 3270,
+        "alpaca:MSFT": 3270,
     }

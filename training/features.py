@@ -1,0 +1,84 @@
+"""Leakage-safe features and forecast targets from OHLCV bars of one instrument.
+
+Every feature at bar t is computed from bars up to and including t; only the targets look
+ahead (the next ``horizon`` bars' log return, and the realized volatility of the next
+``vol_horizon`` bars). Rows without a full look-back or look-ahead are dropped, as are rows
+where a value is not finite (a constant price makes a volume z-score undefined, for instance).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from training.errors import DatasetError
+
+__all__ = ["FEATURES", "TARGETS", "LOOKBACK", "make_features"]
+
+LOOKBACK = 20
+FEATURES = (
+    "ret_1",
+    "ret_5",
+    "ret_20",
+    "realized_vol_20",
+    "parkinson_20",
+    "garman_klass_20",
+    "volume_z_20",
+    "weekday_sin",
+    "weekday_cos",
+)
+TARGETS = ("target_return", "target_vol")
+_REQUIRED = ("open", "high", "low", "close", "volume")
+
+
+def make_features(bars: pd.DataFrame, horizon: int = 1, vol_horizon: int = 5) -> pd.DataFrame:
+    """``bars``: a DatetimeIndex (UTC), ascending, with float open/high/low/close/volume.
+
+    Returns the rows that have every feature and both targets, columns FEATURES + TARGETS.
+    """
+    missing = [c for c in _REQUIRED if c not in bars.columns]
+    if missing:
+        raise DatasetError(f"bars lack the column(s): {', '.join(missing)}")
+    needed = LOOKBACK + max(horizon, vol_horizon) + 1
+    if len(bars) < needed:
+        raise DatasetError(f"need at least {needed} bars to make one example, have {len(bars)}")
+    if not bars.index.is_monotonic_increasing:
+        raise DatasetError("bars must be in time order")
+    prices = bars[["open", "high", "low", "close"]].astype(float)
+    if (prices <= 0).to_numpy().any() or not np.isfinite(prices.to_numpy()).all():
+        raise DatasetError("bars hold prices that are not positive finite numbers")
+
+    log_close = np.log(prices["close"])
+    ret_1 = log_close.diff()
+    range_sq = np.log(prices["high"] / prices["low"]) ** 2
+    body_sq = np.log(prices["close"] / prices["open"]) ** 2
+    log_volume = np.log1p(bars["volume"].astype(float).clip(lower=0))
+    volume_mean = log_volume.rolling(LOOKBACK).mean()
+    volume_std = log_volume.rolling(LOOKBACK).std()
+    weekday = 2 * np.pi * bars.index.day_of_week.to_numpy() / 7
+
+    table = pd.DataFrame(
+        {
+            "ret_1": ret_1,
+            "ret_5": log_close.diff(5),
+            "ret_20": log_close.diff(20),
+            "realized_vol_20": ret_1.rolling(LOOKBACK).std(),
+            "parkinson_20": np.sqrt(range_sq.rolling(LOOKBACK).mean() / (4 * np.log(2))),
+            "garman_klass_20": np.sqrt(
+                (0.5 * range_sq - (2 * np.log(2) - 1) * body_sq)
+                .rolling(LOOKBACK)
+                .mean()
+                .clip(lower=0)
+            ),
+            "volume_z_20": (log_volume - volume_mean) / volume_std,
+            "weekday_sin": np.sin(weekday),
+            "weekday_cos": np.cos(weekday),
+            "target_return": log_close.shift(-horizon) - log_close,
+            "target_vol": np.sqrt((ret_1**2).rolling(vol_horizon).sum().shift(-vol_horizon)),
+        },
+        index=bars.index,
+    )
+    usable = table.replace([np.inf, -np.inf], np.nan).dropna()
+    if usable.empty:
+        raise DatasetError("no bar has every feature defined (constant prices or volumes?)")
+    return usable
