@@ -262,7 +262,7 @@ def create_admin(email: str) -> None:
 @main.command("load-sample-data")
 def load_sample_data() -> None:
     """Load the bundled daily history of AAPL, GOOG, IBM and MSFT (2000-2013, public domain,
-    split-adjusted) into the bars table as alpaca:<SYMBOL> 1d bars; loading twice changes nothing."""
+    split-adjusted) into the bars table as alpaca:<SYMBOL> 1d bars; twice changes nothing."""
     import asyncio
 
     from cluster.migrate import upgrade_database_async
