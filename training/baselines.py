@@ -1,8 +1,9 @@
 """The classic forecasts every model must beat, fitted on the training window only.
 
 Returns: a driftless random walk (quantiles of a normal with the training volatility) and the
-historical quantiles of training returns. Volatility: EWMA (RiskMetrics, lambda 0.94), whose
-recursion at t uses returns up to t only.
+historical quantiles of training returns. Volatility: EWMA (RiskMetrics, lambda 0.94) and
+GARCH(1,1) (the ``arch`` package), both of which forecast at t from returns up to t only, with
+GARCH's parameters estimated on the training window.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ from scipy.stats import norm
 
 from training.metrics import QUANTILES
 
-__all__ = ["random_walk_quantiles", "historical_quantiles", "ewma_volatility"]
+__all__ = ["random_walk_quantiles", "historical_quantiles", "ewma_volatility", "garch_volatility"]
+
+# arch fits best with returns in percent.
+_PERCENT = 100.0
 
 
 def random_walk_quantiles(train_returns: np.ndarray, count: int, horizon: int = 1) -> np.ndarray:
@@ -40,3 +44,14 @@ def ewma_volatility(
         current = decay * current + (1 - decay) * value * value
         variance[t] = current
     return np.sqrt(horizon * variance)
+
+
+def garch_volatility(returns: np.ndarray, train_end: int, horizon: int) -> np.ndarray:
+    """Forecast of the next ``horizon`` bars' realized volatility at every bar from
+    ``train_end - 1`` on (NaN before), by a zero-mean GARCH(1,1) fitted on ``returns[:train_end]``."""
+    from arch import arch_model
+
+    model = arch_model(returns * _PERCENT, mean="Zero", vol="GARCH", p=1, q=1, rescale=False)
+    fitted = model.fit(last_obs=train_end, disp="off", show_warning=False)
+    variance = fitted.forecast(horizon=horizon, start=train_end - 1, reindex=True).variance
+    return np.sqrt(variance.sum(axis=1, skipna=False).to_numpy()) / _PERCENT

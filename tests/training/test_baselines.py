@@ -7,7 +7,12 @@ import pandas as pd
 import pytest
 
 from actors.demo import stock_history
-from training.baselines import ewma_volatility, historical_quantiles, random_walk_quantiles
+from training.baselines import (
+    ewma_volatility,
+    garch_volatility,
+    historical_quantiles,
+    random_walk_quantiles,
+)
 from training.features import make_features
 from training.metrics import (
     directional_accuracy,
@@ -49,7 +54,7 @@ def test_information_coefficient_ranks_instruments_per_date() -> None:
     assert information_coefficient(frame.iloc[:3], "predicted", "actual") == pytest.approx(1.0)
 
 
-def test_ewma_forecast_at_t_ignores_everything_after_t() -> None:
+def test_volatility_forecasts_at_t_ignore_everything_after_t() -> None:
     rng = np.random.default_rng(3)
     returns = rng.normal(0, 0.01, 500)
     shocked = returns.copy()
@@ -58,6 +63,9 @@ def test_ewma_forecast_at_t_ignores_everything_after_t() -> None:
     assert np.array_equal(
         ewma_volatility(returns, 200, 5)[:300], ewma_volatility(shocked, 200, 5)[:300]
     )
+    garch, garch_shocked = garch_volatility(returns, 200, 5), garch_volatility(shocked, 200, 5)
+    assert np.isnan(garch[:199]).all() and not np.isnan(garch[199:]).any()
+    np.testing.assert_allclose(garch[199:300], garch_shocked[199:300])
 
 
 def test_baselines_on_real_history_are_calibrated_roughly() -> None:
