@@ -1,0 +1,57 @@
+"""Datasets from the Postgres bars table: one instrument's features, or several pooled."""
+
+from __future__ import annotations
+
+import asyncpg
+import numpy as np
+import pandas as pd
+
+from training.errors import DatasetError
+from training.features import make_features
+
+__all__ = ["load_bars", "load_dataset"]
+
+
+async def load_bars(conn: asyncpg.Connection, instrument: str, interval: str) -> pd.DataFrame:
+    """The instrument's bars, oldest first, indexed by start time (UTC), as floats."""
+    rows = await conn.fetch(
+        "SELECT start_ts_ns, open::float8, high::float8, low::float8, close::float8, "
+        "volume::float8 FROM bars WHERE instrument_id = $1 AND interval = $2 "
+        "ORDER BY start_ts_ns",
+        instrument,
+        interval,
+    )
+    if not rows:
+        raise DatasetError(
+            f"no {interval} bars for {instrument}: import some with `finone import-bars`, or "
+            "`finone load-sample-data` for the bundled stocks"
+        )
+    values = np.array([tuple(row) for row in rows], dtype=float)
+    index = pd.to_datetime(values[:, 0].astype("int64"), unit="ns", utc=True)
+    return pd.DataFrame(
+        values[:, 1:], index=index, columns=["open", "high", "low", "close", "volume"]
+    )
+
+
+async def load_dataset(
+    database_url: str,
+    instruments: list[str],
+    interval: str,
+    horizon: int = 1,
+    vol_horizon: int = 5,
+) -> pd.DataFrame:
+    """Features and targets of each instrument, pooled in time order with an ``instrument``
+    column; an instrument whose history cannot make a dataset stops it with the reason."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        tables = []
+        for instrument in instruments:
+            bars = await load_bars(conn, instrument, interval)
+            try:
+                table = make_features(bars, horizon=horizon, vol_horizon=vol_horizon)
+            except DatasetError as error:
+                raise DatasetError(f"{instrument}: {error}") from None
+            tables.append(table.assign(instrument=instrument))
+    finally:
+        await conn.close()
+    return pd.concat(tables).sort_index(kind="stable")
