@@ -280,6 +280,56 @@ def load_sample_data() -> None:
         click.echo(f"alpaca:{symbol} 1d: {bars:,} bars; {inserted:,} new, {updated:,} updated")
 
 
+@main.command()
+@click.option("--instrument", "instruments", multiple=True, required=True,
+              help="Instrument id, e.g. alpaca:IBM; repeat to pool several.")
+@click.option("--interval", default="1d", type=click.Choice(INTERVALS), show_default=True)
+@click.option("--folds", default=4, show_default=True, help="Walk-forward test windows.")
+@click.option("--test-size", default=250, show_default=True, help="Bars per test window.")
+def evaluate(instruments: tuple[str, ...], interval: str, folds: int, test_size: int) -> None:
+    """Score the forecasters out of sample on walk-forward folds of the bars table: pinball
+    loss, 80% interval coverage, direction and information coefficient for returns; QLIKE and
+    MSE for volatility."""
+    import asyncio
+
+    from cluster.service_urls import database_url_for
+    from training.datasets import load_dataset
+    from training.evaluation import (
+        WalkForward,
+        baseline_forecasts,
+        score_returns,
+        score_volatility,
+    )
+
+    plan = WalkForward(folds=folds, test_size=test_size)
+    try:
+        database_url = database_url_for(_load_settings())
+        with stderr.status("loading bars and making features"):
+            table = asyncio.run(load_dataset(database_url, list(instruments), interval))
+        with stderr.status(f"fitting baselines on {folds} walk-forward folds"):
+            forecasts = baseline_forecasts(table, plan)
+    except PlatformError as error:
+        _fail(error)
+    returns = Table(title=f"Returns, next {plan.horizon} bar(s): {len(forecasts):,} forecasts")
+    for column in ("forecaster", "pinball", "80% coverage", "direction", "IC"):
+        returns.add_column(column, justify="left" if column == "forecaster" else "right")
+    for model in ("random_walk", "historical"):
+        s = score_returns(forecasts, model)
+        returns.add_row(
+            model, f"{s['pinball']:.6f}", f"{s['coverage_80']:.3f}", f"{s['direction']:.3f}",
+            f"{s['ic']:.3f}",
+        )
+    volatility = Table(title=f"Volatility, next {plan.vol_horizon} bars")
+    for column in ("forecaster", "QLIKE", "MSE"):
+        volatility.add_column(column, justify="left" if column == "forecaster" else "right")
+    for model in ("ewma", "garch"):
+        s = score_volatility(forecasts, model)
+        volatility.add_row(model, f"{s['qlike']:.4f}", f"{s['mse']:.3e}")
+    console = Console()
+    console.print(returns)
+    console.print(volatility)
+
+
 @main.command("dashboard-token")
 def dashboard_token() -> None:
     """Print the token that signs in to the Ray dashboard of the local stack."""

@@ -1,0 +1,45 @@
+"""`finone evaluate` on the bundled history: every forecaster scored on the same folds."""
+
+from __future__ import annotations
+
+import asyncio
+
+from click.testing import CliRunner
+
+from cluster.cli import main
+from training.datasets import load_dataset
+from training.evaluation import WalkForward, baseline_forecasts, score_returns, score_volatility
+from training.sample_data import load_sample_bars
+
+
+def test_baselines_are_scored_out_of_sample_on_every_fold(database_url: str) -> None:
+    asyncio.run(load_sample_bars(database_url, ("IBM", "MSFT")))
+    table = asyncio.run(load_dataset(database_url, ["alpaca:IBM", "alpaca:MSFT"], "1d"))
+    plan = WalkForward(folds=3, test_size=200)
+
+    forecasts = baseline_forecasts(table, plan)
+
+    assert len(forecasts) == 2 * 3 * 200
+    assert not forecasts.isna().any().any()
+    rw, hist = score_returns(forecasts, "random_walk"), score_returns(forecasts, "historical")
+    assert 0.6 < rw["coverage_80"] < 0.95 and 0.6 < hist["coverage_80"] < 0.95
+    ewma, garch = score_volatility(forecasts, "ewma"), score_volatility(forecasts, "garch")
+    assert 0 < ewma["qlike"] < 1 and 0 < garch["qlike"] < 1
+
+
+def test_evaluate_prints_the_tables_or_says_what_is_missing(database_url: str) -> None:
+    asyncio.run(load_sample_bars(database_url, ("IBM",)))
+    env = {"DATABASE_URL": database_url}
+
+    result = CliRunner().invoke(
+        main,
+        ["evaluate", "--instrument", "alpaca:IBM", "--folds", "2", "--test-size", "100"],
+        env=env,
+    )
+    missing = CliRunner().invoke(main, ["evaluate", "--instrument", "alpaca:NOPE"], env=env)
+
+    assert result.exit_code == 0, result.output
+    for text in ("random_walk", "historical", "ewma", "garch", "QLIKE", "200 forecasts"):
+        assert text in result.output
+    assert missing.exit_code == 1
+    assert "no 1d bars for alpaca:NOPE" in missing.output
