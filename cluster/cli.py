@@ -313,11 +313,15 @@ def evaluate(instruments: tuple[str, ...], interval: str, folds: int, test_size:
     returns = Table(title=f"Returns, next {plan.horizon} bar(s): {len(forecasts):,} forecasts")
     for column in ("forecaster", "pinball", "80% coverage", "direction", "IC"):
         returns.add_column(column, justify="left" if column == "forecaster" else "right")
+    def shown(value: float, spec: str) -> str:
+        # A random walk calls no direction and ranks nothing: no score, rather than a zero.
+        return "n/a" if value != value else format(value, spec)
+
     for model in ("random_walk", "historical"):
         s = score_returns(forecasts, model)
         returns.add_row(
-            model, f"{s['pinball']:.6f}", f"{s['coverage_80']:.3f}", f"{s['direction']:.3f}",
-            f"{s['ic']:.3f}",
+            model, shown(s["pinball"], ".6f"), shown(s["coverage_80"], ".3f"),
+            shown(s["direction"], ".3f"), shown(s["ic"], ".3f"),
         )
     volatility = Table(title=f"Volatility, next {plan.vol_horizon} bars")
     for column in ("forecaster", "QLIKE", "MSE"):

@@ -48,7 +48,8 @@ def ewma_volatility(
 
 def garch_volatility(returns: np.ndarray, train_end: int, horizon: int) -> np.ndarray:
     """Forecast of the next ``horizon`` bars' realized volatility at every bar from
-    ``train_end - 1`` on (NaN before), by a zero-mean GARCH(1,1) fitted on ``returns[:train_end]``."""
+    ``train_end - 1`` on (NaN before), by a zero-mean GARCH(1,1) fitted on
+    ``returns[:train_end]``."""
     from arch import arch_model
 
     model = arch_model(returns * _PERCENT, mean="Zero", vol="GARCH", p=1, q=1, rescale=False)

@@ -39,11 +39,12 @@ def interval_coverage(actual: np.ndarray, lower: np.ndarray, upper: np.ndarray) 
 
 
 def directional_accuracy(actual: np.ndarray, median: np.ndarray) -> float:
-    """Share of moves whose direction the median called (flat outcomes excluded)."""
-    moved = actual != 0
-    if not moved.any():
+    """Share of moves whose direction the median called; flat outcomes, and forecasts that
+    call no direction (a zero median, as a random walk's), are left out."""
+    called = (actual != 0) & (median != 0)
+    if not called.any():
         return float("nan")
-    return float(np.mean(np.sign(actual[moved]) == np.sign(median[moved])))
+    return float(np.mean(np.sign(actual[called]) == np.sign(median[called])))
 
 
 def qlike(realized_vol: np.ndarray, predicted_vol: np.ndarray) -> float:

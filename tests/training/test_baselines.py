@@ -38,6 +38,7 @@ def test_scores_reward_the_truth() -> None:
     assert interval_coverage(actual, off[:, 0], off[:, 2]) == 0.0
     assert directional_accuracy(actual, exact[:, 1]) == 1.0
     assert directional_accuracy(actual, -exact[:, 1]) == 0.0
+    assert np.isnan(directional_accuracy(actual, np.zeros(3)))
     vol = np.array([0.01, 0.02])
     assert qlike(vol, vol) == pytest.approx(0.0)
     assert qlike(vol, vol * 2) > 0 and qlike(vol, vol / 2) > 0
