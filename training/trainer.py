@@ -1,0 +1,117 @@
+"""Fitting a forecaster on one training window and predicting with it.
+
+Everything the model needs at inference travels with it in ``Fitted``: the feature standardizer
+and the return scale, both computed on the training window only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import torch
+
+from training.features import FEATURES
+from training.metrics import pinball_loss, qlike
+from training.models import ForecastGRU, ForecastMLP, forecast_loss, split_outputs
+from training.scaling import Standardizer
+
+__all__ = ["TrainConfig", "Fitted", "fit", "predict", "sequences"]
+
+
+@dataclass(frozen=True, slots=True)
+class TrainConfig:
+    model: Literal["mlp", "gru"] = "mlp"
+    width: int = 64
+    depth: int = 2
+    dropout: float = 0.1
+    learning_rate: float = 1e-3
+    epochs: int = 20
+    batch_size: int = 256
+    sequence: int = 20
+    vol_weight: float = 1.0
+    seed: int = 0
+
+
+@dataclass
+class Fitted:
+    model: torch.nn.Module
+    standardizer: Standardizer
+    return_scale: float
+    config: TrainConfig
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def sequences(table: pd.DataFrame, values: np.ndarray, length: int) -> np.ndarray:
+    """(rows, length, features): each row's last ``length`` rows of its own instrument, oldest
+    first; the first rows of an instrument repeat its first row rather than borrow the past of
+    another instrument."""
+    out = np.empty((len(table), length, values.shape[1]), dtype=np.float32)
+    instruments = table["instrument"].to_numpy()
+    for instrument in pd.unique(instruments):
+        positions = np.flatnonzero(instruments == instrument)
+        rows = values[positions]
+        padded = np.concatenate([np.repeat(rows[:1], length - 1, axis=0), rows])
+        for offset in range(length):
+            out[positions, offset, :] = padded[offset : offset + len(rows)]
+    return out
+
+
+def _inputs(table: pd.DataFrame, fitted: Fitted) -> torch.Tensor:
+    values = fitted.standardizer.transform(table[list(FEATURES)].to_numpy())
+    if fitted.config.model == "gru":
+        return torch.from_numpy(sequences(table, values, fitted.config.sequence))
+    return torch.from_numpy(values)
+
+
+def _targets(table: pd.DataFrame, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    returns = torch.tensor(table["target_return"].to_numpy() / scale, dtype=torch.float32)
+    vols = torch.tensor(table["target_vol"].to_numpy() / scale, dtype=torch.float32)
+    return returns, vols
+
+
+def fit(train: pd.DataFrame, valid: pd.DataFrame, config: TrainConfig) -> Fitted:
+    """Train on ``train``; score ``valid`` (in return units) after every epoch, in ``history``."""
+    torch.manual_seed(config.seed)
+    standardizer = Standardizer.fit(train[list(FEATURES)].to_numpy())
+    scale = float(train["target_return"].std()) or 1.0
+    features = len(FEATURES)
+    if config.model == "gru":
+        model: torch.nn.Module = ForecastGRU(features, config.width, config.depth, config.dropout)
+    else:
+        model = ForecastMLP(features, config.width, config.depth, config.dropout)
+    fitted = Fitted(model=model, standardizer=standardizer, return_scale=scale, config=config)
+    inputs, (returns, vols) = _inputs(train, fitted), _targets(train, scale)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    generator = torch.Generator().manual_seed(config.seed)
+    for epoch in range(config.epochs):
+        model.train()
+        total, batches = 0.0, 0
+        for batch in torch.randperm(len(inputs), generator=generator).split(config.batch_size):
+            pinball, vol_loss = forecast_loss(model(inputs[batch]), returns[batch], vols[batch])
+            loss = pinball + config.vol_weight * vol_loss
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total, batches = total + loss.item(), batches + 1
+        quantiles, vol = predict(fitted, valid)
+        fitted.history.append(
+            {
+                "epoch": float(epoch + 1),
+                "train_loss": total / batches,
+                "valid_pinball": pinball_loss(valid["target_return"].to_numpy(), quantiles),
+                "valid_qlike": qlike(valid["target_vol"].to_numpy(), vol),
+            }
+        )
+    return fitted
+
+
+def predict(fitted: Fitted, table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(return quantiles (rows, 3), volatility (rows,)) in the data's own units."""
+    fitted.model.eval()
+    with torch.no_grad():
+        quantiles, log_variance = split_outputs(fitted.model(_inputs(table, fitted)))
+    scale = fitted.return_scale
+    return quantiles.numpy() * scale, np.exp(log_variance.numpy() / 2) * scale
