@@ -286,7 +286,17 @@ def load_sample_data() -> None:
 @click.option("--interval", default="1d", type=click.Choice(INTERVALS), show_default=True)
 @click.option("--folds", default=4, show_default=True, help="Walk-forward test windows.")
 @click.option("--test-size", default=250, show_default=True, help="Bars per test window.")
-def evaluate(instruments: tuple[str, ...], interval: str, folds: int, test_size: int) -> None:
+@click.option("--models", default="mlp,gru", show_default=True,
+              help="Models trained on each fold beside the baselines, comma-separated ('' for none).")
+@click.option("--epochs", default=15, show_default=True, help="Training epochs per model and fold.")
+def evaluate(
+    instruments: tuple[str, ...],
+    interval: str,
+    folds: int,
+    test_size: int,
+    models: str,
+    epochs: int,
+) -> None:
     """Score the forecasters out of sample on walk-forward folds of the bars table: pinball
     loss, 80% interval coverage, direction and information coefficient for returns; QLIKE and
     MSE for volatility."""
@@ -294,20 +304,21 @@ def evaluate(instruments: tuple[str, ...], interval: str, folds: int, test_size:
 
     from cluster.service_urls import database_url_for
     from training.datasets import load_dataset
-    from training.evaluation import (
-        WalkForward,
-        baseline_forecasts,
-        score_returns,
-        score_volatility,
-    )
+    from training.evaluation import WalkForward, all_forecasts, score_returns, score_volatility
+    from training.trainer import TrainConfig
 
     plan = WalkForward(folds=folds, test_size=test_size)
+    names = [m for m in models.split(",") if m]
+    unknown = set(names) - {"mlp", "gru"}
+    if unknown:
+        _fail(PlatformError(f"unknown model(s): {', '.join(sorted(unknown))}; choose mlp, gru"))
+    configs = {name: TrainConfig(model=name, epochs=epochs) for name in names}  # type: ignore[arg-type]
     try:
         database_url = database_url_for(_load_settings())
         with stderr.status("loading bars and making features"):
             table = asyncio.run(load_dataset(database_url, list(instruments), interval))
-        with stderr.status(f"fitting baselines on {folds} walk-forward folds"):
-            forecasts = baseline_forecasts(table, plan)
+        with stderr.status(f"fitting baselines and {len(names)} model(s) on {folds} folds"):
+            forecasts = all_forecasts(table, plan, configs)
     except PlatformError as error:
         _fail(error)
     returns = Table(title=f"Returns, next {plan.horizon} bar(s): {len(forecasts):,} forecasts")
@@ -317,7 +328,7 @@ def evaluate(instruments: tuple[str, ...], interval: str, folds: int, test_size:
         # A random walk calls no direction and ranks nothing: no score, rather than a zero.
         return "n/a" if value != value else format(value, spec)
 
-    for model in ("random_walk", "historical"):
+    for model in ("random_walk", "historical", *names):
         s = score_returns(forecasts, model)
         returns.add_row(
             model, shown(s["pinball"], ".6f"), shown(s["coverage_80"], ".3f"),
@@ -326,7 +337,7 @@ def evaluate(instruments: tuple[str, ...], interval: str, folds: int, test_size:
     volatility = Table(title=f"Volatility, next {plan.vol_horizon} bars")
     for column in ("forecaster", "QLIKE", "MSE"):
         volatility.add_column(column, justify="left" if column == "forecaster" else "right")
-    for model in ("ewma", "garch"):
+    for model in ("ewma", "garch", *names):
         s = score_volatility(forecasts, model)
         volatility.add_row(model, f"{s['qlike']:.4f}", f"{s['mse']:.3e}")
     console = Console()

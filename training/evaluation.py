@@ -7,10 +7,8 @@ Models add their forecasts beside the baselines' in the same table.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
 from training.baselines import (
@@ -27,11 +25,17 @@ from training.metrics import (
     pinball_loss,
     qlike,
 )
-from training.splits import walk_forward
+from training.splits import Split, walk_forward
+from training.trainer import TrainConfig, fit, predict
 
-__all__ = ["WalkForward", "baseline_forecasts", "score_returns", "score_volatility"]
-
-ReturnForecaster = Callable[[pd.DataFrame, pd.DataFrame], np.ndarray]
+__all__ = [
+    "WalkForward",
+    "baseline_forecasts",
+    "model_forecasts",
+    "all_forecasts",
+    "score_returns",
+    "score_volatility",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +86,63 @@ def baseline_forecasts(table: pd.DataFrame, plan: WalkForward) -> pd.DataFrame:
             ]
             pieces.append(piece)
     return pd.concat(pieces).sort_index(kind="stable")
+
+
+def _fold_rows(table: pd.DataFrame, plan: WalkForward) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
+    """Per fold, (training rows, test rows) pooled across instruments, each instrument split on
+    its own history exactly as for the baselines."""
+    per_instrument: list[tuple[pd.DataFrame, list[Split]]] = [
+        (rows, walk_forward(len(rows), plan.folds, plan.test_size, plan.embargo, plan.min_train))
+        for _, rows in table.groupby("instrument", sort=True)
+    ]
+    folds = []
+    for fold in range(plan.folds):
+        train = [rows.iloc[: splits[fold].train_end] for rows, splits in per_instrument]
+        test = [
+            rows.iloc[splits[fold].test_start : splits[fold].test_end]
+            for rows, splits in per_instrument
+        ]
+        folds.append((pd.concat(train).sort_index(kind="stable"), pd.concat(test)))
+    return folds
+
+
+def model_forecasts(
+    table: pd.DataFrame, plan: WalkForward, configs: dict[str, TrainConfig]
+) -> pd.DataFrame:
+    """Out-of-sample forecasts of each model (trained afresh on every fold's pooled training
+    rows), as ``<name>_q10/_q50/_q90`` and ``<name>_vol`` columns keyed like the baselines'."""
+    pieces = []
+    for train, test in _fold_rows(table, plan):
+        fit_rows, valid_rows = _hold_out(train, plan.embargo)
+        piece = pd.DataFrame({"instrument": test["instrument"].to_numpy()}, index=test.index)
+        for name, config in configs.items():
+            quantiles, vol = predict(fit(fit_rows, valid_rows, config), test)
+            for column, values in zip(("q10", "q50", "q90"), quantiles.T, strict=True):
+                piece[f"{name}_{column}"] = values
+            piece[f"{name}_vol"] = vol
+        pieces.append(piece)
+    return pd.concat(pieces)
+
+
+def all_forecasts(
+    table: pd.DataFrame, plan: WalkForward, configs: dict[str, TrainConfig]
+) -> pd.DataFrame:
+    """Baselines' and models' forecasts side by side, one row per tested example."""
+    baselines = baseline_forecasts(table, plan)
+    if not configs:
+        return baselines
+    models = model_forecasts(table, plan, configs)
+    keyed = baselines.set_index("instrument", append=True)
+    joined = keyed.join(models.set_index("instrument", append=True), how="inner")
+    return joined.reset_index(level="instrument")
+
+
+def _hold_out(train: pd.DataFrame, embargo: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The last tenth of the training dates as validation (per-epoch scores), with an embargo
+    of ``embargo`` dates before it."""
+    dates = train.index.unique().sort_values()
+    cut = int(len(dates) * 0.9)
+    return train[train.index < dates[max(cut - embargo, 1)]], train[train.index >= dates[cut]]
 
 
 def score_returns(forecasts: pd.DataFrame, model: str) -> dict[str, float]:

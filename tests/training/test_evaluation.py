@@ -8,7 +8,14 @@ from click.testing import CliRunner
 
 from cluster.cli import main
 from training.datasets import load_dataset
-from training.evaluation import WalkForward, baseline_forecasts, score_returns, score_volatility
+from training.evaluation import (
+    WalkForward,
+    all_forecasts,
+    baseline_forecasts,
+    score_returns,
+    score_volatility,
+)
+from training.trainer import TrainConfig
 from training.sample_data import load_sample_bars
 
 
@@ -39,7 +46,30 @@ def test_evaluate_prints_the_tables_or_says_what_is_missing(database_url: str) -
     missing = CliRunner().invoke(main, ["evaluate", "--instrument", "alpaca:NOPE"], env=env)
 
     assert result.exit_code == 0, result.output
-    for text in ("random_walk", "historical", "ewma", "garch", "QLIKE", "200 forecasts"):
+    for text in (
+        "random_walk",
+        "historical",
+        "ewma",
+        "garch",
+        "mlp",
+        "gru",
+        "QLIKE",
+        "200 forecasts",
+    ):
         assert text in result.output
     assert missing.exit_code == 1
     assert "no 1d bars for alpaca:NOPE" in missing.output
+
+
+def test_models_are_scored_on_the_same_examples_as_the_baselines(database_url: str) -> None:
+    asyncio.run(load_sample_bars(database_url, ("IBM", "MSFT")))
+    table = asyncio.run(load_dataset(database_url, ["alpaca:IBM", "alpaca:MSFT"], "1d"))
+    plan = WalkForward(folds=2, test_size=100)
+
+    forecasts = all_forecasts(table, plan, {"mlp": TrainConfig(epochs=2, width=8, depth=1)})
+
+    assert len(forecasts) == 2 * 2 * 100
+    assert not forecasts.isna().any().any()
+    quantiles = forecasts[["mlp_q10", "mlp_q50", "mlp_q90"]].to_numpy()
+    assert (quantiles[:, 0] <= quantiles[:, 2]).all()
+    assert score_returns(forecasts, "mlp")["pinball"] > 0
