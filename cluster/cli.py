@@ -287,7 +287,7 @@ def load_sample_data() -> None:
 @click.option("--folds", default=4, show_default=True, help="Walk-forward test windows.")
 @click.option("--test-size", default=250, show_default=True, help="Bars per test window.")
 @click.option("--models", default="mlp,gru", show_default=True,
-              help="Models trained on each fold beside the baselines, comma-separated; '' for none.")
+              help="Models to train on each fold beside the baselines ('' for none).")
 @click.option("--epochs", default=15, show_default=True, help="Training epochs per model and fold.")
 def evaluate(
     instruments: tuple[str, ...],
