@@ -1,0 +1,72 @@
+"""Forecasters in the real MLflow server: logged with their preprocessing, served back by
+pyfunc, and promoted to champion only when they beat the champion and every baseline."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from actors.demo import stock_history
+from training.features import FEATURES, make_features
+from training.registry import forecast_frame, log_forecaster, register_and_gate
+from training.trainer import TrainConfig, fit
+
+
+@pytest.fixture
+def client(mlflow_url: str) -> Iterator[MlflowClient]:
+    mlflow.set_tracking_uri(mlflow_url)
+    mlflow.set_experiment(f"test-{uuid.uuid4().hex[:8]}")
+    yield MlflowClient(mlflow_url)
+
+
+def _table() -> pd.DataFrame:
+    history = stock_history(("MSFT",))
+    bars = history.set_index(pd.DatetimeIndex(history["date"], tz="UTC"))
+    table = make_features(bars[["open", "high", "low", "close", "volume"]].astype(float))
+    return table.assign(instrument="alpaca:MSFT")
+
+
+def test_logged_forecaster_predicts_exactly_as_trained(client: MlflowClient) -> None:
+    table = _table()
+    fitted = fit(table.iloc[:800], table.iloc[805:905], TrainConfig(epochs=1, width=8, depth=1))
+
+    with mlflow.start_run():
+        uri = log_forecaster(fitted, table.iloc[805:905])
+    served = mlflow.pyfunc.load_model(uri).predict(table.iloc[905:955][[*FEATURES, "instrument"]])
+
+    expected = forecast_frame(fitted, table.iloc[905:955])
+    np.testing.assert_allclose(served.to_numpy(), expected.to_numpy(), rtol=1e-6)
+    assert list(served.columns) == ["q10", "q50", "q90", "vol"]
+
+
+def test_champion_moves_only_when_champion_and_baselines_are_beaten(client: MlflowClient) -> None:
+    table = _table()
+    fitted = fit(table.iloc[:500], table.iloc[505:605], TrainConfig(epochs=1, width=8, depth=1))
+    with mlflow.start_run():
+        uri = log_forecaster(fitted, table.iloc[505:605])
+    name = f"test-returns-{uuid.uuid4().hex[:8]}"
+    baselines = {"historical": 0.0040, "random_walk": 0.0042}
+
+    def gate(score: float) -> tuple[str, str]:
+        decision = register_and_gate(client, uri, name, "pinball", score, baselines)
+        return decision.alias, decision.reason
+
+    loses_to_baseline = gate(0.0041)
+    first = gate(0.0039)
+    worse = gate(0.00395)
+    better = gate(0.0038)
+
+    assert loses_to_baseline[0] == "challenger" and "historical" in loses_to_baseline[1]
+    assert first[0] == "champion"
+    assert worse == ("challenger", "pinball 0.00395 does not beat champion v2 (0.0039)")
+    assert better[0] == "champion"
+    assert client.get_model_version_by_alias(name, "champion").version == "4"
+    assert client.get_model_version_by_alias(name, "challenger").version == "3"
+    tags = client.get_model_version(name, "3").tags
+    assert tags["promotion"] == "pinball 0.00395 does not beat champion v2 (0.0039)"

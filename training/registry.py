@@ -1,0 +1,154 @@
+"""Forecasters as MLflow models, and the gate that decides which version serves.
+
+A fitted forecaster is logged once as a pyfunc model carrying its preprocessing (the feature
+standardizer and return scale) and registered under one name per target: returns and
+volatility. The alias ``champion`` moves to a new version only when it beats the current
+champion and every baseline on held-out walk-forward windows (pinball loss for returns, QLIKE
+for volatility); otherwise the version becomes ``challenger`` and the reason is kept as a tag.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import torch
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+
+from training.features import FEATURES
+from training.scaling import Standardizer
+from training.trainer import Fitted, TrainConfig, predict
+
+__all__ = [
+    "TARGET_MODELS",
+    "ForecastModel",
+    "Decision",
+    "log_forecaster",
+    "forecast_frame",
+    "register_and_gate",
+]
+
+# Registered model name per target, and the held-out score that gates it (lower is better).
+TARGET_MODELS = {
+    "returns": ("finone-returns", "pinball"),
+    "volatility": ("finone-volatility", "qlike"),
+}
+_SCORE_TAG = "oos_score"
+
+
+class ForecastModel(mlflow.pyfunc.PythonModel):
+    """The forecaster as MLflow serves it: features and the instrument (a GRU reads each
+    instrument's own recent rows) in, q10/q50/q90 and vol out."""
+
+    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+        meta = json.loads(Path(context.artifacts["meta"]).read_text())
+        config = TrainConfig(**meta["config"])
+        from training.models import ForecastGRU, ForecastMLP
+
+        body = ForecastGRU if config.model == "gru" else ForecastMLP
+        model = body(len(FEATURES), config.width, config.depth, config.dropout)
+        model.load_state_dict(torch.load(context.artifacts["weights"], weights_only=True))
+        standardizer = Standardizer(
+            mean=np.asarray(meta["standardizer"]["mean"]),
+            scale=np.asarray(meta["standardizer"]["scale"]),
+        )
+        self.fitted = Fitted(
+            model=model, standardizer=standardizer, return_scale=meta["return_scale"], config=config
+        )
+
+    def predict(
+        self,
+        context: mlflow.pyfunc.PythonModelContext,
+        model_input: pd.DataFrame,
+        params: dict[str, str] | None = None,
+    ) -> pd.DataFrame:
+        return forecast_frame(self.fitted, model_input)
+
+
+def forecast_frame(fitted: Fitted, table: pd.DataFrame) -> pd.DataFrame:
+    """q10, q50, q90 of the next return and the volatility, one row per row of ``table``."""
+    quantiles, vol = predict(fitted, table)
+    return pd.DataFrame(
+        {"q10": quantiles[:, 0], "q50": quantiles[:, 1], "q90": quantiles[:, 2], "vol": vol},
+        index=table.index,
+    )
+
+
+def log_forecaster(fitted: Fitted, example: pd.DataFrame) -> str:
+    """Log the forecaster in the active run; returns its model URI."""
+    with tempfile.TemporaryDirectory() as tmp:
+        weights, meta = Path(tmp) / "weights.pt", Path(tmp) / "meta.json"
+        torch.save(fitted.model.state_dict(), weights)
+        meta.write_text(
+            json.dumps(
+                {
+                    "config": asdict(fitted.config),
+                    "standardizer": fitted.standardizer.as_dict(),
+                    "return_scale": fitted.return_scale,
+                    "features": list(FEATURES),
+                }
+            )
+        )
+        inputs = example[[*FEATURES, "instrument"]]
+        outputs = forecast_frame(fitted, inputs)
+        info = mlflow.pyfunc.log_model(
+            name="forecaster",
+            python_model=ForecastModel(),
+            artifacts={"weights": str(weights), "meta": str(meta)},
+            signature=infer_signature(inputs, outputs),
+            input_example=inputs.head(5),
+        )
+    return str(info.model_uri)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    name: str
+    version: str
+    alias: str
+    reason: str
+
+
+def register_and_gate(
+    client: MlflowClient,
+    model_uri: str,
+    name: str,
+    metric: str,
+    score: float,
+    baselines: dict[str, float],
+) -> Decision:
+    """Register ``model_uri`` as a version of ``name`` and move ``champion`` to it only if its
+    ``metric`` beats the champion's and every baseline's (lower is better)."""
+    version = mlflow.register_model(model_uri, name).version
+    client.set_model_version_tag(name, version, _SCORE_TAG, repr(score))
+    losing = sorted(b for b, value in baselines.items() if not score < value)
+    champion = _champion_score(client, name)
+    if losing:
+        reason = f"{metric} {score:.6g} does not beat baseline(s) {', '.join(losing)}"
+    elif champion is not None and not score < champion[1]:
+        reason = f"{metric} {score:.6g} does not beat champion v{champion[0]} ({champion[1]:.6g})"
+    else:
+        reason = f"{metric} {score:.6g} beats every baseline" + (
+            f" and champion v{champion[0]} ({champion[1]:.6g})" if champion else ""
+        )
+        client.set_registered_model_alias(name, "champion", version)
+        client.set_model_version_tag(name, version, "promotion", reason)
+        return Decision(name, str(version), "champion", reason)
+    client.set_registered_model_alias(name, "challenger", version)
+    client.set_model_version_tag(name, version, "promotion", reason)
+    return Decision(name, str(version), "challenger", reason)
+
+
+def _champion_score(client: MlflowClient, name: str) -> tuple[str, float] | None:
+    try:
+        current = client.get_model_version_by_alias(name, "champion")
+    except MlflowException:
+        return None
+    return str(current.version), float(current.tags[_SCORE_TAG])
