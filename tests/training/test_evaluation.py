@@ -15,8 +15,8 @@ from training.evaluation import (
     score_returns,
     score_volatility,
 )
-from training.trainer import TrainConfig
 from training.sample_data import load_sample_bars
+from training.trainer import TrainConfig
 
 
 def test_baselines_are_scored_out_of_sample_on_every_fold(database_url: str) -> None:
