@@ -33,6 +33,8 @@ __all__ = [
     "baseline_forecasts",
     "model_forecasts",
     "all_forecasts",
+    "fold_rows",
+    "hold_out",
     "score_returns",
     "score_volatility",
 ]
@@ -88,7 +90,7 @@ def baseline_forecasts(table: pd.DataFrame, plan: WalkForward) -> pd.DataFrame:
     return pd.concat(pieces).sort_index(kind="stable")
 
 
-def _fold_rows(table: pd.DataFrame, plan: WalkForward) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
+def fold_rows(table: pd.DataFrame, plan: WalkForward) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
     """Per fold, (training rows, test rows) pooled across instruments, each instrument split on
     its own history exactly as for the baselines."""
     per_instrument: list[tuple[pd.DataFrame, list[Split]]] = [
@@ -112,8 +114,8 @@ def model_forecasts(
     """Out-of-sample forecasts of each model (trained afresh on every fold's pooled training
     rows), as ``<name>_q10/_q50/_q90`` and ``<name>_vol`` columns keyed like the baselines'."""
     pieces = []
-    for train, test in _fold_rows(table, plan):
-        fit_rows, valid_rows = _hold_out(train, plan.embargo)
+    for train, test in fold_rows(table, plan):
+        fit_rows, valid_rows = hold_out(train, plan.embargo)
         piece = pd.DataFrame({"instrument": test["instrument"].to_numpy()}, index=test.index)
         for name, config in configs.items():
             quantiles, vol = predict(fit(fit_rows, valid_rows, config), test)
@@ -137,7 +139,7 @@ def all_forecasts(
     return joined.reset_index(level="instrument")
 
 
-def _hold_out(train: pd.DataFrame, embargo: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+def hold_out(train: pd.DataFrame, embargo: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The last tenth of the training dates as validation (per-epoch scores), with an embargo
     of ``embargo`` dates before it."""
     dates = train.index.unique().sort_values()

@@ -6,6 +6,8 @@ and the return scale, both computed on the training window only.
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -18,7 +20,7 @@ from training.metrics import pinball_loss, qlike
 from training.models import ForecastGRU, ForecastMLP, forecast_loss, split_outputs
 from training.scaling import Standardizer
 
-__all__ = ["TrainConfig", "Fitted", "fit", "predict", "sequences"]
+__all__ = ["TrainConfig", "Fitted", "fit", "train_epochs", "predict", "sequences"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +76,13 @@ def _targets(table: pd.DataFrame, scale: float) -> tuple[torch.Tensor, torch.Ten
 
 def fit(train: pd.DataFrame, valid: pd.DataFrame, config: TrainConfig) -> Fitted:
     """Train on ``train``; score ``valid`` (in return units) after every epoch, in ``history``."""
+    # Run the epochs through; the last one handed back is the trained model.
+    return deque(train_epochs(train, valid, config), maxlen=1)[0]
+
+
+def train_epochs(train: pd.DataFrame, valid: pd.DataFrame, config: TrainConfig) -> Iterator[Fitted]:
+    """The same training, handing back the model after every epoch (for schedulers that stop
+    unpromising trials early)."""
     torch.manual_seed(config.seed)
     standardizer = Standardizer.fit(train[list(FEATURES)].to_numpy())
     scale = float(train["target_return"].std()) or 1.0
@@ -105,7 +114,7 @@ def fit(train: pd.DataFrame, valid: pd.DataFrame, config: TrainConfig) -> Fitted
                 "valid_qlike": qlike(valid["target_vol"].to_numpy(), vol),
             }
         )
-    return fitted
+        yield fitted
 
 
 def predict(fitted: Fitted, table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,64 @@
+"""A small Ray Tune search on the session's Ray cluster, every trial tracked in the real MLflow."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pandas as pd
+from mlflow import MlflowClient
+
+from actors.demo import stock_history
+from training.evaluation import WalkForward, fold_rows
+from training.features import make_features
+from training.search import SearchSettings, run_search, search_data
+
+
+def _table() -> pd.DataFrame:
+    history = stock_history(("IBM",)).head(1_200)
+    bars = history.set_index(pd.DatetimeIndex(history["date"], tz="UTC"))
+    table = make_features(bars[["open", "high", "low", "close", "volume"]].astype(float))
+    return table.assign(instrument="alpaca:IBM")
+
+
+def test_search_sees_nothing_of_the_test_windows() -> None:
+    table = _table()
+    plan = WalkForward(folds=2, test_size=150, min_train=400)
+
+    train, valid = search_data(table, plan)
+
+    first_test = fold_rows(table, plan)[0][1]
+    assert train.index.max() < valid.index.min()
+    assert valid.index.max() < first_test.index.min()
+
+
+def test_tune_search_runs_trials_tracked_in_mlflow(
+    ray_cluster: None, mlflow_url: str, tmp_path: Path
+) -> None:
+    experiment = f"search-{uuid.uuid4().hex[:8]}"
+    settings = SearchSettings(samples=3, max_epochs=3, grace_epochs=1, cpus_per_trial=0.5)
+
+    outcome = run_search(
+        _table(),
+        WalkForward(folds=1, test_size=150, min_train=400),
+        settings,
+        mlflow_url,
+        experiment,
+        tmp_path,
+    )
+
+    assert outcome.trials == 3
+    assert outcome.config.model in {"mlp", "gru"} and 1 <= outcome.config.epochs <= 3
+    runs = MlflowClient(mlflow_url).search_runs([outcome.experiment_id])
+    assert len(runs) == 3
+    for run in runs:
+        assert {"model", "width", "learning_rate"} <= set(run.data.params)
+        assert {"valid_pinball", "valid_qlike", "score", "baseline_pinball"} <= set(
+            run.data.metrics
+        )
+    client = MlflowClient(mlflow_url)
+    history = client.get_metric_history(runs[0].info.run_id, "valid_pinball")
+    assert [m.step for m in history] == list(range(1, len(history) + 1))
+    # The outcome is the best epoch of any trial, as MLflow recorded it.
+    scores = [m.value for run in runs for m in client.get_metric_history(run.info.run_id, "score")]
+    assert abs(min(scores) - outcome.score) < 1e-9

@@ -1,0 +1,157 @@
+"""Ray Tune search over the forecasters' hyperparameters, every trial tracked in MLflow.
+
+The search sees only the history before the first walk-forward test window (its last tenth,
+after an embargo, scores the trials), so the folds that later judge the winner stay unseen.
+Trials report after every epoch with a checkpoint; ASHA stops unpromising ones early. The score
+is the validation pinball loss and QLIKE, each relative to the baseline's on the same rows.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+import torch
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search.basic_variant import BasicVariantGenerator
+
+from training.baselines import ewma_volatility, historical_quantiles
+from training.evaluation import WalkForward, fold_rows, hold_out
+from training.metrics import pinball_loss, qlike
+from training.trainer import TrainConfig, train_epochs
+
+__all__ = ["SEARCH_SPACE", "SearchSettings", "SearchOutcome", "search_data", "run_search"]
+
+SEARCH_SPACE: dict[str, Any] = {
+    "model": tune.choice(["mlp", "gru"]),
+    "width": tune.choice([16, 32, 64]),
+    "depth": tune.choice([1, 2]),
+    "dropout": tune.uniform(0.0, 0.3),
+    "learning_rate": tune.loguniform(1e-4, 3e-3),
+    "vol_weight": tune.uniform(0.5, 2.0),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SearchSettings:
+    samples: int = 8
+    max_epochs: int = 15
+    grace_epochs: int = 3
+    # One core per trial: two trials at once on a 2-core machine, many on a cluster.
+    cpus_per_trial: float = 1.0
+    seed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SearchOutcome:
+    config: TrainConfig
+    score: float
+    trials: int
+    experiment_id: str
+
+
+def search_data(table: pd.DataFrame, plan: WalkForward) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(training rows, validation rows) from before the first walk-forward test window."""
+    first_fold_train, _ = fold_rows(table, plan)[0]
+    return hold_out(first_fold_train, plan.embargo)
+
+
+def _baseline_scores(
+    train: pd.DataFrame, valid: pd.DataFrame, plan: WalkForward
+) -> dict[str, float]:
+    quantiles = historical_quantiles(train["target_return"].to_numpy(), len(valid))
+    rows = pd.concat([train, valid])
+    vol = ewma_volatility(rows["ret_1"].to_numpy(), len(train), plan.vol_horizon)[len(train) :]
+    return {
+        "pinball": pinball_loss(valid["target_return"].to_numpy(), quantiles),
+        "qlike": qlike(valid["target_vol"].to_numpy(), vol),
+    }
+
+
+def _trial(
+    config: dict[str, Any],
+    train: pd.DataFrame,
+    valid: pd.DataFrame,
+    baselines: dict[str, float],
+    settings: SearchSettings,
+    tracking_uri: str,
+    experiment_id: str,
+) -> None:
+    torch.set_num_threads(max(1, int(settings.cpus_per_trial)))
+    train_config = TrainConfig(**config, epochs=settings.max_epochs, seed=settings.seed)
+    mlflow.set_tracking_uri(tracking_uri)
+    context = tune.get_context()
+    with mlflow.start_run(experiment_id=experiment_id, run_name=context.get_trial_name()):
+        mlflow.log_params({**config, "max_epochs": settings.max_epochs})
+        mlflow.log_metrics({f"baseline_{k}": v for k, v in baselines.items()})
+        for fitted in train_epochs(train, valid, train_config):
+            epoch = fitted.history[-1]
+            score = (
+                epoch["valid_pinball"] / baselines["pinball"]
+                + epoch["valid_qlike"] / baselines["qlike"]
+            )
+            mlflow.log_metrics({**epoch, "score": score}, step=int(epoch["epoch"]))
+            with tempfile.TemporaryDirectory() as directory:
+                torch.save(fitted.model.state_dict(), Path(directory) / "model.pt")
+                (Path(directory) / "config.json").write_text(json.dumps(config))
+                tune.report(
+                    {**epoch, "score": score},
+                    checkpoint=tune.Checkpoint.from_directory(directory),
+                )
+
+
+def run_search(
+    table: pd.DataFrame,
+    plan: WalkForward,
+    settings: SearchSettings,
+    tracking_uri: str,
+    experiment: str,
+    storage: Path,
+) -> SearchOutcome:
+    """Search on the connected Ray cluster; the best configuration, with the epochs it ran."""
+    train, valid = search_data(table, plan)
+    baselines = _baseline_scores(train, valid, plan)
+    mlflow.set_tracking_uri(tracking_uri)
+    experiment_id = mlflow.set_experiment(experiment).experiment_id
+    trainable = tune.with_resources(
+        tune.with_parameters(
+            _trial,
+            train=train,
+            valid=valid,
+            baselines=baselines,
+            settings=settings,
+            tracking_uri=tracking_uri,
+            experiment_id=experiment_id,
+        ),
+        {"cpu": settings.cpus_per_trial},
+    )
+    tuner = tune.Tuner(
+        trainable,
+        param_space=SEARCH_SPACE,
+        tune_config=tune.TuneConfig(
+            metric="score",
+            mode="min",
+            num_samples=settings.samples,
+            scheduler=ASHAScheduler(max_t=settings.max_epochs, grace_period=settings.grace_epochs),
+            search_alg=BasicVariantGenerator(random_state=settings.seed),
+        ),
+        run_config=tune.RunConfig(storage_path=str(storage), name=experiment, verbose=0),
+    )
+    results = tuner.fit()
+    best = results.get_best_result(metric="score", mode="min", scope="all")
+    # The best epoch of the best trial (a trial's last report need not be its best).
+    history = best.metrics_dataframe
+    best_epoch = history.loc[history["score"].idxmin()]
+    config = {k: best.config[k] for k in SEARCH_SPACE}
+    return SearchOutcome(
+        config=TrainConfig(**config, epochs=int(best_epoch["epoch"]), seed=settings.seed),
+        score=float(best_epoch["score"]),
+        trials=len(results),
+        experiment_id=experiment_id,
+    )
