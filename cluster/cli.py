@@ -345,6 +345,55 @@ def evaluate(
     console.print(volatility)
 
 
+@main.command()
+@click.option("--instrument", "instruments", multiple=True, required=True,
+              help="Instrument id, e.g. alpaca:IBM; repeat to pool several.")
+@click.option("--interval", default="1d", type=click.Choice(INTERVALS), show_default=True)
+@click.option("--samples", default=8, show_default=True, type=click.IntRange(1),
+              help="Hyperparameter sets to try.")
+@click.option("--epochs", default=15, show_default=True, type=click.IntRange(1),
+              help="Most epochs a trial may train.")
+@click.option("--folds", default=4, show_default=True, type=click.IntRange(1),
+              help="Walk-forward test windows.")
+@click.option("--test-size", default=250, show_default=True, type=click.IntRange(10),
+              help="Bars per test window.")
+def train(
+    instruments: tuple[str, ...],
+    interval: str,
+    samples: int,
+    epochs: int,
+    folds: int,
+    test_size: int,
+) -> None:
+    """Retrain once: a Ray Tune search, the winner scored on walk-forward folds beside the
+    baselines, logged to MLflow and promoted to champion per target only if it beats the
+    champion and every baseline."""
+    import asyncio
+
+    from cluster.service_urls import database_url_for, mlflow_url_for, ray_connection
+    from training.datasets import load_dataset
+    from training.evaluation import WalkForward
+    from training.pipeline import retrain
+    from training.search import SearchSettings
+
+    settings = _settings_or_exit()
+    plan = WalkForward(folds=folds, test_size=test_size)
+    try:
+        database_url, tracking_uri = database_url_for(settings), mlflow_url_for(settings)
+        with stderr.status("loading bars and making features"):
+            table = asyncio.run(load_dataset(database_url, list(instruments), interval))
+        with ray_connection(settings), stderr.status(f"searching {samples} configurations"):
+            result = retrain(
+                table, plan, SearchSettings(samples=samples, max_epochs=epochs), tracking_uri,
+                "finone-forecasters", settings.data_path / "tune",
+            )
+    except PlatformError as error:
+        _fail(error)
+    click.echo(f"MLflow run {result.run_id} at {tracking_uri}")
+    for decision in result.decisions:
+        click.echo(f"{decision.name} v{decision.version}: {decision.alias} ({decision.reason})")
+
+
 @main.command("dashboard-token")
 def dashboard_token() -> None:
     """Print the token that signs in to the Ray dashboard of the local stack."""

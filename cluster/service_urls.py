@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from cluster.components import RAY_NAMESPACE
 from cluster.errors import PlatformError
+from cluster.ray_head import ray_auth_env
 from cluster.settings import Settings
 from cluster.state import read_state
 
-__all__ = ["redis_url_for", "database_url_for"]
+__all__ = ["redis_url_for", "database_url_for", "mlflow_url_for", "ray_connection"]
 
 
 def _not_running(settings: Settings, variable: str) -> PlatformError:
@@ -32,3 +40,36 @@ def database_url_for(settings: Settings) -> str:
     if state is None:
         raise _not_running(settings, "DATABASE_URL")
     return state.database_url
+
+
+def mlflow_url_for(settings: Settings) -> str:
+    if settings.mlflow_tracking_uri:
+        return settings.mlflow_tracking_uri
+    state = read_state(settings.data_path)
+    if state is None:
+        raise _not_running(settings, "MLFLOW_TRACKING_URI")
+    return state.mlflow_url
+
+
+@contextmanager
+def ray_connection(settings: Settings) -> Iterator[None]:
+    """Ray for a one-off command: the cluster FINONE_RAY_ADDRESS names, else the running
+    platform's (with its token), else a local one started for the command alone."""
+    import ray
+
+    state = read_state(settings.data_path)
+    if settings.ray_address:
+        address = settings.ray_address
+    elif state is not None:
+        address = state.ray_address
+        if state.ray_token_path:
+            os.environ.update(ray_auth_env(Path(state.ray_token_path)))
+    else:
+        address = "local"
+    ray.init(
+        address=address, namespace=RAY_NAMESPACE, log_to_driver=False, logging_level=logging.ERROR
+    )
+    try:
+        yield
+    finally:
+        ray.shutdown()

@@ -138,7 +138,10 @@ def run_search(
             metric="score",
             mode="min",
             num_samples=settings.samples,
-            scheduler=ASHAScheduler(max_t=settings.max_epochs, grace_period=settings.grace_epochs),
+            scheduler=ASHAScheduler(
+                max_t=settings.max_epochs,
+                grace_period=min(settings.grace_epochs, settings.max_epochs),
+            ),
             search_alg=BasicVariantGenerator(random_state=settings.seed),
         ),
         run_config=tune.RunConfig(storage_path=str(storage), name=experiment, verbose=0),

@@ -1,0 +1,76 @@
+"""`finone train` as a user runs it: its own local Ray, the real MLflow server and Postgres."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from training.sample_data import load_sample_bars
+
+FINONE = str(Path(sys.executable).parent / "finone")
+
+
+def test_train_command_searches_logs_and_gates(
+    database_url: str, mlflow_url: str, tmp_path: Path
+) -> None:
+    asyncio.run(load_sample_bars(database_url, ("IBM",)))
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "MLFLOW_TRACKING_URI": mlflow_url,
+        "FINONE_DATA_DIR": str(tmp_path),
+    }
+
+    result = subprocess.run(
+        [
+            FINONE,
+            "train",
+            "--instrument",
+            "alpaca:IBM",
+            "--samples",
+            "2",
+            "--epochs",
+            "2",
+            "--folds",
+            "1",
+            "--test-size",
+            "150",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=420,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()  # after Tune's own progress display
+    assert any(line.startswith("MLflow run ") for line in lines)
+    assert any(line.startswith("finone-returns v") for line in lines)
+    assert any(line.startswith("finone-volatility v") for line in lines)
+
+
+def test_train_command_without_history_says_what_to_do(
+    database_url: str, mlflow_url: str, tmp_path: Path
+) -> None:
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "MLFLOW_TRACKING_URI": mlflow_url,
+        "FINONE_DATA_DIR": str(tmp_path),
+    }
+
+    result = subprocess.run(
+        [FINONE, "train", "--instrument", "alpaca:NOPE"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert result.returncode == 1
+    assert "no 1d bars for alpaca:NOPE" in result.stderr
