@@ -1,4 +1,4 @@
-"""Where a one-off command finds the platform's services: the URL settings, else the running stack."""
+"""Where a one-off command finds the platform: the URL settings, else the running stack's."""
 
 from __future__ import annotations
 
