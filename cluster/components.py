@@ -35,6 +35,13 @@ def registered_components() -> list[Component]:
     from actors.alerts_component import AlertsComponent
     from actors.feeds_component import FeedsComponent
     from actors.recorder_component import RecorderComponent
+    from actors.retrain_component import RetrainComponent
     from serve.component import GatewayComponent
 
-    return [RecorderComponent(), AlertsComponent(), FeedsComponent(), GatewayComponent()]
+    return [
+        RecorderComponent(),
+        AlertsComponent(),
+        RetrainComponent(),
+        FeedsComponent(),
+        GatewayComponent(),
+    ]

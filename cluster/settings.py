@@ -120,6 +120,15 @@ class Settings(BaseSettings):
         description="Browser origins allowed by CORS and on the WebSocket handshake.",
     )
     max_request_bytes: int = Field(default=262_144, ge=1_024)
+    retrain_instruments: list[str] = Field(
+        default_factory=lambda: ["alpaca:AAPL", "alpaca:GOOG", "alpaca:IBM", "alpaca:MSFT"],
+        description="Instruments the retrain scheduler trains on, pooled.",
+    )
+    retrain_interval: Literal["1s", "1m", "5m", "15m", "1h", "1d"] = "1d"
+    retrain_every_s: float = Field(default=86_400.0, gt=0)
+    retrain_min_new_bars: int = Field(default=500, ge=1)
+    retrain_samples: int = Field(default=8, ge=1)
+    retrain_epochs: int = Field(default=15, ge=1)
     live_max_subscriptions: int = Field(
         default=500, ge=1, description="Streams one live-feed connection may subscribe to."
     )

@@ -5,14 +5,15 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from serve.dependencies import Operator, ResourcesDep
 from serve.errors import ApiError, ErrorBody
 from serve.feeds import FeedNotFound, feed_statuses, restart_feed, set_recording
+from serve.retraining import SchedulerMissing, retrain_status, trigger_retrain
 from serve.routes.health import ServiceCheck, service_checks
 
-__all__ = ["router", "ServicesReport", "FeedStatusView"]
+__all__ = ["router", "ServicesReport", "FeedStatusView", "RetrainStatus"]
 
 router = APIRouter(
     prefix="/v1/ops",
@@ -106,3 +107,49 @@ async def recording(
     except FeedNotFound:
         raise _not_found(connection) from None
     return RecordingState(connection=connection, recording=path is not None, capture_file=path)
+
+
+class RetrainDecision(BaseModel):
+    model: str
+    version: str
+    alias: str
+    reason: str
+
+
+class RetrainStatus(BaseModel):
+    state: str = Field(description="waiting, training, idle or failed")
+    detail: str
+    runs: int
+    last_run_at: float | None
+    decisions: list[RetrainDecision]
+    instruments: list[str]
+
+
+_NO_SCHEDULER = {503: {"model": ErrorBody, "description": "the retrain scheduler is not running"}}
+
+
+def _no_scheduler() -> ApiError:
+    return ApiError(503, "retrain_unavailable", "the retrain scheduler is not running")
+
+
+@router.get("/retrain", summary="What the retrain scheduler is doing", responses=_NO_SCHEDULER)
+async def retrain(operator: Operator) -> RetrainStatus:
+    try:
+        return RetrainStatus(**await retrain_status())
+    except SchedulerMissing:
+        raise _no_scheduler() from None
+
+
+@router.post(
+    "/retrain",
+    status_code=202,
+    summary="Start a retraining now (search, judge, log, gate)",
+    responses={**_NO_SCHEDULER, 409: {"model": ErrorBody, "description": "one is running"}},
+)
+async def start_retrain(operator: Operator) -> RetrainStatus:
+    try:
+        if not await trigger_retrain():
+            raise ApiError(409, "retrain_running", "a retraining is already running")
+        return RetrainStatus(**await retrain_status())
+    except SchedulerMissing:
+        raise _no_scheduler() from None

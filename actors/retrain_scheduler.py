@@ -1,0 +1,134 @@
+"""The retrain scheduler: one long-lived actor that retrains the forecasters on a schedule or
+once enough new bars have arrived, one run at a time, and says what it is doing.
+
+A run is ``training.pipeline.retrain`` (search, walk-forward judgement, MLflow, gate), made in
+a worker thread so the actor keeps answering ``status`` and ``trigger`` meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import ray
+
+from training.datasets import load_dataset
+from training.errors import DatasetError
+from training.evaluation import WalkForward
+from training.pipeline import retrain
+from training.search import SearchSettings
+
+__all__ = ["RETRAIN_ACTOR_NAME", "RetrainPlan", "RetrainScheduler"]
+
+log = logging.getLogger(__name__)
+
+RETRAIN_ACTOR_NAME = "retrain-scheduler"
+_POLL_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class RetrainPlan:
+    instruments: tuple[str, ...]
+    interval: str
+    every_s: float
+    min_new_bars: int
+    walk_forward: WalkForward
+    search: SearchSettings
+    storage: str
+
+
+@ray.remote(max_restarts=-1, num_cpus=0.1)
+class RetrainScheduler:
+    def __init__(self, database_url: str, tracking_uri: str, plan: RetrainPlan) -> None:
+        self._database_url = database_url
+        self._tracking_uri = tracking_uri
+        self._plan = plan
+        self._state = "waiting"
+        self._detail = "no run yet"
+        self._runs = 0
+        self._last_run_at: float | None = None
+        self._bars_at_last_run = 0
+        self._last_decisions: list[dict[str, str]] = []
+        self._running: asyncio.Task[None] | None = None
+        self._loop = asyncio.get_running_loop().create_task(self._watch())
+
+    async def status(self) -> dict[str, Any]:
+        return {
+            "state": self._state,
+            "detail": self._detail,
+            "runs": self._runs,
+            "last_run_at": self._last_run_at,
+            "decisions": self._last_decisions,
+            "instruments": list(self._plan.instruments),
+        }
+
+    async def trigger(self) -> bool:
+        """Start a run now; False when one is already running."""
+        if self._running is not None and not self._running.done():
+            return False
+        self._running = asyncio.get_running_loop().create_task(self._run("requested"))
+        return True
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(_POLL_S)
+            if self._running is not None and not self._running.done():
+                continue
+            try:
+                bars = await self._bar_count()
+            except (OSError, asyncpg.PostgresError) as error:
+                self._detail = f"cannot count bars: {type(error).__name__}"
+                continue
+            due = self._last_run_at is None or time.time() - self._last_run_at >= self._plan.every_s
+            fresh = bars - self._bars_at_last_run >= self._plan.min_new_bars
+            if bars and (due or fresh):
+                reason = "schedule" if due else f"{bars - self._bars_at_last_run} new bars"
+                self._running = asyncio.get_running_loop().create_task(self._run(reason))
+
+    async def _bar_count(self) -> int:
+        conn = await asyncpg.connect(self._database_url)
+        try:
+            count: int = await conn.fetchval(
+                "SELECT count(*) FROM bars WHERE instrument_id = ANY($1) AND interval = $2",
+                list(self._plan.instruments),
+                self._plan.interval,
+            )
+        finally:
+            await conn.close()
+        return count
+
+    async def _run(self, reason: str) -> None:
+        plan = self._plan
+        self._state, self._detail = "training", f"started ({reason})"
+        try:
+            bars = await self._bar_count()
+            table = await load_dataset(self._database_url, list(plan.instruments), plan.interval)
+            result = await asyncio.to_thread(
+                retrain,
+                table,
+                plan.walk_forward,
+                plan.search,
+                self._tracking_uri,
+                "finone-forecasters",
+                Path(plan.storage),
+            )
+        except DatasetError as error:
+            self._state, self._detail = "waiting", f"not enough history: {error}"
+            return
+        except Exception as error:  # a failed run is a state to report, never the actor's end
+            log.exception("retraining failed")
+            self._state, self._detail = "failed", f"{type(error).__name__}: {error}"
+            return
+        self._runs += 1
+        self._last_run_at = time.time()
+        self._bars_at_last_run = bars
+        self._last_decisions = [
+            {"model": d.name, "version": d.version, "alias": d.alias, "reason": d.reason}
+            for d in result.decisions
+        ]
+        self._state, self._detail = "idle", f"last run {result.run_id} ({reason})"
