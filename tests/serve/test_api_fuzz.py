@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 
 import asyncpg
 import httpx
+import pytest
+import ray
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
@@ -21,11 +25,15 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from actors.retrain_scheduler import RETRAIN_ACTOR_NAME, RetrainPlan, RetrainScheduler
+from cluster.components import RAY_NAMESPACE
 from cluster.settings import Settings
 from serve.auth.accounts import create_user
 from serve.auth.passwords import Passwords
 from serve.auth.roles import Role
 from tests.serve.auth_api import PASSWORD, new_ip
+from training.evaluation import WalkForward
+from training.search import SearchSettings
 
 CHECKS = [
     not_a_server_error,
@@ -65,8 +73,31 @@ class Admins:
             await conn.close()
 
 
+@pytest.fixture
+def retrain_scheduler(
+    ray_cluster: None, gateway_settings: Settings, mlflow_url: str, tmp_path: Path
+) -> Iterator[None]:
+    """The scheduler `finone up` runs, so the retrain endpoints answer as deployed; its
+    instruments have no history, so a fuzzed trigger ends at once, waiting for data."""
+    assert gateway_settings.database_url
+    plan = RetrainPlan(
+        instruments=("fuzz:NO-HISTORY",),
+        interval="1d",
+        every_s=86_400,
+        min_new_bars=10_000,
+        walk_forward=WalkForward(),
+        search=SearchSettings(samples=1, max_epochs=1),
+        storage=str(tmp_path),
+    )
+    actor = RetrainScheduler.options(  # type: ignore[attr-defined]
+        name=RETRAIN_ACTOR_NAME, namespace=RAY_NAMESPACE, lifetime="detached"
+    ).remote(gateway_settings.database_url, mlflow_url, plan)
+    yield
+    ray.kill(actor, no_restart=True)
+
+
 def test_api_never_fails_and_always_answers_per_schema(
-    gateway_url: str, gateway_settings: Settings
+    gateway_url: str, gateway_settings: Settings, retrain_scheduler: None
 ) -> None:
     admins = Admins(gateway_settings, gateway_url)
     schema = schemathesis.openapi.from_url(f"{gateway_url}/openapi.json")
