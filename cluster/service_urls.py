@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -12,43 +12,43 @@ from cluster.components import RAY_NAMESPACE
 from cluster.errors import PlatformError
 from cluster.ray_head import ray_auth_env
 from cluster.settings import Settings
-from cluster.state import read_state
+from cluster.state import StackState, read_state
 
 __all__ = ["redis_url_for", "database_url_for", "mlflow_url_for", "ray_connection"]
 
 
-def _not_running(settings: Settings, variable: str) -> PlatformError:
-    return PlatformError(
-        f"the platform is not running on {settings.data_path} and {variable} is not set; "
-        f"start it with `finone up` or set {variable}"
-    )
+def _configured_or_running(
+    settings: Settings,
+    configured: str | None,
+    variable: str,
+    from_state: Callable[[StackState], str],
+) -> str:
+    """The URL the settings give, else the running stack's; says how to get one otherwise."""
+    if configured:
+        return configured
+    state = read_state(settings.data_path)
+    if state is None:
+        raise PlatformError(
+            f"the platform is not running on {settings.data_path} and {variable} is not set; "
+            f"start it with `finone up` or set {variable}"
+        )
+    return from_state(state)
 
 
 def redis_url_for(settings: Settings) -> str:
-    if settings.redis_url:
-        return settings.redis_url
-    state = read_state(settings.data_path)
-    if state is None:
-        raise _not_running(settings, "REDIS_URL")
-    return state.redis_url
+    return _configured_or_running(settings, settings.redis_url, "REDIS_URL", lambda s: s.redis_url)
 
 
 def database_url_for(settings: Settings) -> str:
-    if settings.database_url:
-        return settings.database_url
-    state = read_state(settings.data_path)
-    if state is None:
-        raise _not_running(settings, "DATABASE_URL")
-    return state.database_url
+    return _configured_or_running(
+        settings, settings.database_url, "DATABASE_URL", lambda s: s.database_url
+    )
 
 
 def mlflow_url_for(settings: Settings) -> str:
-    if settings.mlflow_tracking_uri:
-        return settings.mlflow_tracking_uri
-    state = read_state(settings.data_path)
-    if state is None:
-        raise _not_running(settings, "MLFLOW_TRACKING_URI")
-    return state.mlflow_url
+    return _configured_or_running(
+        settings, settings.mlflow_tracking_uri, "MLFLOW_TRACKING_URI", lambda s: s.mlflow_url
+    )
 
 
 @contextmanager
