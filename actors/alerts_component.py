@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import logging
-
-import ray
-
 from actors.alerts import ALERTS_ACTOR_NAME, AlertEvaluator
-from cluster.components import RAY_NAMESPACE
+from cluster.components import RAY_NAMESPACE, named_actor_status, stop_named_actor
 from cluster.health import Check
 from cluster.settings import Settings
 
 __all__ = ["AlertsComponent"]
-
-log = logging.getLogger(__name__)
-STATUS_TIMEOUT_S = 5.0
 
 
 class AlertsComponent:
@@ -31,8 +24,7 @@ class AlertsComponent:
 
     def health(self, settings: Settings) -> list[Check]:
         try:
-            actor = ray.get_actor(ALERTS_ACTOR_NAME, namespace=RAY_NAMESPACE)
-            status = ray.get(actor.status.remote(), timeout=STATUS_TIMEOUT_S)
+            status = named_actor_status(ALERTS_ACTOR_NAME)
         except Exception as error:  # a missing or stuck actor is a status line, not a crash
             return [Check(name="alerts", ok=False, detail=f"no answer: {error}")]
         detail = (
@@ -42,15 +34,7 @@ class AlertsComponent:
         return [Check(name="alerts", ok=status["running"], detail=detail)]
 
     def stop(self, settings: Settings) -> None:
-        try:
-            actor = ray.get_actor(ALERTS_ACTOR_NAME, namespace=RAY_NAMESPACE)
-        except ValueError:
-            return
-        try:
-            ray.get(actor.shutdown.remote(), timeout=15)
-        except Exception as error:
-            log.warning("the alert evaluator did not shut down cleanly: %s", error)
-        ray.kill(actor, no_restart=True)
+        stop_named_actor(ALERTS_ACTOR_NAME)
 
     def urls(self, settings: Settings) -> dict[str, str]:
         return {}

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 import time
 
-import ray
-
 from actors.recorder import RECORDER_ACTOR_NAME, Recorder
-from cluster.components import RAY_NAMESPACE
+from cluster.components import RAY_NAMESPACE, named_actor_status, stop_named_actor
 from cluster.health import Check
 from cluster.settings import Settings
 
 __all__ = ["RecorderComponent"]
-
-log = logging.getLogger(__name__)
-STATUS_TIMEOUT_S = 5.0
 
 
 class RecorderComponent:
@@ -24,18 +18,21 @@ class RecorderComponent:
     def deploy(self, settings: Settings) -> None:
         assert settings.redis_url and settings.database_url
         Recorder.options(  # type: ignore[attr-defined]
-            name=RECORDER_ACTOR_NAME, namespace=RAY_NAMESPACE, get_if_exists=True,
-            lifetime="detached"
+            name=RECORDER_ACTOR_NAME,
+            namespace=RAY_NAMESPACE,
+            get_if_exists=True,
+            lifetime="detached",
         ).remote(settings.redis_url, settings.database_url)
 
     def health(self, settings: Settings) -> list[Check]:
         try:
-            actor = ray.get_actor(RECORDER_ACTOR_NAME, namespace=RAY_NAMESPACE)
-            status = ray.get(actor.status.remote(), timeout=STATUS_TIMEOUT_S)
+            status = named_actor_status(RECORDER_ACTOR_NAME)
         except Exception as error:  # a missing or stuck actor is a status line, not a crash
             return [Check(name="recorder", ok=False, detail=f"no answer: {error}")]
         last = status["last_commit_ns"]
-        since = f"last commit {(time.time_ns() - last) / 1e9:.1f} s ago" if last else "no commit yet"
+        since = (
+            f"last commit {(time.time_ns() - last) / 1e9:.1f} s ago" if last else "no commit yet"
+        )
         detail = (
             f"{status['streams']} streams, {status['trades_written']} trades written, "
             f"{status['errors']} errors, {since}"
@@ -43,15 +40,7 @@ class RecorderComponent:
         return [Check(name="recorder", ok=status["running"], detail=detail)]
 
     def stop(self, settings: Settings) -> None:
-        try:
-            actor = ray.get_actor(RECORDER_ACTOR_NAME, namespace=RAY_NAMESPACE)
-        except ValueError:
-            return
-        try:
-            ray.get(actor.shutdown.remote(), timeout=15)
-        except Exception as error:
-            log.warning("the recorder did not shut down cleanly: %s", error)
-        ray.kill(actor, no_restart=True)
+        stop_named_actor(RECORDER_ACTOR_NAME)
 
     def urls(self, settings: Settings) -> dict[str, str]:
         return {}

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import logging
-
-import ray
-
 from actors.retrain_scheduler import RETRAIN_ACTOR_NAME, RetrainPlan, RetrainScheduler
-from cluster.components import RAY_NAMESPACE
+from cluster.components import RAY_NAMESPACE, named_actor_status, stop_named_actor
 from cluster.health import Check
 from cluster.settings import Settings
 from training.evaluation import WalkForward
 from training.search import SearchSettings
 
 __all__ = ["RetrainComponent", "retrain_plan"]
-
-log = logging.getLogger(__name__)
-STATUS_TIMEOUT_S = 5.0
 
 
 def retrain_plan(settings: Settings) -> RetrainPlan:
@@ -45,19 +38,14 @@ class RetrainComponent:
 
     def health(self, settings: Settings) -> list[Check]:
         try:
-            actor = ray.get_actor(RETRAIN_ACTOR_NAME, namespace=RAY_NAMESPACE)
-            status = ray.get(actor.status.remote(), timeout=STATUS_TIMEOUT_S)
+            status = named_actor_status(RETRAIN_ACTOR_NAME)
         except Exception as error:  # a missing or stuck actor is a status line, not a crash
             return [Check(name="retrain", ok=False, detail=f"no answer: {error}")]
         detail = f"{status['state']}: {status['detail']}; {status['runs']} run(s)"
         return [Check(name="retrain", ok=status["state"] != "failed", detail=detail)]
 
     def stop(self, settings: Settings) -> None:
-        try:
-            actor = ray.get_actor(RETRAIN_ACTOR_NAME, namespace=RAY_NAMESPACE)
-        except ValueError:
-            return
-        ray.kill(actor, no_restart=True)
+        stop_named_actor(RETRAIN_ACTOR_NAME, graceful=False)
 
     def urls(self, settings: Settings) -> dict[str, str]:
         return {}

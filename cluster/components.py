@@ -8,14 +8,25 @@ as the deploying handle went out of scope, and ``stop`` ends them explicitly.
 
 from __future__ import annotations
 
-from typing import Protocol
+import logging
+from typing import Any, Protocol
 
 from cluster.health import Check
 from cluster.settings import Settings
 
-__all__ = ["Component", "RAY_NAMESPACE", "registered_components"]
+__all__ = [
+    "Component",
+    "RAY_NAMESPACE",
+    "registered_components",
+    "named_actor_status",
+    "stop_named_actor",
+]
 
 RAY_NAMESPACE = "finone"
+STATUS_TIMEOUT_S = 5.0
+_SHUTDOWN_TIMEOUT_S = 15.0
+
+log = logging.getLogger(__name__)
 
 
 class Component(Protocol):
@@ -45,3 +56,28 @@ def registered_components() -> list[Component]:
         FeedsComponent(),
         GatewayComponent(),
     ]
+
+
+def named_actor_status(name: str) -> dict[str, Any]:
+    """``status()`` of the platform's actor called ``name``; raises when it is missing or stuck."""
+    import ray
+
+    actor = ray.get_actor(name, namespace=RAY_NAMESPACE)
+    status: dict[str, Any] = ray.get(actor.status.remote(), timeout=STATUS_TIMEOUT_S)
+    return status
+
+
+def stop_named_actor(name: str, graceful: bool = True) -> None:
+    """End the platform's actor called ``name``: after its ``shutdown()`` when ``graceful``."""
+    import ray
+
+    try:
+        actor = ray.get_actor(name, namespace=RAY_NAMESPACE)
+    except ValueError:
+        return
+    if graceful:
+        try:
+            ray.get(actor.shutdown.remote(), timeout=_SHUTDOWN_TIMEOUT_S)
+        except Exception as error:  # it is killed below either way
+            log.warning("%s did not shut down cleanly: %s", name, error)
+    ray.kill(actor, no_restart=True)
