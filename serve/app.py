@@ -73,9 +73,7 @@ def create_api(resources: Resources) -> FastAPI:
 
 
 # Every open live-feed connection holds one of a replica's ongoing requests for its lifetime.
-@serve.deployment(
-    name="Gateway", ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=2_000
-)
+@serve.deployment(name="Gateway", ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=2_000)
 @serve.ingress()
 class Gateway:
     """HTTP entry point of the platform; each replica builds its app for its settings."""

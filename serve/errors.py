@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-__all__ = ["ApiError", "ErrorBody", "install_error_handlers", "error_response"]
+__all__ = ["ApiError", "ErrorBody", "install_error_handlers", "error_response", "token_errors"]
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,14 @@ class ErrorBody(BaseModel):
     code: str
     message: str
     details: Any | None = None
+
+
+def token_errors(forbidden: str) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI responses of routes that need a token: 401, and 403 for ``forbidden``."""
+    return {
+        401: {"model": ErrorBody, "description": "missing or invalid token"},
+        403: {"model": ErrorBody, "description": forbidden},
+    }
 
 
 class ApiError(Exception):

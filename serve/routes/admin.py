@@ -13,7 +13,7 @@ from serve.auth.accounts import User
 from serve.auth.audit import AuditEvent, AuditRecord
 from serve.auth.roles import Role
 from serve.dependencies import Admin, ClientIp, ResourcesDep
-from serve.errors import ApiError, ErrorBody
+from serve.errors import ApiError, ErrorBody, token_errors
 from serve.pagination import Page, decode_cursor, encode_cursor
 from serve.resources import Resources
 from serve.routes.account import UserView
@@ -23,10 +23,7 @@ __all__ = ["router"]
 router = APIRouter(
     prefix="/v1/admin",
     tags=["administration"],
-    responses={
-        401: {"model": ErrorBody, "description": "missing or invalid token"},
-        403: {"model": ErrorBody, "description": "the caller is not an admin"},
-    },
+    responses=token_errors("the caller is not an admin"),
 )
 
 _NOT_FOUND = {404: {"model": ErrorBody, "description": "no such user"}}

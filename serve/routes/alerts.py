@@ -15,7 +15,7 @@ from actors import alert_store
 from actors.alert_engine import Condition
 from actors.alert_store import StoredAlert
 from serve.dependencies import AccountHolder, ResourcesDep
-from serve.errors import ApiError, ErrorBody
+from serve.errors import ApiError, ErrorBody, token_errors
 from serve.fields import INSTRUMENT_PATTERN
 
 __all__ = ["router", "MAX_WAITING_ALERTS"]
@@ -25,10 +25,7 @@ MAX_WAITING_ALERTS = 100
 router = APIRouter(
     prefix="/v1/alerts",
     tags=["alerts"],
-    responses={
-        401: {"model": ErrorBody, "description": "missing or invalid token"},
-        403: {"model": ErrorBody, "description": "machine clients have no alerts"},
-    },
+    responses=token_errors("machine clients have no alerts"),
 )
 
 # A decimal string: what the exchange writes, kept exact.

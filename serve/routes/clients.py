@@ -13,7 +13,7 @@ from serve.auth.audit import AuditEvent
 from serve.auth.clients import MachineClient
 from serve.auth.roles import Scope, grantable_scopes
 from serve.dependencies import AccountHolder, ClientIp, ResourcesDep
-from serve.errors import ApiError, ErrorBody
+from serve.errors import ApiError, ErrorBody, token_errors
 from serve.fields import NAME_PATTERN
 
 __all__ = ["router", "MAX_CLIENTS_PER_USER"]
@@ -21,10 +21,7 @@ __all__ = ["router", "MAX_CLIENTS_PER_USER"]
 router = APIRouter(
     prefix="/v1/auth/clients",
     tags=["machine clients"],
-    responses={
-        401: {"model": ErrorBody, "description": "missing or invalid token"},
-        403: {"model": ErrorBody, "description": "machine clients cannot manage clients"},
-    },
+    responses=token_errors("machine clients cannot manage clients"),
 )
 
 MAX_CLIENTS_PER_USER = 20

@@ -16,7 +16,7 @@ from pydantic import AwareDatetime, BaseModel
 from cluster.bars_import import INTERVALS
 from serve.auth.roles import Scope
 from serve.dependencies import ResourcesDep, requires
-from serve.errors import ApiError, ErrorBody
+from serve.errors import ApiError, ErrorBody, token_errors
 from serve.fields import INSTRUMENT_PATTERN
 from serve.pagination import decode_cursor, encode_cursor
 
@@ -31,10 +31,9 @@ router = APIRouter(
     tags=["history"],
     dependencies=[Depends(requires(Scope.market_read))],
     responses={
+        **token_errors("the token lacks market:read"),
         200: _CSV,
         400: {"model": ErrorBody, "description": "bad time range or cursor"},
-        401: {"model": ErrorBody, "description": "missing or invalid token"},
-        403: {"model": ErrorBody, "description": "the token lacks market:read"},
         404: {"model": ErrorBody, "description": "nothing recorded for this instrument"},
     },
 )

@@ -12,7 +12,7 @@ from cluster.events import Quote, decode_event, instrument_id
 from cluster.redis_keys import QUOTES_HASH
 from serve.auth.roles import Scope
 from serve.dependencies import ResourcesDep, requires
-from serve.errors import ApiError, ErrorBody
+from serve.errors import ApiError, ErrorBody, token_errors
 from serve.feeds import feed_statuses
 from serve.fields import INSTRUMENT_PATTERN
 
@@ -24,10 +24,7 @@ router = APIRouter(
     prefix="/v1",
     tags=["market data"],
     dependencies=[Depends(requires(Scope.market_read))],
-    responses={
-        401: {"model": ErrorBody, "description": "missing or invalid token"},
-        403: {"model": ErrorBody, "description": "the token lacks market:read"},
-    },
+    responses=token_errors("the token lacks market:read"),
 )
 
 

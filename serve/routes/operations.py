@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
 
 from serve.dependencies import Operator, ResourcesDep
-from serve.errors import ApiError, ErrorBody
+from serve.errors import ApiError, ErrorBody, token_errors
 from serve.feeds import FeedNotFound, feed_statuses, restart_feed, set_recording
 from serve.retraining import SchedulerMissing, retrain_status, trigger_retrain
 from serve.routes.health import ServiceCheck, service_checks
@@ -18,10 +18,7 @@ __all__ = ["router", "ServicesReport", "FeedStatusView", "RetrainStatus"]
 router = APIRouter(
     prefix="/v1/ops",
     tags=["operations"],
-    responses={
-        401: {"model": ErrorBody, "description": "missing or invalid token"},
-        403: {"model": ErrorBody, "description": "the caller is not an operator"},
-    },
+    responses=token_errors("the caller is not an operator"),
 )
 
 

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from serve import watchlists
 from serve.dependencies import AccountHolder, ResourcesDep
-from serve.errors import ApiError, ErrorBody
+from serve.errors import ApiError, ErrorBody, token_errors
 from serve.fields import INSTRUMENT_PATTERN, NAME_PATTERN
 from serve.watchlists import Watchlist, WatchlistNameTaken
 
@@ -24,10 +24,7 @@ MAX_INSTRUMENTS = 200
 router = APIRouter(
     prefix="/v1/watchlists",
     tags=["watchlists"],
-    responses={
-        401: {"model": ErrorBody, "description": "missing or invalid token"},
-        403: {"model": ErrorBody, "description": "machine clients have no watchlists"},
-    },
+    responses=token_errors("machine clients have no watchlists"),
 )
 _NOT_FOUND = {404: {"model": ErrorBody, "description": "you have no watchlist with this id"}}
 _TAKEN = {409: {"model": ErrorBody, "description": "name taken, or too many watchlists"}}
