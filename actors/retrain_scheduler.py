@@ -111,6 +111,7 @@ class RetrainScheduler:
             result = await asyncio.to_thread(
                 retrain,
                 table,
+                plan.interval,
                 plan.walk_forward,
                 plan.search,
                 self._tracking_uri,

@@ -384,7 +384,7 @@ def train(
             table = asyncio.run(load_dataset(database_url, list(instruments), interval))
         with ray_connection(settings), stderr.status(f"searching {samples} configurations"):
             result = retrain(
-                table, plan, SearchSettings(samples=samples, max_epochs=epochs), tracking_uri,
+                table, interval, plan, SearchSettings(samples=samples, max_epochs=epochs), tracking_uri,
                 "finone-forecasters", settings.data_path / "tune",
             )
     except PlatformError as error:

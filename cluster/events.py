@@ -27,8 +27,13 @@ __all__ = [
     "FeedStatus",
     "feed_status_now",
     "AnyEvent",
+    "MarketChannel",
+    "MARKET_CHANNELS",
     "Channel",
     "CHANNELS",
+    "ReturnForecast",
+    "VolatilityForecast",
+    "Forecast",
     "Side",
     "PriceLevel",
     "encode_event",
@@ -39,8 +44,11 @@ __all__ = [
 ]
 
 Side = Literal["buy", "sell"]
-Channel = Literal["trades", "quotes", "book", "bars"]
-CHANNELS: tuple[Channel, ...] = ("trades", "quotes", "book", "bars")
+# What feeds publish per instrument; the live feed adds the forecasts made from them.
+MarketChannel = Literal["trades", "quotes", "book", "bars"]
+MARKET_CHANNELS: tuple[MarketChannel, ...] = ("trades", "quotes", "book", "bars")
+Channel = Literal["trades", "quotes", "book", "bars", "predictions"]
+CHANNELS: tuple[Channel, ...] = (*MARKET_CHANNELS, "predictions")
 # (price, size) exactly as the exchange wrote them.
 PriceLevel = tuple[str, str]
 
@@ -147,6 +155,40 @@ class AlertTriggered(MarketEvent, frozen=True, kw_only=True, tag="alert"):
     window_s: int | None = None
 
 
+class ModelOutput(msgspec.Struct, frozen=True, kw_only=True):
+    """Which registered model version made a forecast, from bars of which interval, ending with
+    the bar that started at ``bar_start_ts_ns``, and how many bars ahead it looks."""
+
+    model: str
+    version: str
+    interval: str
+    horizon: int
+    bar_start_ts_ns: int
+
+
+class ReturnForecast(ModelOutput, frozen=True, kw_only=True):
+    """Quantiles of the log return over the next ``horizon`` bars, and the chance it is > 0."""
+
+    q10: float
+    q50: float
+    q90: float
+    prob_up: float
+
+
+class VolatilityForecast(ModelOutput, frozen=True, kw_only=True):
+    """Realized volatility (root of summed squared log returns) of the next ``horizon`` bars."""
+
+    volatility: float
+
+
+class Forecast(MarketEvent, frozen=True, kw_only=True, tag="forecast"):
+    """The champions' current forecast for one instrument; a part is None while its target has
+    no champion. Both timestamps are when the forecast was made."""
+
+    returns: ReturnForecast | None
+    volatility: VolatilityForecast | None
+
+
 class FeedStatus(Event, frozen=True, kw_only=True, tag="status"):
     """A feed connection changed state (connecting, live, reconnecting, failed, stopped)."""
 
@@ -156,7 +198,9 @@ class FeedStatus(Event, frozen=True, kw_only=True, tag="status"):
     detail: str = ""
 
 
-AnyEvent = Trade | Quote | BookSnapshot | BookDelta | Bar | Gap | AlertTriggered | FeedStatus
+AnyEvent = (
+    Trade | Quote | BookSnapshot | BookDelta | Bar | Gap | AlertTriggered | Forecast | FeedStatus
+)
 
 
 def feed_status_now(venue: str, connection: str, state: str, detail: str = "") -> FeedStatus:

@@ -10,6 +10,7 @@ from cluster.events import (
     BookSnapshot,
     Channel,
     FeedStatus,
+    Forecast,
     Gap,
     Quote,
     Trade,
@@ -23,6 +24,8 @@ __all__ = [
     "status_stream_key",
     "alert_stream_key",
     "channels_of",
+    "PREDICTION_INTEREST",
+    "PREDICTION_PUBLISH_LOCK",
     "rate_limit_key",
     "revoked_session_key",
     "session_version_key",
@@ -32,6 +35,10 @@ __all__ = [
 PREFIX = "finone"
 # One hash, field = instrument id, value = the latest encoded Quote: many quotes in one HMGET.
 QUOTES_HASH = f"{PREFIX}:quotes"
+# Sorted set: instrument id -> when a live-feed replica last had a client wanting its forecasts.
+PREDICTION_INTEREST = f"{PREFIX}:predictions:interest"
+# Held by the one inference replica publishing forecasts this round.
+PREDICTION_PUBLISH_LOCK = f"{PREFIX}:predictions:publish-lock"
 # Each stream entry holds one encoded event under this field.
 EVENT_FIELD = b"e"
 
@@ -41,6 +48,7 @@ _CHANNEL_OF: dict[type, tuple[Channel, ...]] = {
     BookSnapshot: ("book",),
     BookDelta: ("book",),
     Bar: ("bars",),
+    Forecast: ("predictions",),
     # A gap concerns everything a reader of the instrument may have missed.
     Gap: ("trades", "quotes", "book", "bars"),
 }

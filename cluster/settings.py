@@ -129,6 +129,18 @@ class Settings(BaseSettings):
     retrain_min_new_bars: int = Field(default=500, ge=1)
     retrain_samples: int = Field(default=8, ge=1)
     retrain_epochs: int = Field(default=15, ge=1)
+    champion_poll_s: float = Field(
+        default=10.0, gt=0, description="How often inference checks whether `champion` moved."
+    )
+    prediction_publish_s: float = Field(
+        default=30.0, gt=0, description="How often fresh forecasts go to the live feed."
+    )
+    prediction_batch_size: int = Field(
+        default=16, ge=1, description="Forecast requests one inference batch may hold."
+    )
+    prediction_batch_wait_s: float = Field(
+        default=0.005, ge=0, description="How long a batch waits to fill before it runs."
+    )
     live_max_subscriptions: int = Field(
         default=500, ge=1, description="Streams one live-feed connection may subscribe to."
     )

@@ -1,8 +1,10 @@
-"""The Serve application: one FastAPI ingress deployment in front of the platform.
+"""The Serve application: one FastAPI ingress deployment in front of the platform, and the
+inference deployment it calls for forecasts.
 
-``build_app`` is the import path for Serve config files (``serve.app:build_app``); ``finone up``
-calls it with the stack's resolved settings. Routes live in ``serve/routes/``, one module per
-area of the API; ``create_api`` assembles them for one deployment's settings.
+``build_app`` is the import path for Serve config files (``serve/serve_config.yaml``); ``finone
+up`` calls ``application`` with the stack's resolved settings and that file's deployment options.
+Routes live in ``serve/routes/``, one module per area of the API; ``create_api`` assembles them
+for one deployment's settings.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from ray import serve
 from ray.serve import Application
+from ray.serve.handle import DeploymentHandle
 
 from cluster.settings import Settings
 from serve.errors import install_error_handlers
+from serve.inference.deployment import Forecaster
 from serve.request_limits import RequestSizeLimit
 from serve.resources import Resources
 from serve.routes import (
@@ -27,11 +31,12 @@ from serve.routes import (
     history,
     market,
     operations,
+    predictions,
     stream,
     watchlists,
 )
 
-__all__ = ["create_api", "Gateway", "build_app", "APP_NAME"]
+__all__ = ["create_api", "Gateway", "application", "build_app", "APP_NAME"]
 
 APP_NAME = "finone"
 
@@ -56,6 +61,7 @@ def create_api(resources: Resources) -> FastAPI:
         history.router,
         watchlists.router,
         alerts.router,
+        predictions.router,
         stream.router,
         admin.router,
         operations.router,
@@ -78,10 +84,10 @@ def create_api(resources: Resources) -> FastAPI:
 class Gateway:
     """HTTP entry point of the platform; each replica builds its app for its settings."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, forecaster: DeploymentHandle | None = None) -> None:
         if not settings.mlflow_tracking_uri:
             raise ValueError("the gateway needs MLFLOW_TRACKING_URI")
-        self._resources = Resources(settings)
+        self._resources = Resources(settings, forecaster)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         return create_api(self._resources)
@@ -90,6 +96,17 @@ class Gateway:
         await self._resources.close()
 
 
+def application(
+    settings: Settings, options: dict[str, dict[str, Any]] | None = None
+) -> Application:
+    """The gateway bound to its inference deployment; ``options``: deployment name -> Serve
+    deployment options (replicas, autoscaling) overriding the code's defaults."""
+    options = options or {}
+    forecaster = Forecaster.options(**options.get("Forecaster", {})).bind(settings)
+    return Gateway.options(**options.get("Gateway", {})).bind(settings, forecaster)
+
+
 def build_app(args: dict[str, Any]) -> Application:
-    """Serve application builder; ``args`` override settings read from the environment."""
-    return Gateway.bind(Settings(**args))
+    """Serve application builder; ``args`` override settings read from the environment. The
+    config file that names it sets the deployments' options itself."""
+    return application(Settings(**args))

@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
+import yaml
 from ray import serve
 
 from cluster.health import Check
 from cluster.settings import Settings
-from serve.app import APP_NAME, Gateway
+from serve.app import APP_NAME, application
 
-__all__ = ["GatewayComponent"]
+__all__ = ["GatewayComponent", "SERVE_CONFIG", "deployment_options"]
+
+SERVE_CONFIG = Path(__file__).with_name("serve_config.yaml")
+
+
+def deployment_options(path: Path = SERVE_CONFIG) -> dict[str, dict[str, Any]]:
+    """Deployment name -> its options in the Serve config file's application."""
+    config = yaml.safe_load(path.read_text())
+    (app,) = (a for a in config["applications"] if a["name"] == APP_NAME)
+    return {
+        d["name"]: {k: v for k, v in d.items() if k != "name"} for d in app.get("deployments", [])
+    }
 
 
 class GatewayComponent:
@@ -16,7 +31,8 @@ class GatewayComponent:
 
     def deploy(self, settings: Settings) -> None:
         serve.start(http_options={"host": settings.host, "port": settings.api_port})
-        serve.run(Gateway.bind(settings), name=APP_NAME, route_prefix="/")
+        app = application(settings, deployment_options())
+        serve.run(app, name=APP_NAME, route_prefix="/")
 
     def health(self, settings: Settings) -> list[Check]:
         application = serve.status().applications.get(APP_NAME)

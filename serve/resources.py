@@ -11,6 +11,7 @@ import asyncio
 
 import asyncpg
 import redis.asyncio as aioredis
+from ray.serve.handle import DeploymentHandle
 
 from cluster.settings import Settings
 from serve.auth.access_tokens import AccessTokens
@@ -24,10 +25,13 @@ __all__ = ["Resources"]
 
 
 class Resources:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, forecaster: DeploymentHandle | None = None) -> None:
         if not (settings.redis_url and settings.database_url):
             raise ValueError("the gateway needs REDIS_URL and DATABASE_URL")
         self.settings = settings
+        # The inference deployment (serve.inference.deployment.Forecaster); None in a gateway
+        # deployed without one, which then answers that forecasts are unavailable.
+        self.forecaster = forecaster
         self.redis = aioredis.from_url(settings.redis_url, socket_timeout=settings.health_timeout_s)
         self.passwords = Passwords(settings)
         self.keys = KeyRing(settings)

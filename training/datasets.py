@@ -9,7 +9,9 @@ import pandas as pd
 from training.errors import DatasetError
 from training.features import make_features
 
-__all__ = ["load_bars", "load_dataset"]
+__all__ = ["load_bars", "recent_bars", "load_dataset"]
+
+_COLUMNS = ["open", "high", "low", "close", "volume"]
 
 
 async def load_bars(conn: asyncpg.Connection, instrument: str, interval: str) -> pd.DataFrame:
@@ -26,11 +28,33 @@ async def load_bars(conn: asyncpg.Connection, instrument: str, interval: str) ->
             f"no {interval} bars for {instrument}: import some with `finone import-bars`, or "
             "`finone load-sample-data` for the bundled stocks"
         )
-    values = np.array([tuple(row) for row in rows], dtype=float)
-    index = pd.to_datetime(values[:, 0].astype("int64"), unit="ns", utc=True)
-    return pd.DataFrame(
-        values[:, 1:], index=index, columns=["open", "high", "low", "close", "volume"]
+    return _frame([tuple(row) for row in rows])
+
+
+async def recent_bars(
+    conn: asyncpg.Connection | asyncpg.Pool, instruments: list[str], interval: str, count: int
+) -> dict[str, pd.DataFrame]:
+    """The latest ``count`` bars of each instrument that has any, oldest first, in one query."""
+    rows = await conn.fetch(
+        "SELECT instrument_id, start_ts_ns, open::float8, high::float8, low::float8, "
+        "close::float8, volume::float8 FROM unnest($1::text[]) AS wanted(id) "
+        "CROSS JOIN LATERAL (SELECT * FROM bars WHERE instrument_id = wanted.id "
+        "AND interval = $2 ORDER BY start_ts_ns DESC LIMIT $3) AS latest "
+        "ORDER BY instrument_id, start_ts_ns",
+        instruments,
+        interval,
+        count,
     )
+    grouped: dict[str, list[tuple[float, ...]]] = {}
+    for row in rows:
+        grouped.setdefault(row[0], []).append(tuple(row)[1:])
+    return {instrument: _frame(values) for instrument, values in grouped.items()}
+
+
+def _frame(rows: list[tuple[float, ...]]) -> pd.DataFrame:
+    values = np.array(rows, dtype=float)
+    index = pd.to_datetime(values[:, 0].astype("int64"), unit="ns", utc=True)
+    return pd.DataFrame(values[:, 1:], index=index, columns=_COLUMNS)
 
 
 async def load_dataset(

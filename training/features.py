@@ -13,7 +13,7 @@ import pandas as pd
 
 from training.errors import DatasetError
 
-__all__ = ["FEATURES", "TARGETS", "LOOKBACK", "make_features"]
+__all__ = ["FEATURES", "TARGETS", "LOOKBACK", "feature_frame", "make_features"]
 
 LOOKBACK = 20
 FEATURES = (
@@ -31,15 +31,38 @@ TARGETS = ("target_return", "target_vol")
 _REQUIRED = ("open", "high", "low", "close", "volume")
 
 
-def make_features(bars: pd.DataFrame, horizon: int = 1, vol_horizon: int = 5) -> pd.DataFrame:
+def feature_frame(bars: pd.DataFrame) -> pd.DataFrame:
     """``bars``: a DatetimeIndex (UTC), ascending, with float open/high/low/close/volume.
+
+    Returns columns FEATURES for every bar with a full look-back and finite values, including
+    the latest bar: what a forecast made now is fed.
+    """
+    return _complete_rows(_features_and_log_close(bars, LOOKBACK + 1)[0])
+
+
+def make_features(bars: pd.DataFrame, horizon: int = 1, vol_horizon: int = 5) -> pd.DataFrame:
+    """``bars`` as for ``feature_frame``.
 
     Returns the rows that have every feature and both targets, columns FEATURES + TARGETS.
     """
+    table, log_close = _features_and_log_close(bars, LOOKBACK + max(horizon, vol_horizon) + 1)
+    ret_1 = table["ret_1"]
+    table["target_return"] = log_close.shift(-horizon) - log_close
+    table["target_vol"] = np.sqrt((ret_1**2).rolling(vol_horizon).sum().shift(-vol_horizon))
+    return _complete_rows(table)
+
+
+def _complete_rows(table: pd.DataFrame) -> pd.DataFrame:
+    usable = table.replace([np.inf, -np.inf], np.nan).dropna()
+    if usable.empty:
+        raise DatasetError("no bar has every feature defined (constant prices or volumes?)")
+    return usable
+
+
+def _features_and_log_close(bars: pd.DataFrame, needed: int) -> tuple[pd.DataFrame, pd.Series]:
     missing = [c for c in _REQUIRED if c not in bars.columns]
     if missing:
         raise DatasetError(f"bars lack the column(s): {', '.join(missing)}")
-    needed = LOOKBACK + max(horizon, vol_horizon) + 1
     if len(bars) < needed:
         raise DatasetError(f"need at least {needed} bars to make one example, have {len(bars)}")
     if not bars.index.is_monotonic_increasing:
@@ -73,12 +96,7 @@ def make_features(bars: pd.DataFrame, horizon: int = 1, vol_horizon: int = 5) ->
             "volume_z_20": (log_volume - volume_mean) / volume_std,
             "weekday_sin": np.sin(weekday),
             "weekday_cos": np.cos(weekday),
-            "target_return": log_close.shift(-horizon) - log_close,
-            "target_vol": np.sqrt((ret_1**2).rolling(vol_horizon).sum().shift(-vol_horizon)),
         },
         index=bars.index,
     )
-    usable = table.replace([np.inf, -np.inf], np.nan).dropna()
-    if usable.empty:
-        raise DatasetError("no bar has every feature defined (constant prices or volumes?)")
-    return usable
+    return table, log_close

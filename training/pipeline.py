@@ -21,7 +21,13 @@ from training.evaluation import (
     score_returns,
     score_volatility,
 )
-from training.registry import TARGET_MODELS, Decision, log_forecaster, register_and_gate
+from training.registry import (
+    TARGET_MODELS,
+    Decision,
+    ForecastSpec,
+    log_forecaster,
+    register_and_gate,
+)
 from training.search import SearchSettings, run_search
 from training.trainer import fit
 
@@ -40,13 +46,21 @@ class Retraining:
 
 def retrain(
     table: pd.DataFrame,
+    interval: str,
     plan: WalkForward,
     search: SearchSettings,
     tracking_uri: str,
     experiment: str,
     storage: Path,
 ) -> Retraining:
-    """Needs a connected Ray cluster (for the search) and an MLflow tracking server."""
+    """``table`` is ``load_dataset``'s pooled features of ``interval`` bars. Needs a connected
+    Ray cluster (for the search) and an MLflow tracking server."""
+    spec = ForecastSpec(
+        interval=interval,
+        horizon=plan.horizon,
+        vol_horizon=plan.vol_horizon,
+        instruments=tuple(sorted(table["instrument"].unique())),
+    )
     outcome = run_search(table, plan, search, tracking_uri, f"{experiment}-search", storage)
     forecasts = all_forecasts(table, plan, {"model": outcome.config})
     scores = {name: score_returns(forecasts, name) for name in ("model", *_RETURN_BASELINES)} | {
@@ -56,11 +70,12 @@ def retrain(
     mlflow.set_experiment(experiment)
     with mlflow.start_run(run_name=f"{outcome.config.model}-retrain") as run:
         mlflow.log_params(asdict(outcome.config))
+        mlflow.log_params({**asdict(spec), "instruments": ",".join(spec.instruments)})
         for name, values in scores.items():
             mlflow.log_metrics({f"{name}.{metric}": value for metric, value in values.items()})
         fit_rows, valid_rows = hold_out(table.sort_index(kind="stable"), plan.embargo)
         final = fit(fit_rows, valid_rows, outcome.config)
-        uri = log_forecaster(final, valid_rows)
+        uri = log_forecaster(final, spec, valid_rows)
     client = MlflowClient(tracking_uri)
     returns_name, returns_metric = TARGET_MODELS["returns"]
     vol_name, vol_metric = TARGET_MODELS["volatility"]

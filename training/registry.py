@@ -22,12 +22,13 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
-from training.features import FEATURES
+from training.features import FEATURES, LOOKBACK
 from training.scaling import Standardizer
 from training.trainer import Fitted, TrainConfig, predict
 
 __all__ = [
     "TARGET_MODELS",
+    "ForecastSpec",
     "ForecastModel",
     "Decision",
     "log_forecaster",
@@ -43,9 +44,29 @@ TARGET_MODELS = {
 _SCORE_TAG = "oos_score"
 
 
+@dataclass(frozen=True, slots=True)
+class ForecastSpec:
+    """What a forecaster was trained on and for: inference feeds it bars of this interval and
+    reads its outputs as the next ``horizon`` bars' return and ``vol_horizon`` bars' volatility."""
+
+    interval: str
+    horizon: int
+    vol_horizon: int
+    instruments: tuple[str, ...]
+
+
 class ForecastModel(mlflow.pyfunc.PythonModel):
     """The forecaster as MLflow serves it: features and the instrument (a GRU reads each
     instrument's own recent rows) in, q10/q50/q90 and vol out."""
+
+    fitted: Fitted
+    spec: ForecastSpec
+
+    @property
+    def bars_needed(self) -> int:
+        """Bars of one instrument that make the features of its latest forecast."""
+        rows = self.fitted.config.sequence if self.fitted.config.model == "gru" else 1
+        return LOOKBACK + rows
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         meta = json.loads(Path(context.artifacts["meta"]).read_text())
@@ -62,6 +83,8 @@ class ForecastModel(mlflow.pyfunc.PythonModel):
         self.fitted = Fitted(
             model=model, standardizer=standardizer, return_scale=meta["return_scale"], config=config
         )
+        spec = meta["spec"]
+        self.spec = ForecastSpec(**spec | {"instruments": tuple(spec["instruments"])})
 
     def predict(
         self,
@@ -81,7 +104,7 @@ def forecast_frame(fitted: Fitted, table: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def log_forecaster(fitted: Fitted, example: pd.DataFrame) -> str:
+def log_forecaster(fitted: Fitted, spec: ForecastSpec, example: pd.DataFrame) -> str:
     """Log the forecaster in the active run; returns its model URI."""
     with tempfile.TemporaryDirectory() as tmp:
         weights, meta = Path(tmp) / "weights.pt", Path(tmp) / "meta.json"
@@ -93,6 +116,7 @@ def log_forecaster(fitted: Fitted, example: pd.DataFrame) -> str:
                     "standardizer": fitted.standardizer.as_dict(),
                     "return_scale": fitted.return_scale,
                     "features": list(FEATURES),
+                    "spec": asdict(spec),
                 }
             )
         )

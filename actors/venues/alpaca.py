@@ -25,7 +25,7 @@ from actors.venues.base import (
     VenueAdapter,
     VenueConfig,
 )
-from cluster.events import Bar, Channel, Quote, Trade, checked_decimal
+from cluster.events import Bar, MarketChannel, Quote, Trade, checked_decimal
 from cluster.timestamps import rfc3339_ns
 
 __all__ = ["AlpacaAdapter", "FEEDS", "STREAM_URL"]
@@ -40,7 +40,7 @@ DEFAULT_FEED = "iex"
 # crypto pairs (BTC-USD) and the "*" wildcard are refused up front rather than by the venue.
 _TICKER = re.compile(r"[A-Z]{1,10}(?:\.[A-Z]{1,3})?")
 # Alpaca's channel names are ours; it has no book channel.
-_CHANNELS: tuple[Channel, ...] = ("trades", "quotes", "bars")
+_CHANNELS: tuple[MarketChannel, ...] = ("trades", "quotes", "bars")
 
 
 # code -> (what the operator should know, whether this connection is finished). Codes from the
@@ -410,7 +410,7 @@ class AlpacaAdapter(VenueAdapter):
     @classmethod
     def config_from_capture(cls, url: str, sent: list[str]) -> VenueConfig:
         symbols: dict[str, None] = {}
-        channels: dict[Channel, None] = {}
+        channels: dict[MarketChannel, None] = {}
         for text in sent:
             try:
                 request = msgspec.json.decode(text)

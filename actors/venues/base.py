@@ -16,7 +16,7 @@ from typing import ClassVar, Literal
 import msgspec
 
 from actors.book import OrderBook
-from cluster.events import AnyEvent, Channel, Gap, Quote, instrument_id
+from cluster.events import AnyEvent, Gap, MarketChannel, Quote, instrument_id
 
 __all__ = [
     "ProblemKind",
@@ -91,7 +91,7 @@ class VenueConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     venue: str
     symbols: list[str]
-    channels: list[Channel] = msgspec.field(default_factory=lambda: ["trades", "quotes", "book"])
+    channels: list[MarketChannel] = msgspec.field(default_factory=lambda: ["trades", "quotes", "book"])
     ws_url: str | None = None
     rest_url: str | None = None
     api_key: str | None = None

@@ -33,12 +33,12 @@ from actors.venues.base import (
     VenueConfig,
 )
 from cluster.events import (
-    CHANNELS,
+    MARKET_CHANNELS,
     Bar,
     BookDelta,
     BookSnapshot,
-    Channel,
     Gap,
+    MarketChannel,
     PriceLevel,
     Quote,
     Trade,
@@ -266,18 +266,18 @@ class BinanceAdapter(VenueAdapter):
             raise ConfigError(f"a {config.venue!r} configuration given to the Binance adapter")
         if not config.symbols:
             raise ConfigError("no symbols to stream")
-        unknown = set(config.channels) - set(CHANNELS)
+        unknown = set(config.channels) - set(MARKET_CHANNELS)
         if unknown or not config.channels:
-            raise ConfigError(f"channels must be some of {CHANNELS}, got {config.channels}")
+            raise ConfigError(f"channels must be some of {MARKET_CHANNELS}, got {config.channels}")
         for key, value in config.options.items():
             allowed = _OPTIONS.get(key)
             if allowed is None or value not in allowed:
                 raise ConfigError(f"option {key}={value!r}: known options are {_OPTIONS}")
         self.ws_url = self.ws_url.rstrip("/")
         self.rest_url = self.rest_url.rstrip("/")
-        self.channels: tuple[Channel, ...] = tuple(c for c in CHANNELS if c in config.channels)
+        self.channels: tuple[MarketChannel, ...] = tuple(c for c in MARKET_CHANNELS if c in config.channels)
         trade_stream = config.options.get("trade_stream", "trade")
-        suffixes: dict[Channel, tuple[str, _Handler, str | None]] = {
+        suffixes: dict[MarketChannel, tuple[str, _Handler, str | None]] = {
             "trades": (
                 f"@{trade_stream}",
                 self._on_agg_trade if trade_stream == "aggTrade" else self._on_trade,
@@ -425,7 +425,7 @@ class BinanceAdapter(VenueAdapter):
             if isinstance(request, dict) and request.get("method") == "SUBSCRIBE":
                 streams.extend(str(s) for s in request.get("params") or [])
         symbols: dict[str, None] = {}
-        channels: set[Channel] = set()
+        channels: set[MarketChannel] = set()
         options: dict[str, str] = {}
         for stream in streams:
             prefix, _, kind = stream.partition("@")
@@ -447,7 +447,7 @@ class BinanceAdapter(VenueAdapter):
         return VenueConfig(
             venue=cls.venue,
             symbols=list(symbols),
-            channels=[c for c in CHANNELS if c in channels],
+            channels=[c for c in MARKET_CHANNELS if c in channels],
             options=options,
         )
 

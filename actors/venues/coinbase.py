@@ -34,8 +34,8 @@ from actors.venues.base import (
 from cluster.events import (
     BookDelta,
     BookSnapshot,
-    Channel,
     Gap,
+    MarketChannel,
     PriceLevel,
     Quote,
     Side,
@@ -47,7 +47,7 @@ from cluster.timestamps import rfc3339_ns
 __all__ = ["CoinbaseAdapter"]
 
 # Our channels and the Coinbase channels that carry them.
-_SUBSCRIPTIONS: dict[Channel, str] = {
+_SUBSCRIPTIONS: dict[MarketChannel, str] = {
     "trades": "market_trades",
     "quotes": "ticker",
     "book": "level2",
@@ -328,7 +328,7 @@ class CoinbaseAdapter(VenueAdapter):
     def config_from_capture(cls, url: str, sent: list[str]) -> VenueConfig:
         ours = {coinbase: channel for channel, coinbase in _SUBSCRIPTIONS.items()}
         symbols: dict[str, None] = {}
-        channels: dict[Channel, None] = {}
+        channels: dict[MarketChannel, None] = {}
         for text in sent:
             try:
                 request = _sent_decoder.decode(text)

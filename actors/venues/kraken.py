@@ -36,8 +36,8 @@ from actors.venues.base import (
 from cluster.events import (
     BookDelta,
     BookSnapshot,
-    Channel,
     Gap,
+    MarketChannel,
     PriceLevel,
     Quote,
     Trade,
@@ -48,7 +48,7 @@ from cluster.timestamps import rfc3339_ns
 __all__ = ["KrakenAdapter", "book_checksum", "CHANNEL_NAMES", "BOOK_DEPTHS"]
 
 # Kraken's own names for our channels.
-CHANNEL_NAMES: dict[Channel, str] = {"trades": "trade", "quotes": "ticker", "book": "book"}
+CHANNEL_NAMES: dict[MarketChannel, str] = {"trades": "trade", "quotes": "ticker", "book": "book"}
 BOOK_DEPTHS = (10, 25, 100, 500, 1000)
 # The checksum always covers the top 10 levels per side, whatever the subscribed depth.
 CHECKSUM_LEVELS = 10
@@ -690,7 +690,7 @@ class KrakenAdapter(VenueAdapter):
     @classmethod
     def config_from_capture(cls, url: str, sent: list[str]) -> VenueConfig:
         ours = {name: channel for channel, name in CHANNEL_NAMES.items()}
-        channels: list[Channel] = []
+        channels: list[MarketChannel] = []
         symbols: list[str] = []
         options: dict[str, str] = {}
         for text in sent:

@@ -38,11 +38,11 @@ from actors.venues.base import (
     VenueConfig,
 )
 from cluster.events import (
-    CHANNELS,
+    MARKET_CHANNELS,
     BookDelta,
     BookSnapshot,
-    Channel,
     Gap,
+    MarketChannel,
     PriceLevel,
     Quote,
     Trade,
@@ -56,8 +56,8 @@ _INST_ID = re.compile(r"[A-Z0-9]+(?:-[A-Z0-9]+){1,4}")
 # 60018 replies name the refused instrument only inside the message text.
 _REFUSED_INST = re.compile(r"instId:([A-Za-z0-9-]+)")
 
-_OKX_CHANNEL: dict[Channel, str] = {"trades": "trades", "quotes": "tickers", "book": "books"}
-_OUR_CHANNEL: dict[str, Channel] = {okx: ours for ours, okx in _OKX_CHANNEL.items()}
+_OKX_CHANNEL: dict[MarketChannel, str] = {"trades": "trades", "quotes": "tickers", "book": "books"}
+_OUR_CHANNEL: dict[str, MarketChannel] = {okx: ours for ours, okx in _OKX_CHANNEL.items()}
 
 BOOK_DEPTH = 400
 CHECKSUM_DEPTH = 25
@@ -208,7 +208,7 @@ class OkxAdapter(VenueAdapter):
             raise ConfigError(f"okx: unsupported channels {unsupported} (trades, quotes, book)")
         self.symbols: list[str] = list(dict.fromkeys(config.symbols))
         self._channels = [_OKX_CHANNEL[channel] for channel in dict.fromkeys(config.channels)]
-        self._wanted: frozenset[Channel] = frozenset(config.channels)
+        self._wanted: frozenset[MarketChannel] = frozenset(config.channels)
         self._symbols = frozenset(self.symbols)
         self._instruments = {symbol: self.instrument(symbol) for symbol in self.symbols}
         self._states = (
@@ -474,7 +474,7 @@ class OkxAdapter(VenueAdapter):
     @classmethod
     def config_from_capture(cls, url: str, sent: list[str]) -> VenueConfig:
         symbols: dict[str, None] = {}
-        channels: set[Channel] = set()
+        channels: set[MarketChannel] = set()
         for text in sent:
             try:
                 request = msgspec.json.decode(text, type=_Request)
@@ -490,7 +490,7 @@ class OkxAdapter(VenueAdapter):
         return VenueConfig(
             venue=cls.venue,
             symbols=list(symbols),
-            channels=[channel for channel in CHANNELS if channel in channels],
+            channels=[channel for channel in MARKET_CHANNELS if channel in channels],
             ws_url=url,
         )
 

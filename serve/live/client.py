@@ -18,14 +18,14 @@ import redis.exceptions
 from fastapi import WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from cluster.events import MarketEvent, decode_event
-from cluster.redis_keys import EVENT_FIELD, alert_stream_key, stream_key
+from cluster.events import MarketEvent
+from cluster.redis_keys import alert_stream_key, stream_key
 from serve import watchlists
 from serve.auth.access_tokens import Principal, TokenError
 from serve.auth.roles import Scope
 from serve.auth.websocket import CLOSE_UNAUTHENTICATED
 from serve.dependencies import verify_bearer
-from serve.live.hub import Item, StreamHub, item_of, parse_id
+from serve.live.hub import Item, StreamHub, decode_entry, item_of, parse_id
 from serve.live.protocol import (
     ALERTS_STREAM,
     CLOSE_TOO_SLOW,
@@ -47,7 +47,9 @@ MAX_MESSAGE_BYTES = 16_384
 MAX_BATCH = 500
 MAX_RESUME = 20_000
 _MESSAGES_PER_S = 20
-_CONFLATABLE = {"quote", "book_snapshot", "book_delta"}
+# Kinds where the latest one stands for every earlier one of its stream.
+_LATEST_WINS = {"quote", "forecast"}
+_CONFLATABLE = _LATEST_WINS | {"book_snapshot", "book_delta"}
 _RESUME_PAGE = 1_000
 
 
@@ -204,6 +206,9 @@ class LiveClient:
             self._streams.update(keys)
             for stream, last_seen in message.resume_from.items():
                 await self._catch_up(stream, last_seen)
+            for stream in new:
+                if stream.startswith("predictions:") and stream not in message.resume_from:
+                    await self._current_forecast(stream)
         except (redis.exceptions.RedisError, OSError):
             self._error("unavailable", "the live feed cannot reach its store; retry shortly")
         finally:
@@ -235,7 +240,7 @@ class LiveClient:
         while len(missed) < MAX_RESUME:
             page = await redis.xrange(key, min=start, max="+", count=_RESUME_PAGE)
             for raw_id, fields in page:
-                event = decode_event(fields[EVENT_FIELD]) if EVENT_FIELD in fields else None
+                event = decode_entry(fields)
                 if isinstance(event, MarketEvent):
                     missed.append(item_of(stream, raw_id.decode(), event))
             if len(page) < _RESUME_PAGE:
@@ -244,6 +249,16 @@ class LiveClient:
         else:
             self._say(server_message("gap", stream=stream, reason="too far behind to replay all"))
         self._queue.extendleft(reversed(missed))
+
+    async def _current_forecast(self, stream: str) -> None:
+        """Forecasts change once a bar or a model does: a new subscriber gets the latest at once
+        rather than after the next publishing round."""
+        latest = await self._hub.redis.xrevrange(self._key(stream), count=1)
+        if latest:
+            raw_id, fields = latest[0]
+            event = decode_entry(fields)
+            if isinstance(event, MarketEvent):
+                self._queue.append(item_of(stream, raw_id.decode(), event))
 
     async def _unsubscribe(self, message: Unsubscribe) -> None:
         instruments = await self._instruments(message)
@@ -323,7 +338,8 @@ class LiveClient:
         return (head + b",".join(fragments) + b"]}").decode()
 
     def _conflate(self) -> None:
-        """Keep only the latest quote, and the current book, of each stream still queued."""
+        """Keep only the latest quote or forecast, and the current book, of each stream still
+        queued."""
         last_index: dict[str, int] = {}
         for index, item in enumerate(self._queue):
             if item.kind in _CONFLATABLE:
@@ -331,7 +347,7 @@ class LiveClient:
         replacement: dict[str, Item] = {}
         for stream, index in last_index.items():
             last = self._queue[index]
-            if last.kind == "quote":
+            if last.kind in _LATEST_WINS:
                 replacement[stream] = last
             elif (snapshot := self._hub.book_snapshot(self._streams[stream], last)) is not None:
                 replacement[stream] = snapshot

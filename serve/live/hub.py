@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Protocol
@@ -28,14 +29,27 @@ from cluster.events import (
     decode_event,
     event_to_json,
 )
-from cluster.redis_keys import EVENT_FIELD
+from cluster.redis_keys import EVENT_FIELD, PREDICTION_INTEREST
 
-__all__ = ["Item", "Subscriber", "StreamHub", "item_of", "parse_id"]
+__all__ = [
+    "Item",
+    "Subscriber",
+    "StreamHub",
+    "item_of",
+    "parse_id",
+    "decode_entry",
+    "INTEREST_FRESH_S",
+]
 
 log = logging.getLogger(__name__)
 _BLOCK_MS = 100
 _READ_COUNT = 1_000
 _RETRY_S = 1.0
+# Forecasts are made for instruments some replica's clients want: each replica says so in Redis
+# this often, and inference forgets an instrument nobody has wanted for INTEREST_FRESH_S.
+_INTEREST_REFRESH_S = 5.0
+INTEREST_FRESH_S = 3 * _INTEREST_REFRESH_S
+_PREDICTIONS = "predictions:"
 
 
 def parse_id(entry_id: str) -> tuple[int, int]:
@@ -98,6 +112,7 @@ class StreamHub:
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._connections: Counter[str] = Counter()
+        self._interest_said_at = 0.0
 
     def admit(self, user_id: str, limit: int) -> bool:
         """Count a new connection of ``user_id`` unless the user already has ``limit`` here."""
@@ -129,6 +144,8 @@ class StreamHub:
                 self._subscribers[key] = set()
             self._subscribers[key].add(subscriber)
         self._changed.set()
+        if any(name.startswith(_PREDICTIONS) for name in streams):
+            await self._say_interest()
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="stream-hub")
 
@@ -173,6 +190,8 @@ class StreamHub:
                 await self._changed.wait()
                 continue
             try:
+                if time.monotonic() - self._interest_said_at >= _INTEREST_REFRESH_S:
+                    await self._say_interest()
                 replies = await self._redis.xread(
                     dict(self._positions), count=_READ_COUNT, block=_BLOCK_MS
                 )
@@ -186,6 +205,18 @@ class StreamHub:
                 log.exception("live feed hub failed on a batch; continuing")
                 await asyncio.sleep(_RETRY_S)
 
+    async def _say_interest(self) -> None:
+        """Tell inference which instruments' forecasts this replica's clients want."""
+        self._interest_said_at = time.monotonic()
+        now = time.time()
+        wanted = {
+            name.removeprefix(_PREDICTIONS): now
+            for name in self._names.values()
+            if name.startswith(_PREDICTIONS)
+        }
+        if wanted:
+            await self._redis.zadd(PREDICTION_INTEREST, wanted)
+
     def _deliver(self, key: str, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
         subscribers = self._subscribers.get(key)
         if subscribers is None:
@@ -194,7 +225,7 @@ class StreamHub:
         for raw_id, fields in entries:
             entry_id = raw_id.decode()
             self._positions[key] = entry_id
-            event = _decode(fields)
+            event = decode_entry(fields)
             if not isinstance(event, MarketEvent):
                 continue
             self._track_book(key, event)
@@ -216,7 +247,8 @@ class StreamHub:
         tracked.exchange_ts_ns, tracked.receive_ts_ns = event.exchange_ts_ns, event.receive_ts_ns
 
 
-def _decode(fields: dict[bytes, bytes]) -> AnyEvent | None:
+def decode_entry(fields: dict[bytes, bytes]) -> AnyEvent | None:
+    """The event a stream entry holds; None for an entry that holds none."""
     payload = fields.get(EVENT_FIELD)
     if payload is None:
         return None

@@ -1,4 +1,5 @@
-"""The gateway deployed once per session on the shared Ray cluster, plus signed-in callers."""
+"""The gateway and its inference deployment, deployed once per session on the shared Ray cluster,
+plus signed-in callers and champion models to serve."""
 
 from __future__ import annotations
 
@@ -7,20 +8,32 @@ import pytest
 from ray import serve
 
 from cluster.settings import Settings
-from serve.app import Gateway
+from serve.app import application
 from serve.auth.bootstrap import create_admin
 from tests.serve.auth_api import PASSWORD, AuthApi, Session, new_email
+from tests.polling import wait_until
+from tests.serve.champions import RETURNS, VOLATILITY, Champions, register_champions
 
 
 @pytest.fixture(scope="session")
 def gateway_settings(service_settings: Settings) -> Settings:
     # Tests speak through 127.0.0.1 as a trusted proxy, so each test can be its own client IP.
-    return service_settings.model_copy(update={"trusted_proxies": ["127.0.0.1"]})
+    # Inference follows the registry and publishes forecasts quickly enough for tests to watch.
+    return service_settings.model_copy(
+        update={
+            "trusted_proxies": ["127.0.0.1"],
+            "champion_poll_s": 0.5,
+            "prediction_publish_s": 0.5,
+        }
+    )
+
+
+APP = "gateway-test"
 
 
 @pytest.fixture(scope="session")
 def gateway_url(serve_port: int, gateway_settings: Settings) -> str:
-    serve.run(Gateway.bind(gateway_settings), name="gateway-test", route_prefix="/")
+    serve.run(application(gateway_settings), name=APP, route_prefix="/")
     return f"http://127.0.0.1:{serve_port}"
 
 
@@ -52,3 +65,21 @@ async def operator(auth_api: AuthApi, admin: Session) -> Session:
     )
     assert response.status_code == 200, response.text
     return await auth_api.logged_in(session.email, PASSWORD)
+
+
+@pytest.fixture(scope="session")
+async def champions(gateway_url: str, gateway_settings: Settings, mlflow_url: str) -> Champions:
+    """Small forecasters registered as both targets' champions, and served, with the bundled IBM
+    and MSFT history in the gateway's database to forecast from."""
+    registered = await register_champions(gateway_settings, mlflow_url)
+    inference = serve.get_deployment_handle("Forecaster", app_name=APP)
+    expected = {
+        "returns": f"{RETURNS}/{registered.returns_version}",
+        "volatility": f"{VOLATILITY}/{registered.volatility_version}",
+    }
+
+    async def serving() -> bool:
+        return bool(await inference.champions.remote() == expected)
+
+    await wait_until(serving, 60, "inference to load the champions")
+    return registered

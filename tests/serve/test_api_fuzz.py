@@ -32,6 +32,7 @@ from serve.auth.accounts import create_user
 from serve.auth.passwords import Passwords
 from serve.auth.roles import Role
 from tests.serve.auth_api import PASSWORD, new_ip
+from tests.serve.champions import Champions
 from training.evaluation import WalkForward
 from training.search import SearchSettings
 
@@ -97,7 +98,7 @@ def retrain_scheduler(
 
 
 def test_api_never_fails_and_always_answers_per_schema(
-    gateway_url: str, gateway_settings: Settings, retrain_scheduler: None
+    gateway_url: str, gateway_settings: Settings, retrain_scheduler: None, champions: Champions
 ) -> None:
     admins = Admins(gateway_settings, gateway_url)
     schema = schemathesis.openapi.from_url(f"{gateway_url}/openapi.json")

@@ -21,6 +21,7 @@ from cluster.settings import Settings
 from serve.app import Gateway
 from tests.polling import wait_until
 from tests.serve.auth_api import AuthApi, Session
+from tests.serve.champions import Champions
 
 TS = 1_700_000_000 * 10**9
 
@@ -389,3 +390,23 @@ async def test_many_clients_subscribing_at_once_all_get_every_event(
 
     for events in received:
         assert [e["event"]["trade_id"] for e in events] == [str(n) for n in range(30)]
+
+
+async def test_subscribers_to_predictions_get_fresh_forecasts_on_a_schedule(
+    gateway_url: str, user: Session, champions: Champions
+) -> None:
+    async with await _connect(gateway_url, user) as ws:
+        ack = await _subscribe(ws, instruments=["alpaca:IBM"], channels=["predictions"])
+        assert ack["streams"] == ["predictions:alpaca:IBM"]
+        first, second = await _events(ws, 2)
+
+    for item in (first, second):
+        assert item["stream"] == "predictions:alpaca:IBM"
+        forecast = item["event"]
+        assert forecast["kind"] == "forecast" and forecast["instrument"] == "alpaca:IBM"
+        assert forecast["returns"]["version"] == champions.returns_version
+        assert forecast["returns"]["q10"] <= forecast["returns"]["q90"]
+        assert forecast["volatility"]["volatility"] > 0
+    # Made afresh each round, with increasing stream ids.
+    assert second["event"]["receive_ts_ns"] > first["event"]["receive_ts_ns"]
+    assert tuple(map(int, second["id"].split("-"))) > tuple(map(int, first["id"].split("-")))

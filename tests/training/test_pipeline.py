@@ -31,6 +31,7 @@ def test_retraining_logs_the_winner_and_gates_both_targets(
 
     result = retrain(
         table,
+        "1d",
         WalkForward(folds=1, test_size=150, min_train=400),
         SearchSettings(samples=2, max_epochs=2, grace_epochs=1, cpus_per_trial=0.5),
         mlflow_url,

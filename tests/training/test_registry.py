@@ -14,7 +14,7 @@ from mlflow import MlflowClient
 
 from actors.demo import stock_history
 from training.features import FEATURES, make_features
-from training.registry import forecast_frame, log_forecaster, register_and_gate
+from training.registry import ForecastSpec, forecast_frame, log_forecaster, register_and_gate
 from training.trainer import TrainConfig, fit
 
 
@@ -23,6 +23,9 @@ def client(mlflow_url: str) -> Iterator[MlflowClient]:
     mlflow.set_tracking_uri(mlflow_url)
     mlflow.set_experiment(f"test-{uuid.uuid4().hex[:8]}")
     yield MlflowClient(mlflow_url)
+
+
+SPEC = ForecastSpec(interval="1d", horizon=1, vol_horizon=5, instruments=("alpaca:MSFT",))
 
 
 def _table() -> pd.DataFrame:
@@ -37,7 +40,7 @@ def test_logged_forecaster_predicts_exactly_as_trained(client: MlflowClient) -> 
     fitted = fit(table.iloc[:800], table.iloc[805:905], TrainConfig(epochs=1, width=8, depth=1))
 
     with mlflow.start_run():
-        uri = log_forecaster(fitted, table.iloc[805:905])
+        uri = log_forecaster(fitted, SPEC, table.iloc[805:905])
     served = mlflow.pyfunc.load_model(uri).predict(table.iloc[905:955][[*FEATURES, "instrument"]])
 
     expected = forecast_frame(fitted, table.iloc[905:955])
@@ -49,7 +52,7 @@ def test_champion_moves_only_when_champion_and_baselines_are_beaten(client: Mlfl
     table = _table()
     fitted = fit(table.iloc[:500], table.iloc[505:605], TrainConfig(epochs=1, width=8, depth=1))
     with mlflow.start_run():
-        uri = log_forecaster(fitted, table.iloc[505:605])
+        uri = log_forecaster(fitted, SPEC, table.iloc[505:605])
     name = f"test-returns-{uuid.uuid4().hex[:8]}"
     baselines = {"historical": 0.0040, "random_walk": 0.0042}
 

@@ -16,9 +16,24 @@ import pytest
 from actors.capture import read_capture
 from actors.connection import Backoff, ConnectionRunner
 from actors.replay import replay_files
-from actors.venues.base import ConfigError, ConnectionSpec, Output, RestRequest, VenueConfig
+from actors.venues.base import (
+    ConfigError,
+    ConnectionSpec,
+    Output,
+    RestRequest,
+    VenueConfig,
+)
 from actors.venues.binance import MAX_STREAMS_PER_CONNECTION, BinanceAdapter
-from cluster.events import AnyEvent, Bar, BookDelta, BookSnapshot, Channel, Gap, Quote, Trade
+from cluster.events import (
+    AnyEvent,
+    Bar,
+    BookDelta,
+    BookSnapshot,
+    Gap,
+    MarketChannel,
+    Quote,
+    Trade,
+)
 from tests.actors.venues.binance_server import BinanceServer
 
 CAPTURES = Path(__file__).resolve().parents[3].parent / "shared" / "captures"
@@ -36,7 +51,7 @@ E = TypeVar("E")
 
 def make_adapter(
     symbols: Iterable[str] = ("BTC-USDT",),
-    channels: Iterable[Channel] = ("trades", "quotes", "book", "bars"),
+    channels: Iterable[MarketChannel] = ("trades", "quotes", "book", "bars"),
     **options: str,
 ) -> BinanceAdapter:
     config = VenueConfig(

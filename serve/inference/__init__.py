@@ -1,0 +1,1 @@
+"""Model inference: the champion forecasters served by their own Serve deployment."""

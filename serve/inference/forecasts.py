@@ -1,0 +1,174 @@
+"""Forecasts from the latest bars: features made exactly as in training, fed to each champion.
+
+Pure functions over bars already fetched, so one batch of requests costs one model call per
+loaded model, whatever the number of instruments in it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import pandas as pd
+
+from cluster.events import Forecast, ReturnForecast, VolatilityForecast
+from serve.inference.champions import Champion
+from training.errors import DatasetError
+from training.features import FEATURES, feature_frame
+
+__all__ = ["Refusal", "RefusalCode", "bars_wanted", "make_forecasts", "probability_up"]
+
+RefusalCode = Literal[
+    "model_unavailable", "unknown_instrument", "insufficient_history", "service_unavailable"
+]
+# A few bars more than the look-back, so that one bar with an undefined feature (a day without
+# volume) does not leave a sequence model short of rows.
+_SPARE_BARS = 10
+# The standard normal's 90% quantile: the spread between q50 and q10 (or q90) in sigmas.
+_Z90 = 1.2815515655446004
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why an instrument has no forecast; ``code`` is the API's error code."""
+
+    code: RefusalCode
+    message: str
+
+
+def bars_wanted(champions: list[Champion]) -> dict[str, int]:
+    """interval -> how many of the latest bars of each instrument the champions need."""
+    wanted: dict[str, int] = {}
+    for champion in champions:
+        interval = champion.spec.interval
+        wanted[interval] = max(
+            wanted.get(interval, 0), champion.forecaster.bars_needed + _SPARE_BARS
+        )
+    return wanted
+
+
+def probability_up(q10: float, q50: float, q90: float) -> float:
+    """P(return > 0) under a two-piece normal through the three quantiles: each side of the
+    median takes its spread from the quantile on that side."""
+    spread = q50 - q10 if q50 >= 0 else q90 - q50
+    if spread <= 0:
+        return 1.0 if q50 > 0 else 0.0 if q50 < 0 else 0.5
+    return 0.5 * (1 + math.erf(q50 / (spread / _Z90) / math.sqrt(2)))
+
+
+def make_forecasts(
+    instruments: list[str],
+    bars: dict[str, dict[str, pd.DataFrame]],
+    returns: Champion | None,
+    volatility: Champion | None,
+    made_at_ns: int,
+) -> list[Forecast | Refusal]:
+    """One forecast (or the reason there is none) per instrument, in order. ``bars``: interval
+    -> instrument -> its latest bars, as ``training.datasets.recent_bars`` gives them."""
+    if returns is None and volatility is None:
+        refusal = Refusal(
+            "model_unavailable",
+            "no champion model is registered yet; train one with `finone train` "
+            "(or POST /v1/ops/retrain) and retry",
+        )
+        return [refusal] * len(instruments)
+    unique = list(dict.fromkeys(instruments))
+    outputs: dict[int, dict[str, pd.Series | Refusal]] = {}
+    for champion in (returns, volatility):
+        if champion is not None and id(champion.model) not in outputs:
+            outputs[id(champion.model)] = _predict(
+                champion, unique, bars.get(champion.spec.interval, {})
+            )
+    results: dict[str, Forecast | Refusal] = {}
+    for instrument in unique:
+        return_part = vol_part = None
+        refusals: list[Refusal] = []
+        if returns is not None:
+            row = outputs[id(returns.model)][instrument]
+            if isinstance(row, Refusal):
+                refusals.append(row)
+            else:
+                return_part = _return_forecast(returns, row)
+        if volatility is not None:
+            row = outputs[id(volatility.model)][instrument]
+            if isinstance(row, Refusal):
+                refusals.append(row)
+            else:
+                vol_part = _volatility_forecast(volatility, row)
+        if return_part is None and vol_part is None:
+            results[instrument] = refusals[0]
+        else:
+            results[instrument] = Forecast(
+                instrument=instrument,
+                exchange_ts_ns=made_at_ns,
+                receive_ts_ns=made_at_ns,
+                returns=return_part,
+                volatility=vol_part,
+            )
+    return [results[instrument] for instrument in instruments]
+
+
+def _predict(
+    champion: Champion, instruments: list[str], bars: dict[str, pd.DataFrame]
+) -> dict[str, pd.Series | Refusal]:
+    """The model's output row for the latest bar of each instrument, or why there is none."""
+    config = champion.forecaster.fitted.config
+    rows = config.sequence if config.model == "gru" else 1
+    interval = champion.spec.interval
+    answers: dict[str, pd.Series | Refusal] = {}
+    pieces: list[pd.DataFrame] = []
+    for instrument in instruments:
+        history = bars.get(instrument)
+        if history is None:
+            answers[instrument] = Refusal(
+                "unknown_instrument", f"no {interval} bars of {instrument} to forecast from"
+            )
+            continue
+        try:
+            features = feature_frame(history)
+        except DatasetError as error:
+            answers[instrument] = Refusal("insufficient_history", f"{instrument}: {error}")
+            continue
+        if features.index[-1] != history.index[-1]:
+            answers[instrument] = Refusal(
+                "insufficient_history",
+                f"{instrument}: the latest {interval} bar leaves a feature undefined "
+                "(constant prices or volumes)",
+            )
+            continue
+        pieces.append(features.iloc[-rows:].assign(instrument=instrument))
+    if pieces:
+        table = pd.concat(pieces)
+        predicted = champion.model.predict(table[[*FEATURES, "instrument"]])
+        predicted["instrument"] = table["instrument"].to_numpy()
+        predicted["bar_start"] = table.index
+        for _, row in predicted.groupby("instrument", sort=False).tail(1).iterrows():
+            answers[str(row["instrument"])] = row
+    return answers
+
+
+def _return_forecast(champion: Champion, row: pd.Series) -> ReturnForecast:
+    q10, q50, q90 = float(row["q10"]), float(row["q50"]), float(row["q90"])
+    return ReturnForecast(
+        model=champion.name,
+        version=champion.version,
+        interval=champion.spec.interval,
+        horizon=champion.spec.horizon,
+        bar_start_ts_ns=pd.Timestamp(row["bar_start"]).value,
+        q10=q10,
+        q50=q50,
+        q90=q90,
+        prob_up=probability_up(q10, q50, q90),
+    )
+
+
+def _volatility_forecast(champion: Champion, row: pd.Series) -> VolatilityForecast:
+    return VolatilityForecast(
+        model=champion.name,
+        version=champion.version,
+        interval=champion.spec.interval,
+        horizon=champion.spec.vol_horizon,
+        bar_start_ts_ns=pd.Timestamp(row["bar_start"]).value,
+        volatility=float(row["vol"]),
+    )

@@ -1,0 +1,105 @@
+"""Forecasts of the champion models: the next return's quantiles and the next volatility."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, Field
+from ray.exceptions import RayError
+from ray.serve.exceptions import RayServeException
+
+from cluster.events import Forecast
+from serve.auth.roles import Scope
+from serve.dependencies import ResourcesDep, requires
+from serve.errors import ApiError, ErrorBody, token_errors
+from serve.fields import INSTRUMENT_PATTERN
+from serve.inference.forecasts import Refusal, RefusalCode
+
+__all__ = ["router", "PredictionView"]
+
+router = APIRouter(
+    prefix="/v1",
+    tags=["predictions"],
+    dependencies=[Depends(requires(Scope.predictions_read))],
+    responses=token_errors("the token lacks predictions:read"),
+)
+
+_STATUS: dict[RefusalCode, int] = {
+    "unknown_instrument": 404,
+    "insufficient_history": 422,
+    "model_unavailable": 503,
+    "service_unavailable": 503,
+}
+
+
+class ModelView(BaseModel):
+    model: str = Field(description="Registered model name in MLflow.", examples=["finone-returns"])
+    version: str = Field(description="The registered version that made the forecast.")
+    interval: str = Field(description="Bar length the model reads.", examples=["1d"])
+    horizon: int = Field(description="Bars ahead the forecast covers.")
+    bar_start_ts_ns: int = Field(description="Start of the latest bar the forecast is made from.")
+
+
+class ReturnForecastView(ModelView):
+    q10: float = Field(description="10% quantile of the log return over the horizon.")
+    q50: float = Field(description="Median log return.")
+    q90: float = Field(description="90% quantile of the log return.")
+    prob_up: float = Field(ge=0, le=1, description="Probability that the return is positive.")
+
+
+class VolatilityForecastView(ModelView):
+    volatility: float = Field(
+        description="Realized volatility over the horizon: root of the summed squared log returns."
+    )
+
+
+class PredictionView(BaseModel):
+    instrument: str = Field(examples=["alpaca:IBM"])
+    made_at_ns: int = Field(description="When the forecast was made (ns since the epoch, UTC).")
+    returns: ReturnForecastView | None = Field(
+        description="Null while the returns model has no champion."
+    )
+    volatility: VolatilityForecastView | None = Field(
+        description="Null while the volatility model has no champion."
+    )
+
+    @classmethod
+    def of(cls, forecast: Forecast) -> PredictionView:
+        return cls.model_validate(
+            msgspec.to_builtins(forecast) | {"made_at_ns": forecast.receive_ts_ns}
+        )
+
+
+@router.get(
+    "/predictions",
+    summary="The champion models' current forecast for an instrument",
+    responses={
+        404: {"model": ErrorBody, "description": "no bars of the model's interval for it"},
+        422: {"model": ErrorBody, "description": "too little or degenerate recent history"},
+        503: {
+            "model": ErrorBody,
+            "description": "no champion model yet (`model_unavailable`) or inference is down",
+        },
+    },
+)
+async def prediction(
+    resources: ResourcesDep,
+    instrument: Annotated[str, Query(pattern=INSTRUMENT_PATTERN, examples=["alpaca:IBM"])],
+) -> PredictionView:
+    if resources.forecaster is None:
+        raise ApiError(503, "model_unavailable", "this gateway is deployed without inference")
+    try:
+        result = await resources.forecaster.forecast.remote(instrument)
+    except (RayError, RayServeException) as error:
+        raise ApiError(
+            503,
+            "service_unavailable",
+            "inference is unavailable; retry shortly",
+            headers={"Retry-After": "5"},
+        ) from error
+    if isinstance(result, Refusal):
+        headers = {"Retry-After": "30"} if _STATUS[result.code] == 503 else None
+        raise ApiError(_STATUS[result.code], result.code, result.message, headers=headers)
+    return PredictionView.of(result)
