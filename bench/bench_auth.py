@@ -23,6 +23,7 @@ import uvicorn
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from latency import percentiles_ms  # noqa: E402
 from local_services import local_services  # noqa: E402
 
 from cluster.ports import free_port  # noqa: E402
@@ -32,12 +33,6 @@ from serve.dependencies import AnyPrincipal, verify_bearer  # noqa: E402
 from serve.resources import Resources  # noqa: E402
 
 PASSWORD = "correct horse battery staple"
-
-
-def percentiles(samples_s: list[float]) -> tuple[float, float]:
-    ordered = sorted(samples_s)
-    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-    return statistics.median(ordered) * 1e3, p99 * 1e3
 
 
 async def timed(count: int, call: Callable[[int], Awaitable[None]]) -> list[float]:
@@ -50,7 +45,7 @@ async def timed(count: int, call: Callable[[int], Awaitable[None]]) -> list[floa
 
 
 def row(name: str, samples_s: list[float]) -> None:
-    p50, p99 = percentiles(samples_s)
+    p50, p99 = percentiles_ms(samples_s)
     print(f"{name:<44} {p50:>9.3f} ms {p99:>9.3f} ms   (n={len(samples_s)})")
 
 
