@@ -8,9 +8,11 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 import msgspec
@@ -24,6 +26,9 @@ from cluster.health import Check
 from cluster.processes import kill_stack_processes
 from cluster.settings import Settings
 from cluster.state import read_state, remove_state
+
+if TYPE_CHECKING:
+    from training.evaluation import Step
 
 __all__ = ["main"]
 
@@ -299,12 +304,16 @@ def evaluate(
 ) -> None:
     """Score the forecasters out of sample on walk-forward folds of the bars table: pinball
     loss, 80% interval coverage, direction and information coefficient for returns; QLIKE and
-    MSE for volatility."""
+    MSE for volatility. The scores, tables and plots are logged as one MLflow run (experiment
+    finone-evaluations) when MLflow is configured or the platform is running."""
     import asyncio
+
+    from mlflow.exceptions import MlflowException
 
     from cluster.service_urls import database_url_for
     from training.datasets import load_dataset
-    from training.evaluation import WalkForward, all_forecasts, score_returns, score_volatility
+    from training.evaluation import WalkForward, all_forecasts
+    from training.report import evaluation_scores, log_evaluation, score_tables
     from training.trainer import TrainConfig
 
     plan = WalkForward(folds=folds, test_size=test_size)
@@ -314,35 +323,76 @@ def evaluate(
         _fail(PlatformError(f"unknown model(s): {', '.join(sorted(unknown))}; choose mlp, gru"))
     configs = {name: TrainConfig(model=name, epochs=epochs) for name in names}  # type: ignore[arg-type]
     try:
-        database_url = database_url_for(_load_settings())
-        with stderr.status("loading bars and making features"):
-            table = asyncio.run(load_dataset(database_url, list(instruments), interval))
-        with stderr.status(f"fitting baselines and {len(names)} model(s) on {folds} folds"):
-            forecasts = all_forecasts(table, plan, configs)
+        settings = _load_settings()
+        database_url = database_url_for(settings)
     except PlatformError as error:
         _fail(error)
-    returns = Table(title=f"Returns, next {plan.horizon} bar(s): {len(forecasts):,} forecasts")
-    for column in ("forecaster", "pinball", "80% coverage", "direction", "IC"):
-        returns.add_column(column, justify="left" if column == "forecaster" else "right")
-    def shown(value: float, spec: str) -> str:
-        # A random walk calls no direction and ranks nothing: no score, rather than a zero.
-        return "n/a" if value != value else format(value, spec)
-
-    for model in ("random_walk", "historical", *names):
-        s = score_returns(forecasts, model)
-        returns.add_row(
-            model, shown(s["pinball"], ".6f"), shown(s["coverage_80"], ".3f"),
-            shown(s["direction"], ".3f"), shown(s["ic"], ".3f"),
-        )
-    volatility = Table(title=f"Volatility, next {plan.vol_horizon} bars")
-    for column in ("forecaster", "QLIKE", "MSE"):
-        volatility.add_column(column, justify="left" if column == "forecaster" else "right")
-    for model in ("ewma", "garch", *names):
-        s = score_volatility(forecasts, model)
-        volatility.add_row(model, f"{s['qlike']:.4f}", f"{s['mse']:.3e}")
+    tracking_uri = _tracking_uri_or_none(settings)
+    try:
+        with stderr.status("loading bars and making features"):
+            table = asyncio.run(load_dataset(database_url, list(instruments), interval))
+        work = f"fitting baselines and {len(names)} model(s) on {folds} folds"
+        with _work_progress(work) as step_done:
+            forecasts = all_forecasts(table, plan, configs, step_done)
+    except PlatformError as error:
+        _fail(error)
+    scores = evaluation_scores(forecasts, names)
+    tables = score_tables(scores, names, plan, len(forecasts))
     console = Console()
-    console.print(returns)
-    console.print(volatility)
+    for score_table in tables:
+        console.print(score_table.rich())
+    if tracking_uri is None:
+        return
+    params = {
+        "instruments": ",".join(instruments),
+        "interval": interval,
+        "folds": folds,
+        "test_size": test_size,
+        "models": ",".join(names),
+        "epochs": epochs,
+    }
+    try:
+        with stderr.status("logging the evaluation to MLflow"):
+            run_id = log_evaluation(tracking_uri, params, scores, tables, forecasts, names)
+    except MlflowException as error:
+        _fail(PlatformError(f"the evaluation was not logged to MLflow at {tracking_uri}: {error}"))
+    click.echo(f"MLflow run {run_id} at {tracking_uri}")
+
+
+def _tracking_uri_or_none(settings: Settings) -> str | None:
+    """MLflow's URL, or None when there is none (said at once, before any long work: an
+    evaluation's scores are worth printing without MLflow)."""
+    from cluster.service_urls import mlflow_url_for
+
+    try:
+        return mlflow_url_for(settings)
+    except PlatformError as error:
+        click.echo(f"finone: the evaluation will not be logged to MLflow: {error}", err=True)
+        return None
+
+
+@contextmanager
+def _work_progress(description: str) -> Iterator[Callable[[Step], None]]:
+    """A progress bar on stderr, and the callback that moves it as each step is done."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    with Progress(*columns, console=stderr) as progress:
+        task = progress.add_task(description, total=None)
+
+        def show(step: Step) -> None:
+            progress.update(
+                task, completed=step.done, total=step.total, description=f"{step.unit} done"
+            )
+
+        yield show
 
 
 @main.command()

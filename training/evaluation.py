@@ -7,6 +7,8 @@ Models add their forecasts beside the baselines' in the same table.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pandas as pd
@@ -30,6 +32,7 @@ from training.trainer import TrainConfig, fit, predict
 
 __all__ = [
     "WalkForward",
+    "Step",
     "baseline_forecasts",
     "model_forecasts",
     "all_forecasts",
@@ -53,15 +56,26 @@ class WalkForward:
         return max(self.horizon, self.vol_horizon)
 
 
-def baseline_forecasts(table: pd.DataFrame, plan: WalkForward) -> pd.DataFrame:
+@dataclass(frozen=True, slots=True)
+class Step:
+    """A unit of work of ``all_forecasts`` just finished, and how far along the whole is."""
+
+    done: int
+    total: int
+    unit: str
+
+
+def baseline_forecasts(
+    table: pd.DataFrame, plan: WalkForward, on_unit: Callable[[str], None] | None = None
+) -> pd.DataFrame:
     """Out-of-sample forecasts of every baseline, one row per tested example: the actual
-    targets, ``<model>_q10/_q50/_q90`` for returns and ``<model>_vol`` for volatility."""
+    targets, ``<model>_q10/_q50/_q90`` for returns and ``<model>_vol`` for volatility.
+    ``on_unit`` is told of each instrument's fold once its baselines are fitted."""
     pieces = []
     for instrument, rows in table.groupby("instrument", sort=True):
         returns = rows["ret_1"].to_numpy()
-        for split in walk_forward(
-            len(rows), plan.folds, plan.test_size, plan.embargo, plan.min_train
-        ):
+        splits = walk_forward(len(rows), plan.folds, plan.test_size, plan.embargo, plan.min_train)
+        for fold, split in enumerate(splits, start=1):
             train = rows.iloc[: split.train_end]
             test = rows.iloc[split.test_start : split.test_end]
             window = slice(split.test_start, split.test_end)
@@ -87,6 +101,8 @@ def baseline_forecasts(table: pd.DataFrame, plan: WalkForward) -> pd.DataFrame:
                 window
             ]
             pieces.append(piece)
+            if on_unit is not None:
+                on_unit(f"{instrument} fold {fold}/{len(splits)}: baselines")
     return pd.concat(pieces).sort_index(kind="stable")
 
 
@@ -109,12 +125,16 @@ def fold_rows(table: pd.DataFrame, plan: WalkForward) -> list[tuple[pd.DataFrame
 
 
 def model_forecasts(
-    table: pd.DataFrame, plan: WalkForward, configs: dict[str, TrainConfig]
+    table: pd.DataFrame,
+    plan: WalkForward,
+    configs: dict[str, TrainConfig],
+    on_unit: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
     """Out-of-sample forecasts of each model (trained afresh on every fold's pooled training
-    rows), as ``<name>_q10/_q50/_q90`` and ``<name>_vol`` columns keyed like the baselines'."""
+    rows), as ``<name>_q10/_q50/_q90`` and ``<name>_vol`` columns keyed like the baselines'.
+    ``on_unit`` is told of each model once it is trained and has forecast a fold."""
     pieces = []
-    for train, test in fold_rows(table, plan):
+    for fold, (train, test) in enumerate(fold_rows(table, plan), start=1):
         fit_rows, valid_rows = hold_out(train, plan.embargo)
         piece = pd.DataFrame({"instrument": test["instrument"].to_numpy()}, index=test.index)
         for name, config in configs.items():
@@ -122,18 +142,31 @@ def model_forecasts(
             for column, values in zip(("q10", "q50", "q90"), quantiles.T, strict=True):
                 piece[f"{name}_{column}"] = values
             piece[f"{name}_vol"] = vol
+            if on_unit is not None:
+                on_unit(f"fold {fold}/{plan.folds}: {name}")
         pieces.append(piece)
     return pd.concat(pieces)
 
 
 def all_forecasts(
-    table: pd.DataFrame, plan: WalkForward, configs: dict[str, TrainConfig]
+    table: pd.DataFrame,
+    plan: WalkForward,
+    configs: dict[str, TrainConfig],
+    progress: Callable[[Step], None] | None = None,
 ) -> pd.DataFrame:
-    """Baselines' and models' forecasts side by side, one row per tested example."""
-    baselines = baseline_forecasts(table, plan)
+    """Baselines' and models' forecasts side by side, one row per tested example; ``progress``
+    hears of every instrument's fold of baselines and every fold of each model as it is done."""
+    total = plan.folds * (table["instrument"].nunique() + len(configs))
+    done = itertools.count(1)
+
+    def on_unit(unit: str) -> None:
+        if progress is not None:
+            progress(Step(next(done), total, unit))
+
+    baselines = baseline_forecasts(table, plan, on_unit)
     if not configs:
         return baselines
-    models = model_forecasts(table, plan, configs)
+    models = model_forecasts(table, plan, configs, on_unit)
     keyed = baselines.set_index("instrument", append=True)
     joined = keyed.join(models.set_index("instrument", append=True), how="inner")
     return joined.reset_index(level="instrument")

@@ -21,6 +21,7 @@ from training.evaluation import (
     score_returns,
     score_volatility,
 )
+from training.plots import log_plots
 from training.registry import (
     TARGET_MODELS,
     Decision,
@@ -73,6 +74,7 @@ def retrain(
         mlflow.log_params({**asdict(spec), "instruments": ",".join(spec.instruments)})
         for name, values in scores.items():
             mlflow.log_metrics({f"{name}.{metric}": value for metric, value in values.items()})
+        log_plots(forecasts, ["model"])
         fit_rows, valid_rows = hold_out(table.sort_index(kind="stable"), plan.embargo)
         final = fit(fit_rows, valid_rows, outcome.config)
         uri = log_forecaster(final, spec, valid_rows)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import msgspec
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from ray.exceptions import RayError
 from ray.serve.exceptions import RayServeException
 
@@ -55,7 +55,34 @@ class VolatilityForecastView(ModelView):
     )
 
 
+_EXAMPLE = {
+    "instrument": "alpaca:IBM",
+    "made_at_ns": 1_764_154_800_000_000_000,
+    "returns": {
+        "model": "finone-returns",
+        "version": "3",
+        "interval": "1d",
+        "horizon": 1,
+        "bar_start_ts_ns": 1_362_096_000_000_000_000,
+        "q10": -0.0131,
+        "q50": 0.0004,
+        "q90": 0.0142,
+        "prob_up": 0.52,
+    },
+    "volatility": {
+        "model": "finone-volatility",
+        "version": "3",
+        "interval": "1d",
+        "horizon": 5,
+        "bar_start_ts_ns": 1_362_096_000_000_000_000,
+        "volatility": 0.0236,
+    },
+}
+
+
 class PredictionView(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [_EXAMPLE]})
+
     instrument: str = Field(examples=["alpaca:IBM"])
     made_at_ns: int = Field(description="When the forecast was made (ns since the epoch, UTC).")
     returns: ReturnForecastView | None = Field(

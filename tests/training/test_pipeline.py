@@ -45,6 +45,8 @@ def test_retraining_logs_the_winner_and_gates_both_targets(
         run.data.metrics
     )
     assert {"model", "width", "epochs"} <= set(run.data.params)
+    plots = {artifact.path for artifact in client.list_artifacts(result.run_id, "plots")}
+    assert plots == {"plots/calibration.png", "plots/forecast_model_alpaca-MSFT.png"}
     assert [d.name for d in result.decisions] == ["finone-returns", "finone-volatility"]
     for decision in result.decisions:
         assert decision.alias in {"champion", "challenger"}

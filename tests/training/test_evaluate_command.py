@@ -1,0 +1,117 @@
+"""`finone evaluate` as a user runs it: the tables printed, and one run kept in the real MLflow
+server with the parameters, every score, the tables and the plots."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from mlflow import MlflowClient
+
+from training.sample_data import load_sample_bars
+
+FINONE = str(Path(sys.executable).parent / "finone")
+
+
+def test_evaluate_command_prints_the_tables_and_logs_the_run(
+    database_url: str, mlflow_url: str, tmp_path: Path
+) -> None:
+    asyncio.run(load_sample_bars(database_url, ("IBM",)))
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "MLFLOW_TRACKING_URI": mlflow_url,
+        "FINONE_DATA_DIR": str(tmp_path),
+    }
+
+    result = subprocess.run(
+        [
+            FINONE,
+            "evaluate",
+            "--instrument",
+            "alpaca:IBM",
+            "--models",
+            "mlp",
+            "--epochs",
+            "1",
+            "--folds",
+            "1",
+            "--test-size",
+            "100",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "100 forecasts" in result.stdout
+    for forecaster in ("random_walk", "historical", "ewma", "garch", "mlp"):
+        assert forecaster in result.stdout
+    assert "1/1: mlp done" in result.stderr  # the progress bar's last step
+    found = re.search(r"^MLflow run (\w+) at (\S+)$", result.stdout, re.MULTILINE)
+    assert found is not None, result.stdout
+    assert found.group(2) == mlflow_url
+
+    client = MlflowClient(mlflow_url)
+    run = client.get_run(found.group(1))
+    assert client.get_experiment(run.info.experiment_id).name == "finone-evaluations"
+    assert run.data.params == {
+        "instruments": "alpaca:IBM",
+        "interval": "1d",
+        "folds": "1",
+        "test_size": "100",
+        "models": "mlp",
+        "epochs": "1",
+    }
+    metrics = run.data.metrics
+    for name in ("random_walk", "historical", "mlp"):
+        assert metrics[f"{name}.pinball"] > 0
+    for name in ("ewma_vol", "garch_vol", "mlp_vol"):
+        assert metrics[f"{name}.qlike"] > 0
+    # A random walk calls no direction: no score is logged rather than a NaN.
+    assert "random_walk.direction" not in metrics
+    assert 0 <= metrics["mlp.coverage_80"] <= 1
+    # The printed table shows the logged score.
+    assert f"{metrics['historical.pinball']:.6f}" in result.stdout
+
+    artifacts = {artifact.path for artifact in client.list_artifacts(run.info.run_id)}
+    assert {"evaluation.md", "plots"} <= artifacts
+    plots = {artifact.path for artifact in client.list_artifacts(run.info.run_id, "plots")}
+    assert plots == {"plots/calibration.png", "plots/forecast_mlp_alpaca-IBM.png"}
+    report = Path(client.download_artifacts(run.info.run_id, "evaluation.md", str(tmp_path)))
+    assert "| historical |" in report.read_text()
+    assert f"{metrics['mlp_vol.qlike']:.4f}" in report.read_text()
+
+
+def test_evaluate_without_mlflow_prints_the_tables_and_says_it_did_not_log(
+    database_url: str, tmp_path: Path
+) -> None:
+    asyncio.run(load_sample_bars(database_url, ("IBM",)))
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"MLFLOW_TRACKING_URI", "FINONE_MLFLOW_TRACKING_URI"}
+    }
+    env |= {"DATABASE_URL": database_url, "FINONE_DATA_DIR": str(tmp_path)}
+
+    result = subprocess.run(
+        [FINONE, "evaluate", "--instrument", "alpaca:IBM", "--models", "", "--folds", "1"],
+        env=env,
+        cwd=tmp_path,  # no .env file that could name a tracking server
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "250 forecasts" in result.stdout
+    assert "will not be logged to MLflow" in result.stderr
+    assert "MLflow run" not in result.stdout

@@ -1,0 +1,136 @@
+"""The report of an evaluation: every forecaster's out-of-sample scores as two tables, and one
+MLflow run keeping them with the plots, so evaluations can be compared across time and data.
+
+Scores are keyed as in a retrain run: ``<forecaster>`` for returns, ``<forecaster>_vol`` for
+volatility (a model forecasts both).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import mlflow
+import pandas as pd
+from rich.table import Table
+
+from training.evaluation import WalkForward, score_returns, score_volatility
+from training.plots import log_plots
+
+__all__ = [
+    "EXPERIMENT",
+    "ScoreTable",
+    "evaluation_scores",
+    "score_tables",
+    "log_evaluation",
+]
+
+EXPERIMENT = "finone-evaluations"
+_RETURN_BASELINES = ("random_walk", "historical")
+_VOL_BASELINES = ("ewma", "garch")
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreTable:
+    title: str
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+
+    def rich(self) -> Table:
+        table = Table(title=self.title)
+        for column in self.columns:
+            table.add_column(column, justify="left" if column == "forecaster" else "right")
+        for row in self.rows:
+            table.add_row(*row)
+        return table
+
+    def markdown(self) -> str:
+        lines = [
+            f"### {self.title}",
+            "",
+            "| " + " | ".join(self.columns) + " |",
+            "| --- |" + " ---: |" * (len(self.columns) - 1),
+            *("| " + " | ".join(row) + " |" for row in self.rows),
+        ]
+        return "\n".join(lines) + "\n"
+
+
+def evaluation_scores(
+    forecasts: pd.DataFrame, models: Sequence[str]
+) -> dict[str, dict[str, float]]:
+    """Forecaster -> metric -> score, baselines first."""
+    returns = {name: score_returns(forecasts, name) for name in (*_RETURN_BASELINES, *models)}
+    volatility = {
+        f"{name}_vol": score_volatility(forecasts, name) for name in (*_VOL_BASELINES, *models)
+    }
+    return returns | volatility
+
+
+def _shown(value: float, spec: str) -> str:
+    # A random walk calls no direction and ranks nothing: no score, rather than a zero.
+    return "n/a" if math.isnan(value) else format(value, spec)
+
+
+def score_tables(
+    scores: Mapping[str, Mapping[str, float]],
+    models: Sequence[str],
+    plan: WalkForward,
+    forecast_count: int,
+) -> tuple[ScoreTable, ScoreTable]:
+    """(returns, volatility) tables of ``evaluation_scores``' scores, one row per forecaster."""
+    returns = ScoreTable(
+        title=f"Returns, next {plan.horizon} bar(s): {forecast_count:,} forecasts",
+        columns=("forecaster", "pinball", "80% coverage", "direction", "IC"),
+        rows=tuple(
+            (
+                name,
+                _shown(scores[name]["pinball"], ".6f"),
+                _shown(scores[name]["coverage_80"], ".3f"),
+                _shown(scores[name]["direction"], ".3f"),
+                _shown(scores[name]["ic"], ".3f"),
+            )
+            for name in (*_RETURN_BASELINES, *models)
+        ),
+    )
+    volatility = ScoreTable(
+        title=f"Volatility, next {plan.vol_horizon} bars",
+        columns=("forecaster", "QLIKE", "MSE"),
+        rows=tuple(
+            (
+                name,
+                _shown(scores[f"{name}_vol"]["qlike"], ".4f"),
+                _shown(scores[f"{name}_vol"]["mse"], ".3e"),
+            )
+            for name in (*_VOL_BASELINES, *models)
+        ),
+    )
+    return returns, volatility
+
+
+def log_evaluation(
+    tracking_uri: str,
+    params: Mapping[str, str | int],
+    scores: Mapping[str, Mapping[str, float]],
+    tables: Sequence[ScoreTable],
+    forecasts: pd.DataFrame,
+    models: Sequence[str],
+) -> str:
+    """One run in ``EXPERIMENT`` with ``params``, every score as ``<forecaster>.<metric>`` (a
+    score that does not exist, such as a random walk's direction, is left out), the tables as
+    ``evaluation.md`` and the plots of ``forecasts``; returns the run id."""
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_experiment(EXPERIMENT)
+    with mlflow.start_run(run_name="evaluate-" + ("-".join(models) or "baselines")) as run:
+        mlflow.log_params(dict(params))
+        mlflow.log_metrics(
+            {
+                f"{name}.{metric}": value
+                for name, values in scores.items()
+                for metric, value in values.items()
+                if not math.isnan(value)
+            }
+        )
+        mlflow.log_text("\n".join(table.markdown() for table in tables), "evaluation.md")
+        log_plots(forecasts, models)
+    return run.info.run_id
