@@ -32,7 +32,7 @@ from cluster.redis_keys import (
 )
 from cluster.settings import Settings
 from serve.inference.champions import Champion, champion_source, load_champion
-from serve.inference.forecasts import Refusal, bars_wanted, make_forecasts
+from serve.inference.forecasts import OutputCache, Refusal, bars_wanted, make_forecasts
 from serve.live.hub import INTEREST_FRESH_S
 from training.datasets import recent_bars
 from training.registry import TARGET_MODELS
@@ -56,6 +56,7 @@ class Forecaster:
         self._client = MlflowClient(settings.mlflow_tracking_uri)
         self._champions: dict[str, Champion | None] = dict.fromkeys(TARGET_MODELS)
         self._first_look = asyncio.Event()
+        self._outputs = OutputCache()
         self._redis = aioredis.from_url(
             settings.redis_url, socket_timeout=settings.health_timeout_s
         )
@@ -113,7 +114,7 @@ class Forecaster:
             refusal = Refusal("service_unavailable", "the bars store is unavailable; retry shortly")
             return [refusal] * len(instruments)
         return await asyncio.to_thread(
-            make_forecasts, instruments, bars, returns, volatility, time.time_ns()
+            make_forecasts, instruments, bars, returns, volatility, time.time_ns(), self._outputs
         )
 
     async def _database(self) -> asyncpg.Pool:
@@ -154,6 +155,7 @@ class Forecaster:
                 continue
             # One assignment: a batch reads either the old champion or the new, never half.
             self._champions[target] = champion
+            self._outputs.retain({c.source for c in self._champions.values() if c is not None})
             log.info("serving %s v%s as the %s champion", name, version, target)
 
     async def _publish_forecasts(self) -> None:

@@ -6,8 +6,9 @@ loaded model, whatever the number of instruments in it.
 
 from __future__ import annotations
 
+import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import pandas as pd
@@ -17,7 +18,14 @@ from serve.inference.champions import Champion
 from training.errors import DatasetError
 from training.features import FEATURES, feature_frame
 
-__all__ = ["Refusal", "RefusalCode", "bars_wanted", "make_forecasts", "probability_up"]
+__all__ = [
+    "Refusal",
+    "RefusalCode",
+    "OutputCache",
+    "bars_wanted",
+    "make_forecasts",
+    "probability_up",
+]
 
 RefusalCode = Literal[
     "model_unavailable", "unknown_instrument", "insufficient_history", "service_unavailable"
@@ -35,6 +43,31 @@ class Refusal:
 
     code: RefusalCode
     message: str
+
+
+@dataclass
+class OutputCache:
+    """A model's output for an instrument, kept with a digest of the exact bars it came from:
+    until a bar changes (daily bars change once a day) a request costs no features and no model
+    call. One entry per model and instrument; models no longer served are dropped."""
+
+    entries: dict[tuple[str, str], tuple[bytes, pd.Series | Refusal]] = field(default_factory=dict)
+
+    def get(self, source: str, instrument: str, digest: bytes) -> pd.Series | Refusal | None:
+        entry = self.entries.get((source, instrument))
+        return entry[1] if entry is not None and entry[0] == digest else None
+
+    def put(self, source: str, instrument: str, digest: bytes, answer: pd.Series | Refusal) -> None:
+        self.entries[(source, instrument)] = (digest, answer)
+
+    def retain(self, sources: set[str]) -> None:
+        for key in [key for key in self.entries if key[0] not in sources]:
+            self.entries.pop(key, None)
+
+
+def _digest(bars: pd.DataFrame) -> bytes:
+    values = bars.index.asi8.tobytes() + bars.to_numpy().tobytes()
+    return hashlib.blake2b(values, digest_size=16).digest()
 
 
 def bars_wanted(champions: list[Champion]) -> dict[str, int]:
@@ -63,6 +96,7 @@ def make_forecasts(
     returns: Champion | None,
     volatility: Champion | None,
     made_at_ns: int,
+    cache: OutputCache,
 ) -> list[Forecast | Refusal]:
     """One forecast (or the reason there is none) per instrument, in order. ``bars``: interval
     -> instrument -> its latest bars, as ``training.datasets.recent_bars`` gives them."""
@@ -78,7 +112,7 @@ def make_forecasts(
     for champion in (returns, volatility):
         if champion is not None and id(champion.model) not in outputs:
             outputs[id(champion.model)] = _predict(
-                champion, unique, bars.get(champion.spec.interval, {})
+                champion, unique, bars.get(champion.spec.interval, {}), cache
             )
     results: dict[str, Forecast | Refusal] = {}
     for instrument in unique:
@@ -110,13 +144,14 @@ def make_forecasts(
 
 
 def _predict(
-    champion: Champion, instruments: list[str], bars: dict[str, pd.DataFrame]
+    champion: Champion, instruments: list[str], bars: dict[str, pd.DataFrame], cache: OutputCache
 ) -> dict[str, pd.Series | Refusal]:
     """The model's output row for the latest bar of each instrument, or why there is none."""
     config = champion.forecaster.fitted.config
     rows = config.sequence if config.model == "gru" else 1
     interval = champion.spec.interval
     answers: dict[str, pd.Series | Refusal] = {}
+    digests: dict[str, bytes] = {}
     pieces: list[pd.DataFrame] = []
     for instrument in instruments:
         history = bars.get(instrument)
@@ -124,6 +159,11 @@ def _predict(
             answers[instrument] = Refusal(
                 "unknown_instrument", f"no {interval} bars of {instrument} to forecast from"
             )
+            continue
+        digests[instrument] = digest = _digest(history)
+        known = cache.get(champion.source, instrument, digest)
+        if known is not None:
+            answers[instrument] = known
             continue
         try:
             features = feature_frame(history)
@@ -145,6 +185,8 @@ def _predict(
         predicted["bar_start"] = table.index
         for _, row in predicted.groupby("instrument", sort=False).tail(1).iterrows():
             answers[str(row["instrument"])] = row
+    for instrument, digest in digests.items():
+        cache.put(champion.source, instrument, digest, answers[instrument])
     return answers
 
 

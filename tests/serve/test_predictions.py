@@ -242,3 +242,37 @@ async def test_a_killed_inference_replica_answers_503_then_recovers(
     await wait_until(serving, 90, "a new inference replica to serve")
     failures = {answer for answer in answers if answer[0] != 200}
     assert failures <= {(503, "service_unavailable")}
+
+
+async def test_a_new_bar_brings_a_new_forecast(
+    http: httpx.AsyncClient,
+    gateway_url: str,
+    gateway_settings: Settings,
+    user: Session,
+    champions: Champions,
+) -> None:
+    instrument = "test:FRESH"
+    assert gateway_settings.database_url
+    conn = await asyncpg.connect(gateway_settings.database_url)
+    try:
+        await conn.execute(
+            "INSERT INTO bars SELECT $1, interval, start_ts_ns, open, high, low, close, volume, "
+            "trade_count, vwap FROM bars WHERE instrument_id = 'alpaca:IBM' AND interval = '1d' "
+            "ORDER BY start_ts_ns DESC LIMIT 60 ON CONFLICT DO NOTHING",
+            instrument,
+        )
+        first = (await _predict(http, gateway_url, user, instrument)).json()
+        last_start = first["returns"]["bar_start_ts_ns"]
+        await conn.execute(
+            "INSERT INTO bars (instrument_id, interval, start_ts_ns, open, high, low, close, "
+            "volume, trade_count) VALUES ($1, '1d', $2, 200, 230, 199, 229, 9000000, 1)",
+            instrument,
+            last_start + 86_400 * 10**9,
+        )
+        second = (await _predict(http, gateway_url, user, instrument)).json()
+    finally:
+        await conn.close()
+
+    assert second["returns"]["bar_start_ts_ns"] == last_start + 86_400 * 10**9
+    assert second["returns"]["q50"] != first["returns"]["q50"]
+    assert second["volatility"]["volatility"] != first["volatility"]["volatility"]
