@@ -6,7 +6,7 @@ import base64
 import binascii
 from typing import Generic, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from serve.errors import ApiError
 
@@ -17,7 +17,11 @@ T = TypeVar("T")
 
 class Page(BaseModel, Generic[T]):
     items: list[T]
-    next_cursor: str | None = None
+    next_cursor: str | None = Field(
+        default=None,
+        description="Pass as cursor for the next page; null on the last one.",
+        examples=["YW5uQGV4YW1wbGUuY29t"],
+    )
 
 
 def encode_cursor(position: str) -> str:

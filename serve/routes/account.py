@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request, Response
-from pydantic import BaseModel, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from serve.auth import accounts, audit, sessions
 from serve.auth.accounts import User
@@ -48,6 +48,27 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     429: {"model": ErrorBody, "description": "too many attempts; see Retry-After"},
 }
 
+_USER = {
+    "user_id": "08bcfd37-3775-48a7-b4d4-8ffa3d5a0fe1",
+    "email": "ann@example.com",
+    "role": "user",
+    "disabled": False,
+    "created_at": "2025-11-26T09:40:12.345678Z",
+}
+_ACCESS_TOKEN = (
+    "eyJ0eXAiOiJhdCtqd3QiLCJhbGciOiJFUzI1NiIsImtpZCI6IjZMenNLRGdCam5PT3RmS0gifQ."
+    "eyJpc3MiOiJmaW5vbmUiLCJhdWQiOiJmaW5vbmUtYXBpIiwic3ViIjoiMDhiY2ZkMzctMzc3NS00OGE3LWI0ZDQt"
+    "OGZmYTNkNWEwZmUxIiwiaWF0IjoxNzY0MTUwMDAwLCJleHAiOjE3NjQxNTA5MDAsImp0aSI6ImR5azJQWG00aTRL"
+    "YnpsOXJZN0FYUWciLCJyb2xlIjoidXNlciIsInNjb3BlIjoiYWNjb3VudCBtYXJrZXQ6cmVhZCBwcmVkaWN0aW9u"
+    "czpyZWFkIHN0cmVhbTpyZWFkIiwic3YiOjEsInNpZCI6ImRiN2M0ZTcyLTYwYzUtNDJlMS1hNDljLTExMzQ0OGQ3"
+    "NmQ4NiJ9."
+    "Uwi_S9Ah9SUm-IlJ1wFJWohmIpSB8WVJSGbf1rxGIWjTkJb9XyMXbIQWE1WLPk99T3B33Apt2hz28S-MTHKDIA"
+)
+_REFRESH_TOKEN = "04DYLmknlPFU-fcG7F1XLWWZWUHJ-zDgGrI0SSQQoAY"
+_USER_SCOPES = "account market:read predictions:read stream:read"
+_CLIENT_ID = "fos_8SvuRSpWNznepsr8"
+_CLIENT_SECRET = "l1zH5I-gs67KUpjC5lC7BbeDE4uz-LwZ4xvS33h9w1Q"
+
 
 class Registration(BaseModel):
     email: EmailStr = Field(max_length=254, examples=["ann@example.com"])
@@ -56,6 +77,8 @@ class Registration(BaseModel):
 
 
 class UserView(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [_USER]})
+
     user_id: str
     email: str
     role: Role
@@ -74,11 +97,31 @@ class UserView(BaseModel):
 
 
 class Me(UserView):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{**_USER, "scopes": ["market:read"], "client_id": _CLIENT_ID}]
+        }
+    )
+
     scopes: list[Scope]
     client_id: str | None = Field(description="Set when the token belongs to a machine client.")
 
 
 class TokenResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "access_token": _ACCESS_TOKEN,
+                    "token_type": "bearer",
+                    "expires_in": 900,
+                    "refresh_token": _REFRESH_TOKEN,
+                    "scope": _USER_SCOPES,
+                }
+            ]
+        }
+    )
+
     access_token: str
     token_type: str = "bearer"
     expires_in: int = Field(description="Seconds the access token stays valid.")
@@ -89,7 +132,7 @@ class TokenResponse(BaseModel):
 
 
 class PasswordChange(BaseModel):
-    current_password: str = Field(max_length=1_024)
+    current_password: str = Field(max_length=1_024, examples=["correct horse battery staple"])
     new_password: str = Field(max_length=1_024, examples=["a new long passphrase"])
 
 
@@ -159,13 +202,19 @@ async def token(
     response: Response,
     resources: ResourcesDep,
     ip: ClientIp,
-    grant_type: Annotated[str, Form(max_length=64)],
-    username: Annotated[str | None, Form(max_length=254)] = None,
-    password: Annotated[str | None, Form(max_length=1_024)] = None,
-    refresh_token: Annotated[str | None, Form(max_length=256)] = None,
-    scope: Annotated[str | None, Form(max_length=512)] = None,
-    client_id: Annotated[str | None, Form(max_length=64)] = None,
-    client_secret: Annotated[str | None, Form(max_length=256)] = None,
+    grant_type: Annotated[
+        str, Form(max_length=64, examples=["password", "refresh_token", "client_credentials"])
+    ],
+    username: Annotated[str | None, Form(max_length=254, examples=["ann@example.com"])] = None,
+    password: Annotated[
+        str | None, Form(max_length=1_024, examples=["correct horse battery staple"])
+    ] = None,
+    refresh_token: Annotated[str | None, Form(max_length=256, examples=[_REFRESH_TOKEN])] = None,
+    scope: Annotated[
+        str | None, Form(max_length=512, examples=["market:read predictions:read"])
+    ] = None,
+    client_id: Annotated[str | None, Form(max_length=64, examples=[_CLIENT_ID])] = None,
+    client_secret: Annotated[str | None, Form(max_length=256, examples=[_CLIENT_SECRET])] = None,
 ) -> TokenResponse:
     await enforce_rate_limit(resources, resources.auth_requests, ip)
     response.headers.update(_NO_STORE)
@@ -389,6 +438,26 @@ async def logout_everywhere(
 
 
 class JsonWebKeySet(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "keys": [
+                        {
+                            "crv": "P-256",
+                            "x": "5z79XdkzqkJOkZ873cIBd8YkZpZ-pxBTkU7yZnjBtXI",
+                            "y": "YtyOJgEyiqCWOnjESoDLa-g9-4C7f1skcel1YJJWcpo",
+                            "kid": "6LzsKDgBjnOOtfKH",
+                            "alg": "ES256",
+                            "use": "sig",
+                            "kty": "EC",
+                        }
+                    ]
+                }
+            ]
+        }
+    )
+
     keys: list[dict[str, str]]
 
 

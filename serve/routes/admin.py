@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query
-from pydantic import BaseModel
+from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel, ConfigDict
 
 from serve.auth import accounts, audit
 from serve.auth.accounts import User
@@ -28,13 +28,45 @@ router = APIRouter(
 
 _NOT_FOUND = {404: {"model": ErrorBody, "description": "no such user"}}
 _SELF = {409: {"model": ErrorBody, "description": "admins cannot demote or disable themselves"}}
+_USER_ID = "08bcfd37-3775-48a7-b4d4-8ffa3d5a0fe1"
+_ADMIN_ID = "181dc18a-e996-4204-acef-d7510226475d"
+_AUDIT_PAGE = {
+    "items": [
+        {
+            "event_id": 1043,
+            "at": "2025-11-26T10:02:44.918273Z",
+            "event": "role_changed",
+            "user_id": _USER_ID,
+            "actor_id": _ADMIN_ID,
+            "client_ip": "203.0.113.7",
+            "details": {"from": "user", "to": "operator"},
+        },
+        {
+            "event_id": 1042,
+            "at": "2025-11-26T10:01:57.204551Z",
+            "event": "user_enabled",
+            "user_id": _USER_ID,
+            "actor_id": _ADMIN_ID,
+            "client_ip": "203.0.113.7",
+            "details": {},
+        },
+    ],
+    "next_cursor": "MTA0Mg",
+}
+
+UserId = Annotated[uuid.UUID, Path(examples=[_USER_ID])]
+Limit = Annotated[int, Query(ge=1, le=500, examples=[100])]
 
 
 class RoleChange(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"role": "operator"}]})
+
     role: Role
 
 
 class RotatedKey(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"kid": "Xq3vN8tLr2KpWm5a"}]})
+
     kid: str
 
 
@@ -54,8 +86,8 @@ def _found(user: User | None) -> User:
 async def list_users(
     admin: Admin,
     resources: ResourcesDep,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    cursor: Annotated[str | None, Query(max_length=400)] = None,
+    limit: Limit = 100,
+    cursor: Annotated[str | None, Query(max_length=400, examples=["YW5uQGV4YW1wbGUuY29t"])] = None,
 ) -> Page[UserView]:
     after = decode_cursor(cursor) if cursor else None
     users = await accounts.list_users(await resources.pool(), limit, after)
@@ -83,7 +115,7 @@ async def _set_access(
     responses={**_NOT_FOUND, **_SELF},
 )
 async def disable_user(
-    user_id: uuid.UUID, admin: Admin, resources: ResourcesDep, ip: ClientIp
+    user_id: UserId, admin: Admin, resources: ResourcesDep, ip: ClientIp
 ) -> UserView:
     _refuse_self(admin.user_id, user_id)
     return UserView.of(await _set_access(resources, admin.user_id, user_id, True, ip))
@@ -91,7 +123,7 @@ async def disable_user(
 
 @router.post("/users/{user_id}/enable", summary="Enable a disabled user", responses=_NOT_FOUND)
 async def enable_user(
-    user_id: uuid.UUID, admin: Admin, resources: ResourcesDep, ip: ClientIp
+    user_id: UserId, admin: Admin, resources: ResourcesDep, ip: ClientIp
 ) -> UserView:
     return UserView.of(await _set_access(resources, admin.user_id, user_id, False, ip))
 
@@ -102,7 +134,7 @@ async def enable_user(
     responses={**_NOT_FOUND, **_SELF},
 )
 async def change_role(
-    user_id: uuid.UUID, body: RoleChange, admin: Admin, resources: ResourcesDep, ip: ClientIp
+    user_id: UserId, body: RoleChange, admin: Admin, resources: ResourcesDep, ip: ClientIp
 ) -> UserView:
     _refuse_self(admin.user_id, user_id)
     pool = await resources.pool()
@@ -122,14 +154,21 @@ async def change_role(
     return UserView.of(user)
 
 
-@router.get("/audit", summary="The audit log, newest first", responses={400: {"model": ErrorBody}})
+@router.get(
+    "/audit",
+    summary="The audit log, newest first",
+    responses={
+        200: {"content": {"application/json": {"example": _AUDIT_PAGE}}},
+        400: {"model": ErrorBody},
+    },
+)
 async def audit_log(
     admin: Admin,
     resources: ResourcesDep,
-    user_id: uuid.UUID | None = None,
-    event: AuditEvent | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    cursor: Annotated[str | None, Query(max_length=100)] = None,
+    user_id: Annotated[uuid.UUID | None, Query(examples=[_USER_ID])] = None,
+    event: Annotated[AuditEvent | None, Query(examples=["role_changed"])] = None,
+    limit: Limit = 100,
+    cursor: Annotated[str | None, Query(max_length=100, examples=["MTA0Mg"])] = None,
 ) -> Page[AuditRecord]:
     before = _event_id(decode_cursor(cursor)) if cursor else None
     records = await audit.list_events(

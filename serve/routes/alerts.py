@@ -8,8 +8,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated
 
-from fastapi import APIRouter
-from pydantic import BaseModel, Field, model_validator
+from fastapi import APIRouter, Path
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from actors import alert_store
 from actors.alert_engine import Condition
@@ -30,9 +30,24 @@ router = APIRouter(
 
 # A decimal string: what the exchange writes, kept exact.
 Price = Annotated[str, Field(pattern=r"^[0-9]{1,18}(\.[0-9]{1,18})?$", examples=["100000.5"])]
+AlertId = Annotated[uuid.UUID, Path(examples=["6936421b-2be3-4f35-a7ca-562fb69abd16"])]
+
+_CROSSING = {
+    "instrument": "binance:BTC-USDT",
+    "condition": "crosses_above",
+    "threshold": "100000.5",
+}
+_MOVE = {
+    "instrument": "alpaca:AAPL",
+    "condition": "percent_move",
+    "threshold": "2.5",
+    "window_s": 3_600,
+}
 
 
 class AlertRequest(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [_CROSSING, _MOVE]})
+
     instrument: str = Field(pattern=INSTRUMENT_PATTERN, examples=["binance:BTC-USDT"])
     condition: Condition
     threshold: Price = Field(description="A price, or a percentage for percent_move.")
@@ -50,6 +65,20 @@ class AlertRequest(BaseModel):
 
 
 class AlertView(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "alert_id": "6936421b-2be3-4f35-a7ca-562fb69abd16",
+                    **_MOVE,
+                    "created_at": "2025-11-26T09:47:02.880163Z",
+                    "triggered_at": "2025-11-26T15:31:44.102938Z",
+                    "triggered_price": "231.87",
+                }
+            ]
+        }
+    )
+
     alert_id: str
     instrument: str
     condition: Condition
@@ -109,6 +138,6 @@ async def list_all(principal: AccountHolder, resources: ResourcesDep) -> list[Al
     summary="Delete an alert",
     responses={404: {"model": ErrorBody, "description": "you have no alert with this id"}},
 )
-async def delete(alert_id: uuid.UUID, principal: AccountHolder, resources: ResourcesDep) -> None:
+async def delete(alert_id: AlertId, principal: AccountHolder, resources: ResourcesDep) -> None:
     if not await alert_store.delete_alert(await resources.pool(), principal.user_id, str(alert_id)):
         raise ApiError(404, "alert_not_found", "you have no alert with this id")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Path
+from pydantic import BaseModel, ConfigDict, Field
 
 from serve.auth import audit
 from serve.auth import clients as machine_clients
@@ -26,6 +27,14 @@ router = APIRouter(
 
 MAX_CLIENTS_PER_USER = 20
 
+_CLIENT_ID = "fos_8SvuRSpWNznepsr8"
+_CLIENT = {
+    "client_id": _CLIENT_ID,
+    "name": "trading bot",
+    "scopes": ["market:read"],
+    "created_at": "2025-11-26T09:42:03.512907Z",
+}
+
 
 class ClientRequest(BaseModel):
     name: str = Field(min_length=1, max_length=100, pattern=NAME_PATTERN, examples=["trading bot"])
@@ -33,6 +42,8 @@ class ClientRequest(BaseModel):
 
 
 class ClientView(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [_CLIENT]})
+
     client_id: str
     name: str
     scopes: list[str]
@@ -49,6 +60,14 @@ class ClientView(BaseModel):
 
 
 class CreatedClient(ClientView):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {**_CLIENT, "client_secret": "l1zH5I-gs67KUpjC5lC7BbeDE4uz-LwZ4xvS33h9w1Q"}
+            ]
+        }
+    )
+
     client_secret: str = Field(description="Shown once; only a digest is stored.")
 
 
@@ -101,7 +120,10 @@ async def list_clients(principal: AccountHolder, resources: ResourcesDep) -> lis
     responses={404: {"model": ErrorBody, "description": "no such client of yours"}},
 )
 async def revoke_client(
-    client_id: str, principal: AccountHolder, resources: ResourcesDep, ip: ClientIp
+    client_id: Annotated[str, Path(examples=[_CLIENT_ID])],
+    principal: AccountHolder,
+    resources: ResourcesDep,
+    ip: ClientIp,
 ) -> None:
     pool = await resources.pool()
     if not await machine_clients.revoke_client(pool, principal.user_id, client_id):

@@ -5,23 +5,48 @@ from __future__ import annotations
 from typing import Literal
 
 from fastapi import APIRouter
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from cluster.health import Check, check_services
 from serve.dependencies import ResourcesDep
 from serve.errors import ApiError, ErrorBody
 from serve.resources import Resources
 
-__all__ = ["router", "ServiceCheck", "service_checks"]
+__all__ = ["router", "ServiceCheck", "service_checks", "SERVICE_CHECKS_EXAMPLE"]
 
 router = APIRouter(tags=["operations"])
 
+SERVICE_CHECKS_EXAMPLE = [
+    {
+        "name": "redis",
+        "ok": True,
+        "detail": "redis 7.4.1 at redis://redis:6379/0",
+        "latency_ms": 1.27,
+    },
+    {
+        "name": "postgres",
+        "ok": True,
+        "detail": "postgres 16.4 at postgresql://finone:***@postgres:5432/finone",
+        "latency_ms": 6.84,
+    },
+    {
+        "name": "mlflow",
+        "ok": True,
+        "detail": "mlflow tracking server at http://mlflow:5000",
+        "latency_ms": 12.5,
+    },
+]
+
 
 class Liveness(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ok"}]})
+
     status: Literal["ok"] = "ok"
 
 
 class ServiceCheck(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": SERVICE_CHECKS_EXAMPLE[:1]})
+
     name: str
     ok: bool
     detail: str
@@ -33,6 +58,10 @@ class ServiceCheck(BaseModel):
 
 
 class Readiness(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"status": "ready", "checks": SERVICE_CHECKS_EXAMPLE}]}
+    )
+
     status: Literal["ready"] = "ready"
     checks: list[ServiceCheck]
 

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
-from pydantic import AwareDatetime, BaseModel
+from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from cluster.bars_import import INTERVALS
 from serve.auth.roles import Scope
@@ -38,15 +38,77 @@ router = APIRouter(
     },
 )
 
+_TRADES_CURSOR = "MTc2NDE2MjcyODYxMjAwMDAwMDo0MTgyNzc2NTMx"
+_BARS_CURSOR = "MTc2NDE2Mjc4MDAwMDAwMDAwMA"
+_CURSOR = "next_cursor of the last page"
+
 Instrument = Annotated[str, Query(pattern=INSTRUMENT_PATTERN, examples=["binance:BTC-USDT"])]
-Start = Annotated[AwareDatetime | None, Query(description="Inclusive, RFC 3339 with offset.")]
-End = Annotated[AwareDatetime | None, Query(description="Exclusive, RFC 3339 with offset.")]
-Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
-Cursor = Annotated[str | None, Query(max_length=200, description="next_cursor of the last page")]
-Format = Annotated[Literal["json", "csv"], Query(description="csv puts next_cursor in a header")]
+Start = Annotated[
+    AwareDatetime | None,
+    Query(description="Inclusive, RFC 3339 with offset.", examples=["2025-11-26T00:00:00Z"]),
+]
+End = Annotated[
+    AwareDatetime | None,
+    Query(description="Exclusive, RFC 3339 with offset.", examples=["2025-11-27T00:00:00Z"]),
+]
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, examples=[1_000])]
+TradesCursor = Annotated[
+    str | None, Query(max_length=200, description=_CURSOR, examples=[_TRADES_CURSOR])
+]
+BarsCursor = Annotated[
+    str | None, Query(max_length=200, description=_CURSOR, examples=[_BARS_CURSOR])
+]
+Format = Annotated[
+    Literal["json", "csv"],
+    Query(description="csv puts next_cursor in a header", examples=["json"]),
+]
+
+
+_TRADES = [
+    {
+        "trade_id": "4182776530",
+        "exchange_ts_ns": 1_764_162_728_551_000_000,
+        "receive_ts_ns": 1_764_162_728_553_912_417,
+        "price": "100012.35",
+        "size": "0.00421",
+        "side": "buy",
+    },
+    {
+        "trade_id": "4182776531",
+        "exchange_ts_ns": 1_764_162_728_612_000_000,
+        "receive_ts_ns": 1_764_162_728_614_388_020,
+        "price": "100012.34",
+        "size": "0.15",
+        "side": "sell",
+    },
+]
+_BARS = [
+    {
+        "start_ts_ns": 1_764_162_720_000_000_000,
+        "open": "100003.1",
+        "high": "100019.99",
+        "low": "99998.02",
+        "close": "100012.35",
+        "volume": "18.53207",
+        "trade_count": 1_432,
+        "vwap": "100009.87",
+    },
+    {
+        "start_ts_ns": 1_764_162_780_000_000_000,
+        "open": "100012.34",
+        "high": "100030.5",
+        "low": "100001.2",
+        "close": "100024.18",
+        "volume": "11.0924",
+        "trade_count": 987,
+        "vwap": "100017.45",
+    },
+]
 
 
 class TradeRow(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": _TRADES[:1]})
+
     trade_id: str
     exchange_ts_ns: int
     receive_ts_ns: int
@@ -56,6 +118,8 @@ class TradeRow(BaseModel):
 
 
 class BarRow(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": _BARS[:1]})
+
     start_ts_ns: int
     open: str
     high: str
@@ -67,12 +131,37 @@ class BarRow(BaseModel):
 
 
 class TradesPage(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "instrument": "binance:BTC-USDT",
+                    "items": _TRADES,
+                    "next_cursor": _TRADES_CURSOR,
+                }
+            ]
+        }
+    )
+
     instrument: str
     items: list[TradeRow]
     next_cursor: str | None
 
 
 class BarsPage(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "instrument": "binance:BTC-USDT",
+                    "interval": "1m",
+                    "items": _BARS,
+                    "next_cursor": _BARS_CURSOR,
+                }
+            ]
+        }
+    )
+
     instrument: str
     interval: str
     items: list[BarRow]
@@ -139,7 +228,7 @@ async def trades(
     start: Start = None,
     end: End = None,
     limit: Limit = 1_000,
-    cursor: Cursor = None,
+    cursor: TradesCursor = None,
     format: Format = "json",
 ) -> TradesPage | Response:
     low, high = _range(start, end)
@@ -176,11 +265,11 @@ async def trades(
 async def bars(
     resources: ResourcesDep,
     instrument: Instrument,
-    interval: Annotated[Literal[INTERVALS], Query()],  # type: ignore[valid-type]
+    interval: Annotated[Literal[INTERVALS], Query(examples=["1m"])],  # type: ignore[valid-type]
     start: Start = None,
     end: End = None,
     limit: Limit = 1_000,
-    cursor: Cursor = None,
+    cursor: BarsCursor = None,
     format: Format = "json",
 ) -> BarsPage | Response:
     low, high = _range(start, end)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import msgspec
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from cluster.events import Quote, decode_event, instrument_id
 from cluster.redis_keys import QUOTES_HASH
@@ -27,8 +27,41 @@ router = APIRouter(
     responses=token_errors("the token lacks market:read"),
 )
 
+_FEED = {
+    "venue": "binance",
+    "connection": "binance-0",
+    "state": "live",
+    "detail": "",
+    "last_message_age_s": 0.04,
+    "messages_per_s": 182.4,
+    "events_per_s": 240.7,
+    "gaps": 0,
+    "reconnects": 1,
+}
+_INSTRUMENTS = [
+    {
+        "instrument": f"binance:{symbol}",
+        "venue": "binance",
+        "symbol": symbol,
+        "connection": "binance-0",
+        "state": "live",
+    }
+    for symbol in ("BTC-USDT", "ETH-USDT")
+]
+_QUOTE = {
+    "instrument": "binance:BTC-USDT",
+    "bid_price": "100012.34",
+    "bid_size": "0.52731",
+    "ask_price": "100012.35",
+    "ask_size": "1.20415",
+    "exchange_ts_ns": 1_764_162_728_551_000_000,
+    "receive_ts_ns": 1_764_162_728_553_912_417,
+}
+
 
 class FeedView(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [_FEED]})
+
     venue: str
     connection: str
     state: str = Field(description="connecting, live, reconnecting, failed, stopped or unreachable")
@@ -41,6 +74,8 @@ class FeedView(BaseModel):
 
 
 class InstrumentView(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": _INSTRUMENTS[:1]})
+
     instrument: str = Field(examples=["binance:BTC-USDT"])
     venue: str
     symbol: str
@@ -49,11 +84,17 @@ class InstrumentView(BaseModel):
 
 
 class Instruments(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"instruments": _INSTRUMENTS, "feeds": [_FEED]}]}
+    )
+
     instruments: list[InstrumentView]
     feeds: list[FeedView]
 
 
 class QuoteView(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [_QUOTE]})
+
     instrument: str
     bid_price: str | None = Field(description="As the exchange wrote it; null for an empty side.")
     bid_size: str | None
@@ -64,6 +105,8 @@ class QuoteView(BaseModel):
 
 
 class Quotes(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"quotes": [_QUOTE]}]})
+
     quotes: list[QuoteView]
 
 

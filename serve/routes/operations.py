@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from serve.dependencies import Operator, ResourcesDep
 from serve.errors import ApiError, ErrorBody, token_errors
 from serve.feeds import FeedNotFound, feed_statuses, restart_feed, set_recording
 from serve.retraining import SchedulerMissing, retrain_status, trigger_retrain
-from serve.routes.health import ServiceCheck, service_checks
+from serve.routes.health import SERVICE_CHECKS_EXAMPLE, ServiceCheck, service_checks
 
 __all__ = ["router", "ServicesReport", "FeedStatusView", "RetrainStatus"]
 
@@ -23,6 +23,10 @@ router = APIRouter(
 
 
 class ServicesReport(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"healthy": True, "checks": SERVICE_CHECKS_EXAMPLE}]}
+    )
+
     healthy: bool
     checks: list[ServiceCheck]
 
@@ -35,6 +39,31 @@ async def services(operator: Operator, resources: ResourcesDep) -> ServicesRepor
 
 class FeedStatusView(BaseModel):
     """One feed connection as its actor reports it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "venue": "binance",
+                    "connection": "binance-0",
+                    "state": "live",
+                    "detail": "",
+                    "symbols": ["BTC-USDT", "ETH-USDT", "SOL-USDT"],
+                    "connected_since_ns": 1_764_144_000_000_000_000,
+                    "last_message_age_s": 0.04,
+                    "messages": 3_281_554,
+                    "events": 4_330_712,
+                    "messages_per_s": 182.4,
+                    "events_per_s": 240.7,
+                    "gaps": 0,
+                    "reconnects": 1,
+                    "problems": {"unknown_message": 3},
+                    "recording": False,
+                    "redis_ok": True,
+                }
+            ]
+        }
+    )
 
     venue: str
     connection: str
@@ -55,10 +84,24 @@ class FeedStatusView(BaseModel):
 
 
 class RecordingSwitch(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"on": True}]})
+
     on: bool
 
 
 class RecordingState(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "connection": "okx-0",
+                    "recording": True,
+                    "capture_file": "/srv/finone/.finone/captures/okx-0.20251126T131208.ws",
+                }
+            ]
+        }
+    )
+
     connection: str
     recording: bool
     capture_file: str | None
@@ -106,7 +149,26 @@ async def recording(
     return RecordingState(connection=connection, recording=path is not None, capture_file=path)
 
 
+_DECISIONS = [
+    {
+        "model": "finone-returns",
+        "version": "4",
+        "alias": "champion",
+        "reason": "pinball 0.00412 beats every baseline and champion v3 (0.00431)",
+    },
+    {
+        "model": "finone-volatility",
+        "version": "4",
+        "alias": "challenger",
+        "reason": "qlike 1.31824 does not beat champion v3 (1.29377)",
+    },
+]
+_RETRAIN_INSTRUMENTS = ["alpaca:AAPL", "alpaca:GOOG", "alpaca:IBM", "alpaca:MSFT"]
+
+
 class RetrainDecision(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": _DECISIONS[:1]})
+
     model: str
     version: str
     alias: str
@@ -114,6 +176,29 @@ class RetrainDecision(BaseModel):
 
 
 class RetrainStatus(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "state": "idle",
+                    "detail": "last run 3f9c2b7e41d84a0f9b6e1c5a7d2e8f40 (schedule)",
+                    "runs": 4,
+                    "last_run_at": 1_764_147_600.25,
+                    "decisions": _DECISIONS,
+                    "instruments": _RETRAIN_INSTRUMENTS,
+                },
+                {
+                    "state": "training",
+                    "detail": "started (requested)",
+                    "runs": 4,
+                    "last_run_at": 1_764_147_600.25,
+                    "decisions": _DECISIONS,
+                    "instruments": _RETRAIN_INSTRUMENTS,
+                },
+            ]
+        }
+    )
+
     state: str = Field(description="waiting, training, idle or failed")
     detail: str
     runs: int

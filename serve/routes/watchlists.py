@@ -7,8 +7,8 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter
-from pydantic import BaseModel, Field, field_validator
+from fastapi import APIRouter, Path
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from serve import watchlists
 from serve.dependencies import AccountHolder, ResourcesDep
@@ -28,6 +28,9 @@ router = APIRouter(
 )
 _NOT_FOUND = {404: {"model": ErrorBody, "description": "you have no watchlist with this id"}}
 _TAKEN = {409: {"model": ErrorBody, "description": "name taken, or too many watchlists"}}
+_WATCHLIST_ID = "78e547a9-ddfc-4a13-b789-d7bef1a2f399"
+
+WatchlistId = Annotated[uuid.UUID, Path(examples=[_WATCHLIST_ID])]
 
 
 class WatchlistBody(BaseModel):
@@ -43,6 +46,20 @@ class WatchlistBody(BaseModel):
 
 
 class WatchlistView(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "watchlist_id": _WATCHLIST_ID,
+                    "name": "majors",
+                    "instruments": ["binance:BTC-USDT", "alpaca:AAPL"],
+                    "created_at": "2025-11-26T09:50:17.443210Z",
+                    "updated_at": "2025-11-26T10:05:42.019876Z",
+                }
+            ]
+        }
+    )
+
     watchlist_id: str
     name: str
     instruments: list[str]
@@ -84,7 +101,7 @@ async def list_all(principal: AccountHolder, resources: ResourcesDep) -> list[Wa
 
 @router.get("/{watchlist_id}", summary="One of your watchlists", responses=_NOT_FOUND)
 async def get(
-    watchlist_id: uuid.UUID, principal: AccountHolder, resources: ResourcesDep
+    watchlist_id: WatchlistId, principal: AccountHolder, resources: ResourcesDep
 ) -> WatchlistView:
     found = await watchlists.get(await resources.pool(), principal.user_id, str(watchlist_id))
     if found is None:
@@ -98,7 +115,10 @@ async def get(
     responses={**_NOT_FOUND, **_TAKEN},
 )
 async def replace(
-    watchlist_id: uuid.UUID, body: WatchlistBody, principal: AccountHolder, resources: ResourcesDep
+    watchlist_id: WatchlistId,
+    body: WatchlistBody,
+    principal: AccountHolder,
+    resources: ResourcesDep,
 ) -> WatchlistView:
     try:
         updated = await watchlists.replace(
@@ -119,7 +139,7 @@ async def replace(
     "/{watchlist_id}", status_code=204, summary="Delete a watchlist", responses=_NOT_FOUND
 )
 async def delete(
-    watchlist_id: uuid.UUID, principal: AccountHolder, resources: ResourcesDep
+    watchlist_id: WatchlistId, principal: AccountHolder, resources: ResourcesDep
 ) -> None:
     if not await watchlists.delete(await resources.pool(), principal.user_id, str(watchlist_id)):
         raise _missing()
