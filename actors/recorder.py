@@ -24,6 +24,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 from ray.util.metrics import Counter, Gauge
 
+from cluster.bars_import import INTERVAL_NS
 from cluster.events import AnyEvent, Bar, Trade, checked_decimal, decode_event
 from cluster.redis_keys import EVENT_FIELD, stream_key
 
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 
 RECORDER_ACTOR_NAME = "recorder"
 CONSUMER_GROUP = "recorder"
-BAR_INTERVALS: dict[str, int] = {"1s": 1_000_000_000, "1m": 60_000_000_000}
+BAR_INTERVALS: dict[str, int] = {i: INTERVAL_NS[i] for i in ("1s", "1m")}
 DISCOVERY_INTERVAL_S = 5.0
 
 _INSERT_VENUE_BARS = """

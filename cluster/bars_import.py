@@ -22,10 +22,20 @@ __all__ = [
     "bars_from_frame",
     "write_bars",
     "INTERVALS",
+    "INTERVAL_NS",
     "STOCK_VENUES",
 ]
 
-INTERVALS = ("1s", "1m", "5m", "15m", "1h", "1d")
+# Bar lengths the platform stores, and how long each is.
+INTERVAL_NS: dict[str, int] = {
+    "1s": 1_000_000_000,
+    "1m": 60_000_000_000,
+    "5m": 300_000_000_000,
+    "15m": 900_000_000_000,
+    "1h": 3_600_000_000_000,
+    "1d": 86_400_000_000_000,
+}
+INTERVALS = tuple(INTERVAL_NS)
 STOCK_VENUES = frozenset({"alpaca", "stocks", "nasdaq", "nyse"})
 _TIME_COLUMNS = ("timestamp", "datetime", "date", "time")
 _REQUIRED = ("open", "high", "low", "close", "volume")

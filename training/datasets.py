@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from training.errors import DatasetError
-from training.features import make_features
+from training.features import bars_for_an_example, make_features, unbroken_runs
 
 __all__ = ["load_bars", "recent_bars", "load_dataset"]
 
@@ -65,17 +65,36 @@ async def load_dataset(
     vol_horizon: int = 5,
 ) -> pd.DataFrame:
     """Features and targets of each instrument, pooled in time order with an ``instrument``
-    column; an instrument whose history cannot make a dataset stops it with the reason."""
+    column; an instrument whose history cannot make a dataset stops it with the reason.
+    Examples never span a gap in an instrument's bars (``training.features.unbroken_runs``)."""
     conn = await asyncpg.connect(database_url)
     try:
-        tables = []
+        tables: list[pd.DataFrame] = []
         for instrument in instruments:
             bars = await load_bars(conn, instrument, interval)
-            try:
-                table = make_features(bars, horizon=horizon, vol_horizon=vol_horizon)
-            except DatasetError as error:
-                raise DatasetError(f"{instrument}: {error}") from None
-            tables.append(table.assign(instrument=instrument))
+            tables += _examples(instrument, bars, interval, horizon, vol_horizon)
     finally:
         await conn.close()
     return pd.concat(tables).sort_index(kind="stable")
+
+
+def _examples(
+    instrument: str, bars: pd.DataFrame, interval: str, horizon: int, vol_horizon: int
+) -> list[pd.DataFrame]:
+    needed = bars_for_an_example(horizon, vol_horizon)
+    runs = unbroken_runs(bars, interval)
+    usable = [run for run in runs if len(run) >= needed]
+    if not usable and len(runs) > 1:
+        longest = max(len(run) for run in runs)
+        raise DatasetError(
+            f"{instrument}: its {len(bars)} {interval} bars have {len(runs) - 1} gap(s); the "
+            f"longest stretch without one has {longest} bars, an example needs {needed}"
+        )
+    tables = []
+    for run in usable or runs:
+        try:
+            table = make_features(run, horizon=horizon, vol_horizon=vol_horizon)
+        except DatasetError as error:
+            raise DatasetError(f"{instrument}: {error}") from None
+        tables.append(table.assign(instrument=instrument))
+    return tables

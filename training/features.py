@@ -11,9 +11,19 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from cluster.bars_import import INTERVAL_NS
 from training.errors import DatasetError
 
-__all__ = ["FEATURES", "TARGETS", "LOOKBACK", "feature_frame", "make_features"]
+__all__ = [
+    "FEATURES",
+    "TARGETS",
+    "LOOKBACK",
+    "MAX_MISSING_BARS",
+    "unbroken_runs",
+    "bars_for_an_example",
+    "feature_frame",
+    "make_features",
+]
 
 LOOKBACK = 20
 FEATURES = (
@@ -29,6 +39,24 @@ FEATURES = (
 )
 TARGETS = ("target_return", "target_vol")
 _REQUIRED = ("open", "high", "low", "close", "volume")
+# Intraday bars go missing when nothing traded; more than this many in a row is a gap.
+MAX_MISSING_BARS = 5
+# Daily bars skip weekends, holidays and the rare days a market stays shut (six after 9/11).
+_DAILY_GAP_NS = 10 * INTERVAL_NS["1d"]
+
+
+def unbroken_runs(bars: pd.DataFrame, interval: str) -> list[pd.DataFrame]:
+    """``bars`` cut at every gap, oldest first: features must not span one (a return across a
+    week of missing minutes is no one-minute return)."""
+    step = INTERVAL_NS[interval]
+    limit = _DAILY_GAP_NS if interval == "1d" else (MAX_MISSING_BARS + 1) * step
+    cuts = (np.flatnonzero(np.diff(bars.index.as_unit("ns").asi8) > limit) + 1).tolist()
+    return [bars.iloc[start:end] for start, end in zip([0, *cuts], [*cuts, len(bars)], strict=True)]
+
+
+def bars_for_an_example(horizon: int, vol_horizon: int) -> int:
+    """Bars in a row that make one example: the look-back, the bar itself and the look-ahead."""
+    return LOOKBACK + max(horizon, vol_horizon) + 1
 
 
 def feature_frame(bars: pd.DataFrame) -> pd.DataFrame:
@@ -45,7 +73,7 @@ def make_features(bars: pd.DataFrame, horizon: int = 1, vol_horizon: int = 5) ->
 
     Returns the rows that have every feature and both targets, columns FEATURES + TARGETS.
     """
-    table, log_close = _features_and_log_close(bars, LOOKBACK + max(horizon, vol_horizon) + 1)
+    table, log_close = _features_and_log_close(bars, bars_for_an_example(horizon, vol_horizon))
     ret_1 = table["ret_1"]
     table["target_return"] = log_close.shift(-horizon) - log_close
     table["target_vol"] = np.sqrt((ret_1**2).rolling(vol_horizon).sum().shift(-vol_horizon))

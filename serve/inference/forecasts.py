@@ -16,7 +16,7 @@ import pandas as pd
 from cluster.events import Forecast, ReturnForecast, VolatilityForecast
 from serve.inference.champions import Champion
 from training.errors import DatasetError
-from training.features import FEATURES, feature_frame
+from training.features import FEATURES, feature_frame, unbroken_runs
 
 __all__ = [
     "Refusal",
@@ -165,10 +165,12 @@ def _predict(
         if known is not None:
             answers[instrument] = known
             continue
+        runs = unbroken_runs(history, interval)
         try:
-            features = feature_frame(history)
+            features = feature_frame(runs[-1])
         except DatasetError as error:
-            answers[instrument] = Refusal("insufficient_history", f"{instrument}: {error}")
+            since = " since its last gap" if len(runs) > 1 else ""
+            answers[instrument] = Refusal("insufficient_history", f"{instrument}{since}: {error}")
             continue
         if features.index[-1] != history.index[-1]:
             answers[instrument] = Refusal(
