@@ -156,12 +156,16 @@ def register_and_gate(
     champion = _champion_score(client, name)
     if losing:
         reason = f"{metric} {score:.6g} does not beat baseline(s) {', '.join(losing)}"
-    elif champion is not None and not score < champion[1]:
+    elif champion is not None and champion[1] is not None and not score < champion[1]:
         reason = f"{metric} {score:.6g} does not beat champion v{champion[0]} ({champion[1]:.6g})"
     else:
-        reason = f"{metric} {score:.6g} beats every baseline" + (
-            f" and champion v{champion[0]} ({champion[1]:.6g})" if champion else ""
-        )
+        reason = f"{metric} {score:.6g} beats every baseline"
+        if champion is not None:
+            reason += (
+                f" and champion v{champion[0]} ({champion[1]:.6g})"
+                if champion[1] is not None
+                else f"; champion v{champion[0]} has no held-out score to compare (set by hand?)"
+            )
         client.set_registered_model_alias(name, "champion", version)
         client.set_model_version_tag(name, version, "promotion", reason)
         return Decision(name, str(version), "champion", reason)
@@ -170,9 +174,12 @@ def register_and_gate(
     return Decision(name, str(version), "challenger", reason)
 
 
-def _champion_score(client: MlflowClient, name: str) -> tuple[str, float] | None:
+def _champion_score(client: MlflowClient, name: str) -> tuple[str, float | None] | None:
+    """(version, held-out score) of the champion; the score is None for a version the gate did
+    not register (an alias moved by hand in the MLflow UI)."""
     try:
         current = client.get_model_version_by_alias(name, "champion")
     except MlflowException:
         return None
-    return str(current.version), float(current.tags[_SCORE_TAG])
+    recorded = current.tags.get(_SCORE_TAG)
+    return str(current.version), None if recorded is None else float(recorded)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import ray
@@ -43,6 +44,8 @@ async def test_operator_starts_a_retraining_and_follows_it(
         name=RETRAIN_ACTOR_NAME, namespace=RAY_NAMESPACE, lifetime="detached"
     ).remote(gateway_settings.database_url, mlflow_url, plan)
     try:
+        # Up, as `finone up` leaves it: constructing it imports the training stack (seconds).
+        await asyncio.wait_for(actor.status.remote(), 120)
         forbidden = await auth_api.http.post(url, headers=user.headers)
         started = await auth_api.http.post(url, headers=operator.headers)
         again = await auth_api.http.post(url, headers=operator.headers)

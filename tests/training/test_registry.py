@@ -73,3 +73,24 @@ def test_champion_moves_only_when_champion_and_baselines_are_beaten(client: Mlfl
     assert client.get_model_version_by_alias(name, "challenger").version == "3"
     tags = client.get_model_version(name, "3").tags
     assert tags["promotion"] == "pinball 0.00395 does not beat champion v2 (0.0039)"
+
+
+
+def test_a_champion_set_by_hand_is_replaced_by_a_version_that_beats_the_baselines(
+    client: MlflowClient,
+) -> None:
+    table = _table()
+    fitted = fit(table.iloc[:500], table.iloc[505:605], TrainConfig(epochs=1, width=8, depth=1))
+    with mlflow.start_run():
+        uri = log_forecaster(fitted, SPEC, table.iloc[505:605])
+    name = f"test-returns-{uuid.uuid4().hex[:8]}"
+    by_hand = mlflow.register_model(uri, name).version
+    client.set_registered_model_alias(name, "champion", by_hand)
+
+    decision = register_and_gate(client, uri, name, "pinball", 0.0039, {"historical": 0.0040})
+
+    assert decision.alias == "champion"
+    assert decision.reason == (
+        f"pinball 0.0039 beats every baseline; champion v{by_hand} has no held-out score to "
+        "compare (set by hand?)"
+    )
