@@ -1,0 +1,141 @@
+"""The memory floor of an idle WebSocket connection under each way of serving one: what the live
+feed's 50 KB-per-client target can be measured against.
+
+1,000 clients connect and stay idle; each server's resident memory growth per client is printed:
+a FastAPI app that only accepts and reads, served by Ray Serve (replica and proxy, as the
+platform's live feed is served); the same app under plain uvicorn; and a bare ``websockets``
+server (no ASGI framework, no compression). The platform's own figures are in
+bench_live_feed.py.
+Run with `make bench` or `.venv/bin/python bench/bench_ws_memory.py [--clients N]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
+
+import psutil
+import ray
+import websockets
+from fastapi import FastAPI, WebSocket, WebSocketDisconnect
+from ray import serve
+
+from cluster.ports import free_port
+
+UVICORN_SERVER = """
+import sys, uvicorn
+from fastapi import FastAPI, WebSocket, WebSocketDisconnect
+app = FastAPI()
+@app.websocket("/ws")
+async def reader(websocket: WebSocket) -> None:
+    await websocket.accept()
+    try:
+        while True:
+            await websocket.receive_text()
+    except WebSocketDisconnect:
+        pass
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
+"""
+
+BARE_SERVER = """
+import asyncio, sys
+from websockets.asyncio.server import serve
+async def reader(ws):
+    async for _ in ws:
+        pass
+async def main():
+    async with serve(reader, "127.0.0.1", int(sys.argv[1]), compression=None):
+        await asyncio.Future()
+asyncio.run(main())
+"""
+
+app = FastAPI()
+
+
+@app.websocket("/ws")
+async def reader(websocket: WebSocket) -> None:
+    await websocket.accept()
+    try:
+        while True:
+            await websocket.receive_text()
+    except WebSocketDisconnect:
+        pass
+
+
+@serve.deployment(max_ongoing_requests=5_000, ray_actor_options={"num_cpus": 0.1})
+@serve.ingress(app)
+class Reader:
+    pass
+
+
+def processes(role: str) -> list[psutil.Process]:
+    return [
+        p for p in psutil.process_iter(["cmdline"]) if role in " ".join(p.info["cmdline"] or [])
+    ]
+
+
+def rss_kib(group: list[psutil.Process]) -> float:
+    return sum(p.memory_info().rss for p in group) / 1024
+
+
+async def per_client_kib(url: str, clients: int, groups: list[list[psutil.Process]]) -> list[float]:
+    before = [rss_kib(group) for group in groups]
+    connected = []
+    for start in range(0, clients, 50):
+        batch = min(50, clients - start)
+        connected += await asyncio.gather(
+            *(websockets.connect(url, open_timeout=60, compression=None) for _ in range(batch))
+        )
+    await asyncio.sleep(3)
+    grown = [(rss_kib(group) - b) / clients for group, b in zip(groups, before, strict=True)]
+    await asyncio.gather(*(c.close() for c in connected))
+    return grown
+
+
+async def in_subprocess(source: str, path: str, clients: int) -> float:
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-c", source, str(port)])
+    try:
+        await asyncio.sleep(3)
+        (grown,) = await per_client_kib(
+            f"ws://127.0.0.1:{port}{path}", clients, [[psutil.Process(server.pid)]]
+        )
+    finally:
+        server.terminate()
+        server.wait()
+    return grown
+
+
+async def main(clients: int) -> None:
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.run(Reader.bind(), name="reader", route_prefix="/")
+    await asyncio.sleep(3)
+    try:
+        replica, proxy = await per_client_kib(
+            f"ws://127.0.0.1:{port}/ws",
+            clients,
+            [processes("ServeReplica:reader:Reader"), processes("ProxyActor")],
+        )
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+    cases: list[tuple[str, Callable[[], Awaitable[float]]]] = [
+        ("FastAPI app under plain uvicorn", lambda: in_subprocess(UVICORN_SERVER, "/ws", clients)),
+        ("bare websockets server", lambda: in_subprocess(BARE_SERVER, "", clients)),
+    ]
+    print(f"memory per idle WebSocket client, {clients:,} clients:")
+    name = "FastAPI app through Ray Serve"
+    print(f"  {name:<34}{replica:>7.1f} KiB replica + {proxy:.1f} KiB proxy")
+    for name, measure in cases:
+        print(f"  {name:<34}{await measure():>7.1f} KiB")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=1_000)
+    asyncio.run(main(parser.parse_args().clients))
