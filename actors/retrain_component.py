@@ -19,7 +19,11 @@ def retrain_plan(settings: Settings) -> RetrainPlan:
         every_s=settings.retrain_every_s,
         min_new_bars=settings.retrain_min_new_bars,
         walk_forward=WalkForward(),
-        search=SearchSettings(samples=settings.retrain_samples, max_epochs=settings.retrain_epochs),
+        search=SearchSettings(
+            samples=settings.retrain_samples,
+            max_epochs=settings.retrain_epochs,
+            cpus_per_trial=settings.retrain_cpus_per_trial,
+        ),
         storage=str(settings.data_path / "tune"),
     )
 

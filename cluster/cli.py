@@ -407,6 +407,8 @@ def _work_progress(description: str) -> Iterator[Callable[[Step], None]]:
               help="Walk-forward test windows.")
 @click.option("--test-size", default=250, show_default=True, type=click.IntRange(10),
               help="Bars per test window.")
+@click.option("--cpus-per-trial", default=1.0, show_default=True, type=click.FloatRange(min=0.1),
+              help="CPUs each trial holds: trials run side by side as the cluster's CPUs allow.")
 def train(
     instruments: tuple[str, ...],
     interval: str,
@@ -414,6 +416,7 @@ def train(
     epochs: int,
     folds: int,
     test_size: int,
+    cpus_per_trial: float,
 ) -> None:
     """Retrain once: a Ray Tune search, the winner scored on walk-forward folds beside the
     baselines, logged to MLflow and promoted to champion per target only if it beats the
@@ -432,10 +435,12 @@ def train(
         database_url, tracking_uri = database_url_for(settings), mlflow_url_for(settings)
         with stderr.status("loading bars and making features"):
             table = asyncio.run(load_dataset(database_url, list(instruments), interval))
-        with ray_connection(settings), stderr.status(f"searching {samples} configurations"):
+        search = SearchSettings(samples=samples, max_epochs=epochs, cpus_per_trial=cpus_per_trial)
+        work = f"searching {samples} configurations, then judging the best on {folds} folds"
+        with ray_connection(settings), _work_progress(work) as step_done:
             result = retrain(
-                table, interval, plan, SearchSettings(samples=samples, max_epochs=epochs), tracking_uri,
-                "finone-forecasters", settings.data_path / "tune",
+                table, interval, plan, search, tracking_uri, "finone-forecasters",
+                settings.data_path / "tune", step_done,
             )
     except PlatformError as error:
         _fail(error)

@@ -129,6 +129,9 @@ class Settings(BaseSettings):
     retrain_min_new_bars: int = Field(default=500, ge=1)
     retrain_samples: int = Field(default=8, ge=1)
     retrain_epochs: int = Field(default=15, ge=1)
+    retrain_cpus_per_trial: float = Field(
+        default=1.0, gt=0, description="CPUs each Tune trial holds (its PyTorch threads too)."
+    )
     champion_poll_s: float = Field(
         default=10.0, gt=0, description="How often inference checks whether `champion` moved."
     )

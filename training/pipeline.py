@@ -7,6 +7,7 @@ winner's parameters, its walk-forward scores next to the baselines', and the log
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pandas as pd
 from mlflow import MlflowClient
 
 from training.evaluation import (
+    Step,
     WalkForward,
     all_forecasts,
     hold_out,
@@ -53,6 +55,7 @@ def retrain(
     tracking_uri: str,
     experiment: str,
     storage: Path,
+    progress: Callable[[Step], None] | None = None,
 ) -> Retraining:
     """``table`` is ``load_dataset``'s pooled features of ``interval`` bars. Needs a connected
     Ray cluster (for the search) and an MLflow tracking server."""
@@ -62,8 +65,10 @@ def retrain(
         vol_horizon=plan.vol_horizon,
         instruments=tuple(sorted(table["instrument"].unique())),
     )
-    outcome = run_search(table, plan, search, tracking_uri, f"{experiment}-search", storage)
-    forecasts = all_forecasts(table, plan, {"model": outcome.config})
+    outcome = run_search(
+        table, plan, search, tracking_uri, f"{experiment}-search", storage, progress
+    )
+    forecasts = all_forecasts(table, plan, {"model": outcome.config}, progress)
     scores = {name: score_returns(forecasts, name) for name in ("model", *_RETURN_BASELINES)} | {
         f"{name}_vol": score_volatility(forecasts, name) for name in ("model", *_VOL_BASELINES)
     }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
 from training.baselines import ewma_volatility, historical_quantiles
-from training.evaluation import WalkForward, fold_rows, hold_out
+from training.evaluation import Step, WalkForward, fold_rows, hold_out
 from training.metrics import pinball_loss, qlike
 from training.trainer import TrainConfig, train_epochs
 
@@ -106,6 +107,25 @@ def _trial(
                 )
 
 
+class _TrialsEnded(tune.Callback):
+    def __init__(self, total: int, progress: Callable[[Step], None] | None) -> None:
+        self._total = total
+        self._ended = 0
+        self._progress = progress
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune checkpoints its callbacks with the experiment; a live display stays behind.
+        return {"_total": self._total, "_ended": self._ended, "_progress": None}
+
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self._ended += 1
+        if self._progress is None:
+            return
+        epochs = (trial.last_result or {}).get("epoch", 0)
+        unit = f"trial {self._ended}/{self._total} ({trial.config['model']}, {epochs:.0f} epochs)"
+        self._progress(Step(self._ended, self._total, unit))
+
+
 def run_search(
     table: pd.DataFrame,
     plan: WalkForward,
@@ -113,8 +133,10 @@ def run_search(
     tracking_uri: str,
     experiment: str,
     storage: Path,
+    progress: Callable[[Step], None] | None = None,
 ) -> SearchOutcome:
-    """Search on the connected Ray cluster; the best configuration, with the epochs it ran."""
+    """Search on the connected Ray cluster; the best configuration, with the epochs it ran.
+    ``progress`` hears of every trial as it ends (finished or stopped early)."""
     train, valid = search_data(table, plan)
     baselines = _baseline_scores(train, valid, plan)
     mlflow.set_tracking_uri(tracking_uri)
@@ -144,7 +166,12 @@ def run_search(
             ),
             search_alg=BasicVariantGenerator(random_state=settings.seed),
         ),
-        run_config=tune.RunConfig(storage_path=str(storage), name=experiment, verbose=0),
+        run_config=tune.RunConfig(
+            storage_path=str(storage),
+            name=experiment,
+            verbose=0,
+            callbacks=[] if progress is None else [_TrialsEnded(settings.samples, progress)],
+        ),
     )
     results = tuner.fit()
     best = results.get_best_result(metric="score", mode="min", scope="all")

@@ -9,7 +9,7 @@ import pandas as pd
 from mlflow import MlflowClient
 
 from actors.demo import stock_history
-from training.evaluation import WalkForward, fold_rows
+from training.evaluation import Step, WalkForward, fold_rows
 from training.features import make_features
 from training.search import SearchSettings, run_search, search_data
 
@@ -37,6 +37,7 @@ def test_tune_search_runs_trials_tracked_in_mlflow(
 ) -> None:
     experiment = f"search-{uuid.uuid4().hex[:8]}"
     settings = SearchSettings(samples=3, max_epochs=3, grace_epochs=1, cpus_per_trial=0.5)
+    steps: list[Step] = []
 
     outcome = run_search(
         _table(),
@@ -45,9 +46,12 @@ def test_tune_search_runs_trials_tracked_in_mlflow(
         mlflow_url,
         experiment,
         tmp_path,
+        steps.append,
     )
 
     assert outcome.trials == 3
+    assert [(step.done, step.total) for step in steps] == [(1, 3), (2, 3), (3, 3)]
+    assert all(step.unit.startswith(f"trial {step.done}/3 (") for step in steps)
     assert outcome.config.model in {"mlp", "gru"} and 1 <= outcome.config.epochs <= 3
     runs = MlflowClient(mlflow_url).search_runs([outcome.experiment_id])
     assert len(runs) == 3

@@ -38,6 +38,8 @@ def test_train_command_searches_logs_and_gates(
             "1",
             "--test-size",
             "150",
+            "--cpus-per-trial",
+            "0.5",
         ],
         env=env,
         capture_output=True,
@@ -51,6 +53,7 @@ def test_train_command_searches_logs_and_gates(
     assert any(line.startswith("MLflow run ") for line in lines)
     assert any(line.startswith("finone-returns v") for line in lines)
     assert any(line.startswith("finone-volatility v") for line in lines)
+    assert "fold 1/1: model done" in result.stderr  # the progress bar's last step
 
 
 def test_train_command_without_history_says_what_to_do(
