@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -12,8 +11,8 @@ import pytest
 
 from cluster.bars_import import read_bars_file, write_bars
 from cluster.errors import PlatformError
+from tests.finone_cli import run_finone
 
-FINONE = str(Path(sys.executable).parent / "finone")
 CSV = """Date,Open,High,Low,Close,Volume
 2013-02-25,450.96,455.44,442.64,442.80,10735900
 2013-02-26,443.82,451.54,437.66,448.97,13493000
@@ -23,9 +22,9 @@ CSV = """Date,Open,High,Low,Close,Volume
 
 def import_bars(database_url: str, path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DATABASE_URL": database_url}
-    return subprocess.run(
-        [FINONE, "import-bars", str(path), "--venue", "alpaca", "--symbol", "AAPL", *extra],
-        env=env, capture_output=True, text=True, timeout=60, check=False,
+    return run_finone(
+        "import-bars", str(path), "--venue", "alpaca", "--symbol", "AAPL", *extra,
+        env=env, timeout=60,
     )
 
 

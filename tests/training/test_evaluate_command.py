@@ -4,50 +4,35 @@ server with the parameters, every score, the tables and the plots."""
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 from mlflow import MlflowClient
 
+from tests.finone_cli import finone_env, run_finone
 from training.sample_data import load_sample_bars
-
-FINONE = str(Path(sys.executable).parent / "finone")
 
 
 def test_evaluate_command_prints_the_tables_and_logs_the_run(
     database_url: str, mlflow_url: str, tmp_path: Path
 ) -> None:
     asyncio.run(load_sample_bars(database_url, ("IBM",)))
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "MLFLOW_TRACKING_URI": mlflow_url,
-        "FINONE_DATA_DIR": str(tmp_path),
-    }
+    env = finone_env(tmp_path, DATABASE_URL=database_url, MLFLOW_TRACKING_URI=mlflow_url)
 
-    result = subprocess.run(
-        [
-            FINONE,
-            "evaluate",
-            "--instrument",
-            "alpaca:IBM",
-            "--models",
-            "mlp",
-            "--epochs",
-            "1",
-            "--folds",
-            "1",
-            "--test-size",
-            "100",
-        ],
+    result = run_finone(
+        "evaluate",
+        "--instrument",
+        "alpaca:IBM",
+        "--models",
+        "mlp",
+        "--epochs",
+        "1",
+        "--folds",
+        "1",
+        "--test-size",
+        "100",
         env=env,
-        capture_output=True,
-        text=True,
         timeout=300,
-        check=False,
     )
 
     assert result.returncode == 0, result.stderr[-3000:]
@@ -94,21 +79,21 @@ def test_evaluate_without_mlflow_prints_the_tables_and_says_it_did_not_log(
     database_url: str, tmp_path: Path
 ) -> None:
     asyncio.run(load_sample_bars(database_url, ("IBM",)))
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in {"MLFLOW_TRACKING_URI", "FINONE_MLFLOW_TRACKING_URI"}
-    }
-    env |= {"DATABASE_URL": database_url, "FINONE_DATA_DIR": str(tmp_path)}
+    env = finone_env(tmp_path, DATABASE_URL=database_url)
+    for name in ("MLFLOW_TRACKING_URI", "FINONE_MLFLOW_TRACKING_URI"):
+        env.pop(name, None)
 
-    result = subprocess.run(
-        [FINONE, "evaluate", "--instrument", "alpaca:IBM", "--models", "", "--folds", "1"],
+    result = run_finone(
+        "evaluate",
+        "--instrument",
+        "alpaca:IBM",
+        "--models",
+        "",
+        "--folds",
+        "1",
         env=env,
         cwd=tmp_path,  # no .env file that could name a tracking server
-        capture_output=True,
-        text=True,
         timeout=120,
-        check=False,
     )
 
     assert result.returncode == 0, result.stderr[-3000:]

@@ -3,49 +3,34 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from pathlib import Path
 
+from tests.finone_cli import finone_env, run_finone
 from training.sample_data import load_sample_bars
-
-FINONE = str(Path(sys.executable).parent / "finone")
 
 
 def test_train_command_searches_logs_and_gates(
     database_url: str, mlflow_url: str, tmp_path: Path
 ) -> None:
     asyncio.run(load_sample_bars(database_url, ("IBM",)))
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "MLFLOW_TRACKING_URI": mlflow_url,
-        "FINONE_DATA_DIR": str(tmp_path),
-    }
+    env = finone_env(tmp_path, DATABASE_URL=database_url, MLFLOW_TRACKING_URI=mlflow_url)
 
-    result = subprocess.run(
-        [
-            FINONE,
-            "train",
-            "--instrument",
-            "alpaca:IBM",
-            "--samples",
-            "2",
-            "--epochs",
-            "2",
-            "--folds",
-            "1",
-            "--test-size",
-            "150",
-            "--cpus-per-trial",
-            "0.5",
-        ],
+    result = run_finone(
+        "train",
+        "--instrument",
+        "alpaca:IBM",
+        "--samples",
+        "2",
+        "--epochs",
+        "2",
+        "--folds",
+        "1",
+        "--test-size",
+        "150",
+        "--cpus-per-trial",
+        "0.5",
         env=env,
-        capture_output=True,
-        text=True,
         timeout=420,
-        check=False,
     )
 
     assert result.returncode == 0, result.stderr[-3000:]
@@ -59,21 +44,9 @@ def test_train_command_searches_logs_and_gates(
 def test_train_command_without_history_says_what_to_do(
     database_url: str, mlflow_url: str, tmp_path: Path
 ) -> None:
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "MLFLOW_TRACKING_URI": mlflow_url,
-        "FINONE_DATA_DIR": str(tmp_path),
-    }
+    env = finone_env(tmp_path, DATABASE_URL=database_url, MLFLOW_TRACKING_URI=mlflow_url)
 
-    result = subprocess.run(
-        [FINONE, "train", "--instrument", "alpaca:NOPE"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = run_finone("train", "--instrument", "alpaca:NOPE", env=env, timeout=120)
 
     assert result.returncode == 1
     assert "no 1d bars for alpaca:NOPE" in result.stderr
