@@ -16,6 +16,7 @@ import asyncio
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import psutil
 import ray
@@ -25,19 +26,11 @@ from ray import serve
 
 from cluster.ports import free_port
 
-UVICORN_SERVER = """
+# The same app as below, served by uvicorn in a process of its own.
+UVICORN = f"""
 import sys, uvicorn
-from fastapi import FastAPI, WebSocket, WebSocketDisconnect
-app = FastAPI()
-@app.websocket("/ws")
-async def reader(websocket: WebSocket) -> None:
-    await websocket.accept()
-    try:
-        while True:
-            await websocket.receive_text()
-    except WebSocketDisconnect:
-        pass
-uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+uvicorn.run("bench_ws_memory:app", host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
 """
 
 BARE_SERVER = """
@@ -125,7 +118,7 @@ async def main(clients: int) -> None:
         serve.shutdown()
         ray.shutdown()
     cases: list[tuple[str, Callable[[], Awaitable[float]]]] = [
-        ("FastAPI app under plain uvicorn", lambda: in_subprocess(UVICORN_SERVER, "/ws", clients)),
+        ("FastAPI app under plain uvicorn", lambda: in_subprocess(UVICORN, "/ws", clients)),
         ("bare websockets server", lambda: in_subprocess(BARE_SERVER, "", clients)),
     ]
     print(f"memory per idle WebSocket client, {clients:,} clients:")
