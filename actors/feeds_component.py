@@ -79,9 +79,10 @@ class FeedsComponent:
             for connection in _connection_names(config):
                 # Created without waiting: a venue that cannot be reached keeps retrying in its
                 # actor and shows in status, and never holds up the rest of start-up.
+                # Spread over the nodes: a node lost takes as few venue connections as possible.
                 FeedActor.options(  # type: ignore[attr-defined]
                     name=feed_actor_name(connection), namespace=RAY_NAMESPACE, get_if_exists=True,
-                    lifetime="detached"
+                    lifetime="detached", scheduling_strategy="SPREAD"
                 ).remote(
                     config,
                     connection,
