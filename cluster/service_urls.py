@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable, Iterator
@@ -14,7 +15,7 @@ from cluster.ray_head import ray_auth_env
 from cluster.settings import Settings
 from cluster.state import StackState, read_state
 
-__all__ = ["redis_url_for", "database_url_for", "mlflow_url_for", "ray_connection"]
+__all__ = ["redis_url_for", "database_url_for", "mlflow_url_for", "ray_session", "ray_connection"]
 
 
 def _configured_or_running(
@@ -52,20 +53,13 @@ def mlflow_url_for(settings: Settings) -> str:
 
 
 @contextmanager
-def ray_connection(settings: Settings) -> Iterator[None]:
-    """Ray for a one-off command: the cluster FINONE_RAY_ADDRESS names, else the running
-    platform's (with its token), else a local one started for the command alone."""
-    import ray
+def ray_session(address: str, token_path: str | None = None) -> Iterator[None]:
+    """Connected, as a driver in the platform's namespace, to the Ray cluster at ``address``
+    (``"local"`` starts one for this process alone), with the token kept at ``token_path``."""
+    if token_path:
+        os.environ.update(ray_auth_env(Path(token_path)))
+    import ray  # after the token is in the environment: Ray reads it when first imported
 
-    state = read_state(settings.data_path)
-    if settings.ray_address:
-        address = settings.ray_address
-    elif state is not None:
-        address = state.ray_address
-        if state.ray_token_path:
-            os.environ.update(ray_auth_env(Path(state.ray_token_path)))
-    else:
-        address = "local"
     ray.init(
         address=address, namespace=RAY_NAMESPACE, log_to_driver=False, logging_level=logging.ERROR
     )
@@ -73,3 +67,14 @@ def ray_connection(settings: Settings) -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
+
+
+def ray_connection(settings: Settings) -> contextlib.AbstractContextManager[None]:
+    """Ray for a one-off command: the cluster FINONE_RAY_ADDRESS names, else the running
+    platform's (with its token), else a local one started for the command alone."""
+    if settings.ray_address:
+        return ray_session(settings.ray_address)
+    state = read_state(settings.data_path)
+    if state is not None:
+        return ray_session(state.ray_address, state.ray_token_path)
+    return ray_session("local")

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-import os
 import socket
 from pathlib import Path
 
-from cluster.components import RAY_NAMESPACE, registered_components
+from cluster.components import registered_components
 from cluster.errors import PlatformError
 from cluster.health import Check, check_services
-from cluster.ray_head import ray_auth_env
+from cluster.service_urls import ray_session
 from cluster.settings import Settings
 from cluster.state import StackState, read_state
 
@@ -60,17 +58,9 @@ def _gcs_reachable(address: str, timeout_s: float) -> bool:
 def _ray_checks(state: StackState, settings: Settings) -> list[Check]:
     if not _gcs_reachable(state.ray_address, settings.health_timeout_s):
         return [Check(name="ray", ok=False, detail=f"GCS at {state.ray_address} is not reachable")]
-    if state.ray_token_path:
-        os.environ.update(ray_auth_env(Path(state.ray_token_path)))
-    import ray
+    with ray_session(state.ray_address, state.ray_token_path):
+        import ray  # after the session set up Ray's token: Ray reads it when first imported
 
-    ray.init(
-        address=state.ray_address,
-        namespace=RAY_NAMESPACE,
-        log_to_driver=False,
-        logging_level=logging.ERROR,
-    )
-    try:
         alive = [node for node in ray.nodes() if node["Alive"]]
         checks = [
             Check(
@@ -93,5 +83,3 @@ def _ray_checks(state: StackState, settings: Settings) -> list[Check]:
             except Exception as error:  # a broken component is a status line, not a crash
                 checks.append(Check(name=component.name, ok=False, detail=f"health check failed: {error}"))
         return checks
-    finally:
-        ray.shutdown()
