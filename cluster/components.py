@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Protocol
 
+from cluster.errors import PlatformError
 from cluster.health import Check
 from cluster.settings import Settings
 
@@ -18,6 +19,7 @@ __all__ = [
     "Component",
     "RAY_NAMESPACE",
     "registered_components",
+    "components_to_deploy",
     "named_actor_status",
     "stop_named_actor",
 ]
@@ -56,6 +58,19 @@ def registered_components() -> list[Component]:
         FeedsComponent(),
         GatewayComponent(),
     ]
+
+
+def components_to_deploy(settings: Settings) -> list[Component]:
+    """The registered components, less those the settings leave to something else (KubeRay
+    deploys the Serve application itself, for instance)."""
+    registered = registered_components()
+    unknown = set(settings.skip_components) - {c.name for c in registered}
+    if unknown:
+        raise PlatformError(
+            f"FINONE_SKIP_COMPONENTS names no component: {', '.join(sorted(unknown))} "
+            f"(components: {', '.join(c.name for c in registered)})"
+        )
+    return [c for c in registered if c.name not in settings.skip_components]
 
 
 def named_actor_status(name: str) -> dict[str, Any]:

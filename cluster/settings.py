@@ -63,6 +63,11 @@ class Settings(BaseSettings):
         description="Join an existing Ray cluster (host:port of its GCS) instead of starting a head.",
     )
     ray_num_cpus: int | None = Field(default=None, ge=1)
+    skip_components: list[str] = Field(
+        default_factory=list,
+        description="Components `finone up` leaves to something else (JSON list, e.g. "
+        '["serve"] where KubeRay deploys the Serve application).',
+    )
 
     feeds: dict[str, list[str]] = Field(
         default_factory=lambda: dict(DEFAULT_FEEDS),

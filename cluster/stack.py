@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import asyncpg
 import httpx
 
-from cluster.components import RAY_NAMESPACE, Component, registered_components
+from cluster.components import RAY_NAMESPACE, Component, components_to_deploy
 from cluster.embedded_mlflow import EmbeddedMlflow
 from cluster.embedded_postgres import DATABASE_NAME, EmbeddedPostgres
 from cluster.embedded_redis import EmbeddedRedis
@@ -81,6 +81,7 @@ class LocalStack:
         ensure_writable_data_dir(self.data_dir)
         self._lock.acquire()
         self._clean_up_after_crash()
+        components = components_to_deploy(self.settings)
         check_ports(self.settings, starts_ray_head=self.settings.ray_address is None)
         check_external_services(self.settings)
         self._start_processes()
@@ -88,7 +89,7 @@ class LocalStack:
         applied = upgrade_database(self._database_url)
         log.info("database schema up to date (applied %s)", ", ".join(applied) or "nothing")
         self._connect_ray()
-        for component in registered_components():
+        for component in components:
             log.info("deploying %s", component.name)
             component.deploy(self.resolved)
             self._deployed.append(component)
