@@ -52,6 +52,10 @@ status: $(INSTALLED) ## Show the health of a running platform
 down: $(INSTALLED) ## Stop a platform started elsewhere on this data directory
 	$(BIN)/finone down
 
+.PHONY: compose-up
+compose-up: ## Build the image and start the platform with Docker Compose (2 Ray workers)
+	docker compose up -d --build --scale ray-worker=2
+
 .PHONY: clean
 clean: ## Remove the virtual environment and caches (keeps .finone/ data)
 	rm -rf $(VENV) .pytest_cache *.egg-info

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -19,6 +20,7 @@ import msgspec
 import ray
 import redis.asyncio as aioredis
 import redis.exceptions
+from ray.util.metrics import Counter
 
 from actors.alert_engine import AlertEngine, Fired
 from actors.alert_store import mark_triggered, waiting_rules
@@ -37,8 +39,11 @@ _ALERT_STREAM_MAXLEN = 1_000
 
 
 class AlertEvaluatorCore:
-    def __init__(self, redis_url: str, database_url: str) -> None:
+    def __init__(
+        self, redis_url: str, database_url: str, on_fired: Callable[[], None] | None = None
+    ) -> None:
         self._redis = aioredis.from_url(redis_url, socket_timeout=5)
+        self._on_fired = on_fired
         self._database_url = database_url
         self._pool: asyncpg.Pool | None = None
         self._engine = AlertEngine()
@@ -135,6 +140,8 @@ class AlertEvaluatorCore:
             approximate=True,
         )
         self.fired += 1
+        if self._on_fired is not None:
+            self._on_fired()
 
 
 @ray.remote(max_restarts=-1, num_cpus=0.1)
@@ -142,7 +149,8 @@ class AlertEvaluator:
     """The evaluator as a long-lived Ray actor; restarted by Ray if its process dies."""
 
     def __init__(self, redis_url: str, database_url: str) -> None:
-        self._core = AlertEvaluatorCore(redis_url, database_url)
+        fired = Counter("finone_alerts_fired", "Alerts fired and delivered to their user")
+        self._core = AlertEvaluatorCore(redis_url, database_url, on_fired=fired.inc)
         self._stop = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._core.run(self._stop))
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 import ray
-from ray.util.metrics import Counter, Gauge
+from ray.util.metrics import Counter, Gauge, Histogram
 
 from actors.capture import CaptureWriter
 from actors.connection import Backoff, ConnectionRunner
@@ -33,6 +33,10 @@ __all__ = ["FeedActor", "feed_actor_name"]
 log = logging.getLogger(__name__)
 
 RATE_WINDOW_S = 10.0
+# Seconds: batches leave within milliseconds (5 ms batching); seconds mean Redis is struggling.
+PUBLISH_BUCKETS_S = [
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
+]
 
 
 def feed_actor_name(connection: str) -> str:
@@ -56,6 +60,15 @@ class _FeedMetrics:
         self.last_message_age = Gauge(
             "finone_feed_last_message_age_seconds", "Seconds since the last frame", keys
         )
+        self.publish_seconds = Histogram(
+            "finone_feed_publish_seconds",
+            "Seconds from receiving a batch's oldest event to its Redis write returning",
+            PUBLISH_BUCKETS_S,
+            keys,
+        )
+
+    def observe_publish(self, seconds: float) -> None:
+        self.publish_seconds.observe(seconds, tags=self.tags)
 
 
 @ray.remote(max_restarts=-1, num_cpus=0.1)
@@ -73,7 +86,14 @@ class FeedActor:
         self.config = config
         self.connection = connection
         self._metrics = _FeedMetrics(config.venue, connection)
-        self._publisher = RedisPublisher(redis_url, maxlen=stream_maxlen)
+        # Replayed events carry the capture's receive times, so their age says nothing.
+        self._publisher = RedisPublisher(
+            redis_url,
+            maxlen=stream_maxlen,
+            on_batch_written=(
+                None if config.replay_file is not None else self._metrics.observe_publish
+            ),
+        )
         self._publisher.start()
         self._capture_dir = Path(capture_dir) if capture_dir else None
         self._stop = asyncio.Event()

@@ -19,14 +19,20 @@ import logging
 import struct
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from cluster.events import AnyEvent, FeedStatus, Gap, MarketEvent, Quote, encode_event
-from cluster.redis_keys import EVENT_FIELD, QUOTES_HASH, channels_of, status_stream_key, stream_key
+from cluster.redis_keys import (
+    EVENT_FIELD,
+    QUOTES_HASH,
+    channels_of,
+    status_stream_key,
+    stream_key,
+)
 
 __all__ = ["RedisPublisher", "PublisherStats"]
 
@@ -79,6 +85,7 @@ class RedisPublisher:
         max_delay_s: float = 0.005,
         max_buffer: int = 200_000,
         retry_delay_s: float = 0.5,
+        on_batch_written: Callable[[float], None] | None = None,
     ) -> None:
         self._redis = aioredis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
         # A registered script reloads itself after a Redis restart (NOSCRIPT).
@@ -88,6 +95,9 @@ class RedisPublisher:
         self.max_delay_s = max_delay_s
         self.max_buffer = max_buffer
         self.retry_delay_s = retry_delay_s
+        # Told, once per batch in Redis, the seconds since its first event was received: the
+        # buffer is in arrival order, so that is the batch's oldest and costs nothing per event.
+        self._on_batch_written = on_batch_written
         self.stats = PublisherStats()
         self._buffer: deque[AnyEvent] = deque()
         self._lost: set[str] = set()
@@ -162,6 +172,8 @@ class RedisPublisher:
             self._buffer.popleft()
         self.stats.published += len(batch) + len(gaps)
         self.stats.batches += 1
+        if batch and self._on_batch_written is not None:
+            self._on_batch_written((time.time_ns() - batch[0].receive_ts_ns) / 1e9)
         return True
 
     def _gaps_for_lost(self) -> list[Gap]:

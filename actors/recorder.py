@@ -21,8 +21,8 @@ import asyncpg
 import msgspec
 import ray
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError, ResponseError
 from ray.util.metrics import Counter, Gauge
+from redis.exceptions import RedisError, ResponseError
 
 from cluster.bars_import import INTERVAL_NS
 from cluster.events import AnyEvent, Bar, Trade, checked_decimal, decode_event
@@ -78,6 +78,10 @@ class RecorderStats:
     errors: int = 0
     streams: int = 0
     last_commit_ns: int | None = None
+    # Redis's own time (ms) of the newest entry committed, from its stream id.
+    newest_committed_ms: int | None = None
+    # The last read took every entry there was, and it is committed.
+    caught_up: bool = False
 
 
 class RecorderCore:
@@ -108,6 +112,7 @@ class RecorderCore:
                 await self._run_until_failure(stop)
             except (RedisError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
                 self.stats.errors += 1
+                self.stats.caught_up = False
                 log.error("recorder paused after %s: %s; retrying", type(error).__name__, error)
                 # Whatever was not acknowledged stays pending and is taken up again below.
                 self._last_discovery = 0.0
@@ -139,6 +144,8 @@ class RecorderCore:
             )
             if replies:
                 await self._record(replies)
+            else:
+                self.stats.caught_up = True
 
     async def _discover(self) -> None:
         """Find every trade and bar stream (instruments appear while running); join their group."""
@@ -195,6 +202,12 @@ class RecorderCore:
         self.stats.entries += sum(len(ids) for ids in acks.values())
         self.stats.trades_written += written
         self.stats.last_commit_ns = time.time_ns()
+        # Each stream's entries come oldest first: its last one is its newest.
+        self.stats.newest_committed_ms = max(
+            int(ids[-1].partition(b"-")[0]) for ids in acks.values()
+        )
+        # A stream that filled its share of the read may hold more.
+        self.stats.caught_up = all(len(ids) < self.batch_size for ids in acks.values())
 
 
 def _decode(fields: dict[bytes, bytes]) -> AnyEvent | None:
@@ -283,6 +296,12 @@ async def _recompute_bars(conn: asyncpg.Connection, rows: list[tuple[Any, ...]])
             await conn.execute(_UPSERT_BARS, list(instruments), list(buckets), interval, width)
 
 
+def _stream_lag_s(stats: RecorderStats) -> float:
+    if stats.caught_up or stats.newest_committed_ms is None:
+        return 0.0
+    return time.time() - stats.newest_committed_ms / 1000
+
+
 @ray.remote(max_restarts=-1, num_cpus=0.1)
 class Recorder:
     """The recorder as a long-lived Ray actor; restarted by Ray if its process dies."""
@@ -296,6 +315,12 @@ class Recorder:
         self._batches_metric = Counter("finone_recorder_batches", "Batches committed", tags_keys)
         self._lag_metric = Gauge(
             "finone_recorder_commit_age_seconds", "Seconds since the last commit", tags_keys
+        )
+        self._stream_lag_metric = Gauge(
+            "finone_recorder_stream_lag_seconds",
+            "Seconds from the Redis time (stream id) of the newest entry committed to now while "
+            "the recorder is behind; 0 once a read took every entry there was",
+            tags_keys,
         )
         loop = asyncio.get_running_loop()
         self._task = loop.create_task(self._core.run(self._stop), name="recorder")
@@ -312,6 +337,7 @@ class Recorder:
             reported = RecorderStats(trades_written=stats.trades_written, batches=stats.batches)
             if stats.last_commit_ns is not None:
                 self._lag_metric.set((time.time_ns() - stats.last_commit_ns) / 1e9, tags=self._tags)
+            self._stream_lag_metric.set(_stream_lag_s(stats), tags=self._tags)
             await asyncio.sleep(1.0)
 
     async def status(self) -> dict[str, Any]:

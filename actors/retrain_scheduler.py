@@ -12,10 +12,11 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 import ray
+from ray.util.metrics import Counter, Gauge
 
 from training.datasets import load_dataset
 from training.errors import DatasetError
@@ -55,6 +56,15 @@ class RetrainScheduler:
         self._bars_at_last_run = 0
         self._last_decisions: list[dict[str, str]] = []
         self._running: asyncio.Task[None] | None = None
+        self._runs_metric = Counter(
+            "finone_retrain_runs", "Retraining runs ended, per outcome", ("outcome",)
+        )
+        self._running_metric = Gauge("finone_retrain_running", "1 while a retraining runs")
+        self._running_metric.set(0)
+        self._last_run_metric = Gauge(
+            "finone_retrain_last_run_timestamp_seconds",
+            "Unix time the last finished retraining ended",
+        )
         self._loop = asyncio.get_running_loop().create_task(self._watch())
 
     async def status(self) -> dict[str, Any]:
@@ -103,6 +113,14 @@ class RetrainScheduler:
         return count
 
     async def _run(self, reason: str) -> None:
+        self._running_metric.set(1)
+        try:
+            outcome = await self._retrain(reason)
+        finally:
+            self._running_metric.set(0)
+        self._runs_metric.inc(tags={"outcome": outcome})
+
+    async def _retrain(self, reason: str) -> Literal["finished", "failed", "waiting_for_data"]:
         plan = self._plan
         self._state, self._detail = "training", f"started ({reason})"
         try:
@@ -120,11 +138,11 @@ class RetrainScheduler:
             )
         except DatasetError as error:
             self._state, self._detail = "waiting", f"not enough history: {error}"
-            return
+            return "waiting_for_data"
         except Exception as error:  # a failed run is a state to report, never the actor's end
             log.exception("retraining failed")
             self._state, self._detail = "failed", f"{type(error).__name__}: {error}"
-            return
+            return "failed"
         self._runs += 1
         self._last_run_at = time.time()
         self._bars_at_last_run = bars
@@ -132,4 +150,6 @@ class RetrainScheduler:
             {"model": d.name, "version": d.version, "alias": d.alias, "reason": d.reason}
             for d in result.decisions
         ]
+        self._last_run_metric.set(self._last_run_at)
         self._state, self._detail = "idle", f"last run {result.run_id} ({reason})"
+        return "finished"

@@ -20,6 +20,7 @@ from ray.serve.handle import DeploymentHandle
 from cluster.settings import Settings
 from serve.errors import install_error_handlers
 from serve.inference.deployment import Forecaster
+from serve.metrics import RequestMetrics
 from serve.request_limits import RequestSizeLimit
 from serve.resources import Resources
 from serve.routes import (
@@ -75,6 +76,8 @@ def create_api(resources: Resources) -> FastAPI:
         allow_methods=["GET", "POST", "PUT", "DELETE"],
         allow_headers=["Authorization", "Content-Type"],
     )
+    # Added last, so outermost: request timings include the size limit and CORS.
+    api.add_middleware(RequestMetrics)
     return api
 
 

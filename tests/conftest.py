@@ -153,6 +153,16 @@ def ray_cluster() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
+def metrics_url(ray_cluster: None) -> str:
+    """Where the session cluster's metrics agent serves every process's metrics (Prometheus)."""
+    import ray
+
+    # Ray picks the port itself (a free one) and reports it per node.
+    port = ray.nodes()[0]["MetricsExportPort"]
+    return f"http://127.0.0.1:{port}/metrics"
+
+
+@pytest.fixture(scope="session")
 def serve_port(ray_cluster: None) -> int:
     """Serve's HTTP proxy on a free port of the session cluster."""
     from ray import serve

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
-from cluster.redis_keys import revoked_client_key, revoked_session_key, session_version_key
+from cluster.redis_keys import (
+    revoked_client_key,
+    revoked_session_key,
+    session_version_key,
+)
 from serve.auth.access_tokens import Principal, TokenError
 
 __all__ = ["Revocations"]

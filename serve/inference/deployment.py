@@ -22,6 +22,7 @@ import torch
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from ray import serve
+from ray.util.metrics import Counter, Gauge, Histogram
 
 from cluster.events import Forecast, encode_event
 from cluster.redis_keys import (
@@ -34,6 +35,7 @@ from cluster.settings import Settings
 from serve.inference.champions import Champion, champion_source, load_champion
 from serve.inference.forecasts import OutputCache, Refusal, bars_wanted, make_forecasts
 from serve.live.hub import INTEREST_FRESH_S
+from serve.metrics import LATENCY_BUCKETS_S
 from training.datasets import recent_bars
 from training.registry import TARGET_MODELS
 
@@ -42,6 +44,9 @@ __all__ = ["Forecaster"]
 log = logging.getLogger(__name__)
 # How long a request waits for the replica's first look at the registry before being refused.
 _FIRST_LOOK_S = 30.0
+# Requests per batch: Serve's batches (up to the configured size, 16 by default) and publishing
+# rounds (every instrument some live-feed client wants).
+_BATCH_SIZE_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
 
 
 @serve.deployment(name="Forecaster", ray_actor_options={"num_cpus": 0.2}, max_ongoing_requests=256)
@@ -64,6 +69,22 @@ class Forecaster:
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
         self._replica = uuid.uuid4().hex
+        self._prediction_seconds = Histogram(
+            "finone_prediction_seconds",
+            "Seconds one batch of forecasts takes: bars query and model calls",
+            LATENCY_BUCKETS_S,
+        )
+        self._batch_size = Histogram(
+            "finone_prediction_batch_size", "Instruments forecast per batch", _BATCH_SIZE_BUCKETS
+        )
+        self._model_version = Gauge(
+            "finone_model_version",
+            "Registered version of each target's champion served; 0 while none is",
+            ("target", "model"),
+        )
+        self._published = Counter(
+            "finone_predictions_published", "Forecasts written to the live feed"
+        )
         self.forecast.set_max_batch_size(settings.prediction_batch_size)
         self.forecast.set_batch_wait_timeout_s(settings.prediction_batch_wait_s)
         loop = asyncio.get_running_loop()
@@ -97,6 +118,14 @@ class Forecaster:
         await self._redis.aclose()
 
     async def _forecasts(self, instruments: list[str]) -> list[Forecast | Refusal]:
+        started = time.perf_counter()
+        try:
+            return await self._forecast_batch(instruments)
+        finally:
+            self._prediction_seconds.observe(time.perf_counter() - started)
+            self._batch_size.observe(len(instruments))
+
+    async def _forecast_batch(self, instruments: list[str]) -> list[Forecast | Refusal]:
         try:
             await asyncio.wait_for(self._first_look.wait(), _FIRST_LOOK_S)
         except TimeoutError:
@@ -134,6 +163,12 @@ class Forecaster:
                 # A registry that misbehaves must not stop the replica from following it.
                 log.exception("following the champion models failed; keeping the loaded ones")
             self._first_look.set()
+            for target, (name, _) in TARGET_MODELS.items():
+                champion = self._champions[target]
+                self._model_version.set(
+                    0 if champion is None else int(champion.version),
+                    tags={"target": target, "model": name},
+                )
             await asyncio.sleep(self._settings.champion_poll_s)
 
     async def _look_at_registry(self) -> None:
@@ -180,14 +215,15 @@ class Forecaster:
         wanted = [m.decode() for m in await self._redis.zrange(PREDICTION_INTEREST, 0, -1)]
         if not wanted:
             return
-        forecasts = await self._forecasts(wanted)
+        forecasts = [f for f in await self._forecasts(wanted) if isinstance(f, Forecast)]
         async with self._redis.pipeline(transaction=False) as pipe:
             for forecast in forecasts:
-                if isinstance(forecast, Forecast):
-                    pipe.xadd(
-                        stream_key("predictions", forecast.instrument),
-                        {EVENT_FIELD: encode_event(forecast)},
-                        maxlen=self._settings.stream_maxlen,
-                        approximate=True,
-                    )
+                pipe.xadd(
+                    stream_key("predictions", forecast.instrument),
+                    {EVENT_FIELD: encode_event(forecast)},
+                    maxlen=self._settings.stream_maxlen,
+                    approximate=True,
+                )
             await pipe.execute()
+        if forecasts:
+            self._published.inc(len(forecasts))

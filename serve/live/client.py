@@ -51,6 +51,9 @@ _MESSAGES_PER_S = 20
 _LATEST_WINS = {"quote", "forecast"}
 _CONFLATABLE = _LATEST_WINS | {"book_snapshot", "book_delta"}
 _RESUME_PAGE = 1_000
+# The server's reasons for closing, as finone_live_disconnects labels them; a connection that
+# ends otherwise was closed or dropped by the client ("client").
+_DISCONNECT_REASONS = {CLOSE_TOO_SLOW: "too_slow", CLOSE_UNAUTHENTICATED: "unauthenticated"}
 
 
 class LiveClient:
@@ -92,6 +95,8 @@ class LiveClient:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             self._hub.unsubscribe(self, list(self._streams.values()))
+            reason = "client" if self._closing is None else _DISCONNECT_REASONS[self._closing[0]]
+            self._hub.metrics.disconnects.inc(tags={"reason": reason})
 
     # -- what the hub calls ---------------------------------------------------------------
 
@@ -315,13 +320,17 @@ class LiveClient:
                 # Back from behind: the latest quotes and books, not every one missed.
                 self._conflate()
                 self._lagging = False
+            metrics = self._hub.metrics
             while self._queue and not self._paused and not self._window_full():
-                frame = self._next_frame()
-                if frame:
+                frame, events = self._next_frame()
+                if events:
                     await self._ws.send_text(frame)
+                    metrics.frames_sent.inc()
+                    metrics.events_sent.inc(events)
 
-    def _next_frame(self) -> str:
-        """Everything queued (up to a batch) in one frame: the proxy costs per frame."""
+    def _next_frame(self) -> tuple[str, int]:
+        """Everything queued (up to a batch) in one frame, and how many events it carries; the
+        proxy costs per frame."""
         fragments: list[bytes] = []
         queue, last_sent = self._queue, self._last_sent
         while queue and len(fragments) < MAX_BATCH:
@@ -332,10 +341,10 @@ class LiveClient:
             last_sent[item.stream] = item.position
             fragments.append(item.fragment)
         if not fragments:
-            return ""
+            return "", 0
         self._sent_seq += 1
         head = b'{"type":"data","seq":%d,"events":[' % self._sent_seq
-        return (head + b",".join(fragments) + b"]}").decode()
+        return (head + b",".join(fragments) + b"]}").decode(), len(fragments)
 
     def _conflate(self) -> None:
         """Keep only the latest quote or forecast, and the current book, of each stream still

@@ -13,11 +13,12 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
 import redis.asyncio as aioredis
 import redis.exceptions
+from ray.util import metrics
 
 from actors.book import OrderBook
 from cluster.events import (
@@ -35,6 +36,7 @@ __all__ = [
     "Item",
     "Subscriber",
     "StreamHub",
+    "LiveMetrics",
     "item_of",
     "parse_id",
     "decode_entry",
@@ -99,6 +101,25 @@ class Subscriber(Protocol):
     def offer(self, item: Item) -> None: ...
 
 
+class LiveMetrics:
+    """The live feed's Prometheus metrics: one set per replica, made with its hub."""
+
+    def __init__(self) -> None:
+        self.clients = metrics.Gauge(
+            "finone_live_clients", "Live-feed clients connected to this replica"
+        )
+        self.stream_lag = metrics.Gauge(
+            "finone_live_stream_lag_seconds",
+            "Seconds from the Redis time (stream id) of the newest entry the hub read to its "
+            "reading it; 0 when a read found nothing new",
+        )
+        self.events_sent = metrics.Counter("finone_live_events_sent", "Events sent to clients")
+        self.frames_sent = metrics.Counter("finone_live_frames_sent", "Data frames sent to clients")
+        self.disconnects = metrics.Counter(
+            "finone_live_disconnects", "Live-feed connections ended, per reason", ("reason",)
+        )
+
+
 class StreamHub:
     def __init__(self, redis_url: str) -> None:
         # Its own connection: a blocking XREAD must not hold up anybody else's commands.
@@ -112,19 +133,26 @@ class StreamHub:
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._connections: Counter[str] = Counter()
+        self._clients = 0
         self._interest_said_at = 0.0
+        self.metrics = LiveMetrics()
 
     def admit(self, user_id: str, limit: int) -> bool:
         """Count a new connection of ``user_id`` unless the user already has ``limit`` here."""
         if self._connections[user_id] >= limit:
+            self.metrics.disconnects.inc(tags={"reason": "too_many_connections"})
             return False
         self._connections[user_id] += 1
+        self._clients += 1
+        self.metrics.clients.set(self._clients)
         return True
 
     def release(self, user_id: str) -> None:
         self._connections[user_id] -= 1
         if self._connections[user_id] <= 0:
             del self._connections[user_id]
+        self._clients -= 1
+        self.metrics.clients.set(self._clients)
 
     @property
     def redis(self) -> aioredis.Redis:
@@ -195,6 +223,7 @@ class StreamHub:
                 replies = await self._redis.xread(
                     dict(self._positions), count=_READ_COUNT, block=_BLOCK_MS
                 )
+                self.metrics.stream_lag.set(_lag_s(replies))
                 for key, entries in replies:
                     self._deliver(key.decode(), entries)
             except (redis.exceptions.RedisError, OSError) as error:
@@ -245,6 +274,15 @@ class StreamHub:
                 self._books.pop(key, None)
             return
         tracked.exchange_ts_ns, tracked.receive_ts_ns = event.exchange_ts_ns, event.receive_ts_ns
+
+
+def _lag_s(replies: list[Any]) -> float:
+    """How far behind the publishers a read is: its newest entry's age (a stream's entries come
+    oldest first); 0 for a read that found nothing new."""
+    if not replies:
+        return 0.0
+    newest_ms = max(parse_id(entries[-1][0].decode())[0] for _, entries in replies)
+    return time.time() - newest_ms / 1000
 
 
 def decode_entry(fields: dict[bytes, bytes]) -> AnyEvent | None:

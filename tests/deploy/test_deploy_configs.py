@@ -3,21 +3,35 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
+import ray
 import ray.autoscaler
 import yaml
 from ray.serve.schema import ServeDeploySchema
 
+from cluster.components import components_to_deploy
 from cluster.settings import Settings
 from serve.app import APP_NAME, Forecaster, Gateway, application
 from serve.component import SERVE_CONFIG, deployment_options
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_SCHEMA = ROOT.parent / "shared" / "schemas" / "compose-spec.json"
+RAYSERVICE = "deploy/kuberay/rayservice.yaml"
+PLATFORM_IMAGE = "finone/platform:latest"
+PLATFORM_SECRET = "finone-secrets"
+SECRET_ENV = (
+    "REDIS_URL",
+    "DATABASE_URL",
+    "MLFLOW_TRACKING_URI",
+    "FINONE_SECRET_KEY",
+    "RAY_AUTH_TOKEN",
+)
+REQUIRED_VARIABLE = re.compile(r"\$\{([A-Z0-9_]+):\?")
 
 
 def load(name: str) -> dict[str, Any]:
@@ -39,8 +53,76 @@ def test_compose_platform_services_use_external_services_and_secrets_from_env() 
     for variable in ("REDIS_URL", "DATABASE_URL", "MLFLOW_TRACKING_URI", "FINONE_SECRET_KEY"):
         assert variable in environment
     assert "${FINONE_SECRET_KEY:?" in environment["FINONE_SECRET_KEY"]
-    for service in ("redis", "postgres", "mlflow", "ray-head"):
+    for service in ("redis", "postgres", "mlflow", "ray-head", "prometheus", "grafana"):
         assert "healthcheck" in compose["services"][service], service
+
+
+def volume_mounts(service: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """Container path -> (source, mode) of a compose service's short-syntax volumes."""
+    mounts = {}
+    for volume in service.get("volumes", []):
+        source, target, *mode = volume.split(":")
+        mounts[target] = (source, mode[0] if mode else "rw")
+    return mounts
+
+
+def test_compose_monitoring_services_share_the_heads_ray_directory_read_only() -> None:
+    compose = load("docker-compose.yml")
+    services = compose["services"]
+    volumes = compose["volumes"]
+    head = volume_mounts(services["ray-head"])
+    shared, mode = head["/tmp/ray"]
+    assert shared in volumes and mode == "rw"
+    # A fresh volume is root's; the head runs as the image's user and must write there first.
+    init = services["ray-head"]["depends_on"]["ray-tmp-init"]
+    assert init["condition"] == "service_completed_successfully"
+    assert volume_mounts(services["ray-tmp-init"])["/tmp/ray"][0] == shared
+
+    prometheus = services["prometheus"]
+    assert prometheus["image"].startswith("prom/prometheus:")
+    mounts = volume_mounts(prometheus)
+    assert mounts["/tmp/ray"] == (shared, "ro")
+    assert mounts["/etc/prometheus/prometheus.yml"] == ("./dashboards/prometheus.yml", "ro")
+    data, _ = mounts["/prometheus"]
+    assert data in volumes
+    assert "/-/ready" in " ".join(prometheus["healthcheck"]["test"])
+
+    grafana = services["grafana"]
+    assert grafana["image"].startswith("grafana/grafana:")
+    mounts = volume_mounts(grafana)
+    assert mounts["/tmp/ray"] == (shared, "ro")
+    assert mounts["/etc/grafana/provisioning"] == ("./dashboards/grafana/provisioning", "ro")
+    assert mounts["/var/lib/grafana/dashboards"] == ("./dashboards/grafana/dashboards", "ro")
+    for source, _ in mounts.values():
+        assert source in volumes or (ROOT / source).exists(), source
+    assert "/api/health" in " ".join(grafana["healthcheck"]["test"])
+    assert "3000:3000" in grafana["ports"]
+    assert "${GRAFANA_ADMIN_PASSWORD:?" in grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD"]
+    assert grafana["depends_on"]["prometheus"]["condition"] == "service_healthy"
+
+
+def test_every_secret_compose_requires_is_in_env_example() -> None:
+    required = set(REQUIRED_VARIABLE.findall((ROOT / "docker-compose.yml").read_text()))
+    assert {
+        "FINONE_SECRET_KEY",
+        "REDIS_PASSWORD",
+        "POSTGRES_PASSWORD",
+        "RAY_AUTH_TOKEN",
+    } <= required
+    assert "GRAFANA_ADMIN_PASSWORD" in required
+    listed = {
+        line.split("=", 1)[0]
+        for line in (ROOT / ".env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    }
+    assert required <= listed, required - listed
+
+
+def test_makefile_starts_the_compose_stack() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    target = re.search(r"^compose-up:.*## .+\n\t(.+)$", makefile, re.MULTILINE)
+    assert target, "make compose-up is missing or undocumented"
+    assert target.group(1).strip() == "docker compose up -d --build --scale ray-worker=2"
 
 
 def test_compose_files_it_builds_from_exist() -> None:
@@ -68,3 +150,64 @@ def test_serve_config_is_a_valid_serve_deploy_config_for_the_app_finone_up_deplo
     bound = application(Settings(environment="development"), options)
     forecaster = bound._bound_deployment.init_args[1]._bound_deployment  # type: ignore[union-attr]
     assert forecaster._deployment_config.autoscaling_config.max_replicas == 4
+
+
+def ray_containers(service: dict[str, Any]) -> list[dict[str, Any]]:
+    cluster = service["spec"]["rayClusterConfig"]
+    groups = [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]
+    return [group["template"]["spec"]["containers"][0] for group in groups]
+
+
+def test_rayservice_serves_the_same_application_as_the_serve_config() -> None:
+    service = load(RAYSERVICE)
+    assert (service["apiVersion"], service["kind"]) == ("ray.io/v1", "RayService")
+    serve_config = yaml.safe_load(service["spec"]["serveConfigV2"])
+    ServeDeploySchema.model_validate(serve_config)
+    assert serve_config["applications"] == load("serve/serve_config.yaml")["applications"]
+
+
+def test_rayservice_cluster_runs_the_platform_image_with_secrets_and_autoscaling() -> None:
+    cluster = load(RAYSERVICE)["spec"]["rayClusterConfig"]
+    assert cluster["rayVersion"] == ray.__version__
+    assert cluster["enableInTreeAutoscaling"] is True
+    assert cluster["autoscalerOptions"]["idleTimeoutSeconds"] > 0
+
+    head = cluster["headGroupSpec"]
+    assert head["rayStartParams"]["dashboard-host"] == "0.0.0.0"
+    head_ports = {
+        p["name"]: p["containerPort"] for p in ray_containers(load(RAYSERVICE))[0]["ports"]
+    }
+    assert head_ports["dashboard"] == 8265 and head_ports["serve"] == 8000
+
+    (workers,) = cluster["workerGroupSpecs"]
+    assert 0 < workers["minReplicas"] <= workers["replicas"] <= workers["maxReplicas"]
+    assert workers["minReplicas"] < workers["maxReplicas"]
+
+    # KubeRay reads the Ray token from the Secret under `auth_token`; the pods get the same one.
+    assert cluster["authOptions"] == {"mode": "token", "secretName": PLATFORM_SECRET}
+    for container in ray_containers(load(RAYSERVICE)):
+        assert container["image"] == PLATFORM_IMAGE
+        assert container["resources"]["requests"] and container["resources"]["limits"]
+        env = {variable["name"]: variable for variable in container["env"]}
+        assert env["RAY_AUTH_MODE"]["value"] == "token"
+        for name in SECRET_ENV:
+            assert "value" not in env[name], f"{name} must come from the Secret"
+            reference = env[name]["valueFrom"]["secretKeyRef"]
+            assert reference["name"] == PLATFORM_SECRET, name
+        assert env["RAY_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"]["key"] == "auth_token"
+
+
+def test_rayservice_head_runs_the_rest_of_the_platform_beside_kuberays_serve() -> None:
+    head = load(RAYSERVICE)["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]
+    (platform,) = [c for c in head["containers"] if c["name"] == "platform"]
+    assert platform["command"] == ["finone", "up"]
+    env = {variable["name"]: variable.get("value") for variable in platform["env"]}
+    assert env["FINONE_RAY_ADDRESS"] == "127.0.0.1:6379"  # the head's GCS, in the same pod
+    # finone up deploys everything but what KubeRay owns, and knows each name it is told.
+    settings = Settings(skip_components=json.loads(env["FINONE_SKIP_COMPONENTS"]))
+    assert [c.name for c in components_to_deploy(settings)] == [
+        "recorder",
+        "alerts",
+        "retrain",
+        "feeds",
+    ]

@@ -10,8 +10,8 @@ from ray import serve
 from cluster.settings import Settings
 from serve.app import application
 from serve.auth.bootstrap import create_admin
-from tests.serve.auth_api import PASSWORD, AuthApi, Session, new_email
 from tests.polling import wait_until
+from tests.serve.auth_api import PASSWORD, AuthApi, Session, new_email
 from tests.serve.champions import RETURNS, VOLATILITY, Champions, register_champions
 
 
