@@ -81,7 +81,6 @@ class LocalStack:
         ensure_writable_data_dir(self.data_dir)
         self._lock.acquire()
         self._clean_up_after_crash()
-        components = components_to_deploy(self.settings)
         check_ports(self.settings, starts_ray_head=self.settings.ray_address is None)
         check_external_services(self.settings)
         self._start_processes()
@@ -89,7 +88,8 @@ class LocalStack:
         applied = upgrade_database(self._database_url)
         log.info("database schema up to date (applied %s)", ", ".join(applied) or "nothing")
         self._connect_ray()
-        for component in components:
+        # Components import Ray: only once _connect_ray has put the head's token in place.
+        for component in components_to_deploy(self.settings):
             log.info("deploying %s", component.name)
             component.deploy(self.resolved)
             self._deployed.append(component)
