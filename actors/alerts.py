@@ -20,12 +20,13 @@ import msgspec
 import ray
 import redis.asyncio as aioredis
 import redis.exceptions
-from ray.util.metrics import Counter
+from ray.util.metrics import Counter, Gauge
 
 from actors.alert_engine import AlertEngine, Fired
 from actors.alert_store import mark_triggered, waiting_rules
 from cluster.events import AlertTriggered, Bar, Trade, decode_event, encode_event
 from cluster.redis_keys import EVENT_FIELD, alert_stream_key, stream_key
+from cluster.stream_ids import read_lag_s
 
 __all__ = ["ALERTS_ACTOR_NAME", "AlertEvaluator", "AlertEvaluatorCore"]
 
@@ -40,10 +41,16 @@ _ALERT_STREAM_MAXLEN = 1_000
 
 class AlertEvaluatorCore:
     def __init__(
-        self, redis_url: str, database_url: str, on_fired: Callable[[], None] | None = None
+        self,
+        redis_url: str,
+        database_url: str,
+        on_fired: Callable[[], None] | None = None,
+        on_read: Callable[[float], None] | None = None,
     ) -> None:
         self._redis = aioredis.from_url(redis_url, socket_timeout=5)
         self._on_fired = on_fired
+        # Told how far behind the publishers each read of the streams is, in seconds.
+        self._on_read = on_read
         self._database_url = database_url
         self._pool: asyncpg.Pool | None = None
         self._engine = AlertEngine()
@@ -93,6 +100,8 @@ class AlertEvaluatorCore:
             await asyncio.sleep(_BLOCK_MS / 1000)
             return
         replies = await self._redis.xread(self._positions, count=1_000, block=_BLOCK_MS)
+        if self._on_read is not None:
+            self._on_read(read_lag_s(replies))
         for key, entries in replies:
             for entry_id, fields in entries:
                 self._positions[key.decode()] = entry_id.decode()
@@ -150,7 +159,13 @@ class AlertEvaluator:
 
     def __init__(self, redis_url: str, database_url: str) -> None:
         fired = Counter("finone_alerts_fired", "Alerts fired and delivered to their user")
-        self._core = AlertEvaluatorCore(redis_url, database_url, on_fired=fired.inc)
+        lag = Gauge(
+            "finone_alerts_stream_lag_seconds",
+            "Age of the newest trade or bar the alert evaluator just read (0 when none was new)",
+        )
+        self._core = AlertEvaluatorCore(
+            redis_url, database_url, on_fired=fired.inc, on_read=lag.set
+        )
         self._stop = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._core.run(self._stop))
 

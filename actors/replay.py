@@ -18,7 +18,13 @@ from typing import Any
 
 from actors.capture import CaptureLine, CaptureWriter, read_capture
 from actors.connection import ConnectionStats, Emit
-from actors.venues.base import ConnectionSpec, Output, RestRequest, VenueAdapter
+from actors.venues.base import (
+    ConnectionSpec,
+    Output,
+    Problem,
+    RestRequest,
+    VenueAdapter,
+)
 from cluster.events import AnyEvent, FeedStatus, MarketEvent, feed_status_now
 
 __all__ = ["ReplaySummary", "replay_files", "replay_lines", "ReplayRunner"]
@@ -99,9 +105,11 @@ def replay_files(
     pace_s: float | None = None,
     should_stop: Callable[[], bool] | None = None,
     on_frame: Callable[[], None] | None = None,
+    on_problems: Callable[[list[Problem]], None] | None = None,
 ) -> tuple[VenueAdapter, ReplaySummary]:
     """Replay one recorded connection, as fast as possible by default; ``realtime`` keeps the
-    recorded pacing between frames, ``pace_s`` spaces frames evenly instead."""
+    recorded pacing between frames, ``pace_s`` spaces frames evenly instead. ``on_problems`` is
+    told of bad input as the adapter finds it (the summary counts it too)."""
     lines = list(read_capture(ws_file))
     if not any(line.kind == "opened" for line in lines):
         raise ValueError(f"{ws_file} records no connection opening (a `URL <-> time` line)")
@@ -114,6 +122,7 @@ def replay_files(
         pace_s=pace_s,
         should_stop=should_stop,
         on_frame=on_frame,
+        on_problems=on_problems,
     )
 
 
@@ -127,6 +136,7 @@ def replay_lines(
     pace_s: float | None = None,
     should_stop: Callable[[], bool] | None = None,
     on_frame: Callable[[], None] | None = None,
+    on_problems: Callable[[list[Problem]], None] | None = None,
 ) -> tuple[VenueAdapter, ReplaySummary]:
     """``replay_files`` over capture lines already read (one connection, then its REST replies)."""
     opened = next(line for line in lines if line.kind == "opened")
@@ -141,6 +151,8 @@ def replay_lines(
 
     def handle(out: Output) -> None:
         summary.record(out)
+        if out.problems and on_problems is not None:
+            on_problems(out.problems)
         for request in out.rest:
             pending.append((request, replies.next_for(request)))
         if sink is not None:
@@ -225,6 +237,13 @@ class ReplayRunner:
             self.stats.messages += 1
             self.stats.last_message_ns = time.time_ns()
 
+        def problems_found(problems: list[Problem]) -> None:
+            # Counted in the status and, through the feed actor, in its metrics, as live.
+            for problem in problems:
+                self.stats.problems[problem.kind] += 1
+            out = Output(problems=problems)
+            event_loop.call_soon_threadsafe(asyncio.ensure_future, self.emit(out))
+
         while not stop.is_set():
             self._restart = False
             self.stats.state = "live"
@@ -242,6 +261,7 @@ class ReplayRunner:
                 pace_s=self.pace_s,
                 should_stop=lambda: stop.is_set() or self._restart,
                 on_frame=frame_seen,
+                on_problems=problems_found,
             )
             await self.emit(adapter.on_close(self.spec, "replay restarted", time.time_ns()))
             if not (self.loop or self._restart):

@@ -20,12 +20,13 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from cluster.events import MarketEvent
 from cluster.redis_keys import alert_stream_key, stream_key
+from cluster.stream_ids import parse_id
 from serve import watchlists
 from serve.auth.access_tokens import Principal, TokenError
 from serve.auth.roles import Scope
 from serve.auth.websocket import CLOSE_UNAUTHENTICATED
 from serve.dependencies import verify_bearer
-from serve.live.hub import Item, StreamHub, decode_entry, item_of, parse_id
+from serve.live.hub import Item, StreamHub, decode_entry, item_of
 from serve.live.protocol import (
     ALERTS_STREAM,
     CLOSE_TOO_SLOW,

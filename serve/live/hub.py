@@ -13,7 +13,7 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import msgspec
 import redis.asyncio as aioredis
@@ -31,6 +31,7 @@ from cluster.events import (
     event_to_json,
 )
 from cluster.redis_keys import EVENT_FIELD, PREDICTION_INTEREST
+from cluster.stream_ids import parse_id, read_lag_s
 
 __all__ = [
     "Item",
@@ -38,7 +39,6 @@ __all__ = [
     "StreamHub",
     "LiveMetrics",
     "item_of",
-    "parse_id",
     "decode_entry",
     "INTEREST_FRESH_S",
 ]
@@ -52,11 +52,6 @@ _RETRY_S = 1.0
 _INTEREST_REFRESH_S = 5.0
 INTEREST_FRESH_S = 3 * _INTEREST_REFRESH_S
 _PREDICTIONS = "predictions:"
-
-
-def parse_id(entry_id: str) -> tuple[int, int]:
-    milliseconds, _, sequence = entry_id.partition("-")
-    return int(milliseconds), int(sequence or 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,7 +218,7 @@ class StreamHub:
                 replies = await self._redis.xread(
                     dict(self._positions), count=_READ_COUNT, block=_BLOCK_MS
                 )
-                self.metrics.stream_lag.set(_lag_s(replies))
+                self.metrics.stream_lag.set(read_lag_s(replies))
                 for key, entries in replies:
                     self._deliver(key.decode(), entries)
             except (redis.exceptions.RedisError, OSError) as error:
@@ -274,15 +269,6 @@ class StreamHub:
                 self._books.pop(key, None)
             return
         tracked.exchange_ts_ns, tracked.receive_ts_ns = event.exchange_ts_ns, event.receive_ts_ns
-
-
-def _lag_s(replies: list[Any]) -> float:
-    """How far behind the publishers a read is: its newest entry's age (a stream's entries come
-    oldest first); 0 for a read that found nothing new."""
-    if not replies:
-        return 0.0
-    newest_ms = max(parse_id(entries[-1][0].decode())[0] for _, entries in replies)
-    return time.time() - newest_ms / 1000
 
 
 def decode_entry(fields: dict[bytes, bytes]) -> AnyEvent | None:

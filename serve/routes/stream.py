@@ -17,11 +17,12 @@ router = APIRouter()
 @router.websocket("/v1/stream")
 async def live_feed(websocket: WebSocket) -> None:
     resources: Resources = websocket.app.state.resources
+    hub = resources.live_hub()
     try:
         principal = await authenticate_websocket(websocket, resources)
     except WebSocketRejected:
+        hub.metrics.disconnects.inc(tags={"reason": "rejected"})
         return
-    hub = resources.live_hub()
     limit = resources.settings.live_max_connections_per_user
     if not hub.admit(principal.user_id, limit):
         await websocket.close(

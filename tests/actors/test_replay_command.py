@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
 import redis
 
+from actors.replay import ReplayRunner
+from actors.venues.base import ConnectionSpec, Output
+from actors.venues.okx import OkxAdapter
 from cluster.redis_keys import stream_key
 
 FINONE = str(Path(sys.executable).parent / "finone")
@@ -84,3 +89,23 @@ def test_replay_of_a_garbled_file_names_the_line(tmp_path: Path) -> None:
     result = replay("--venue", "okx", "--no-publish", str(capture))
     assert result.returncode == 1
     assert "bad.ws:2" in result.stderr and "Traceback" not in result.stderr
+
+
+@needs_captures
+async def test_replay_feed_counts_bad_frames_as_a_live_feed_does(tmp_path: Path) -> None:
+    capture = tmp_path / "OKX.ws.1.0"
+    recorded = (CAPTURES / "OKX.ws.1.0").read_text().rstrip("\n")
+    capture.write_text(recorded + "\n1652459236.5: {not json\n1652459236.6: [1, 2]\n")
+    emitted: list[Output] = []
+
+    async def emit(out: Output) -> None:
+        emitted.append(out)
+
+    spec = ConnectionSpec(name="okx-replay", url="", symbols=("BTC-USDT",))
+    runner = ReplayRunner(OkxAdapter, spec, emit, ws_file=capture)
+    await runner.run(asyncio.Event())
+    await asyncio.sleep(0.1)  # problems are handed over from the replay thread
+
+    assert runner.stats.problems["parse_error"] >= 1
+    reported = Counter(p.kind for out in emitted for p in out.problems)
+    assert reported == runner.stats.problems

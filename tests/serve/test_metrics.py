@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import pytest
 import ray
+import websockets
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
@@ -115,6 +117,13 @@ async def test_gateway_live_feed_and_inference_metrics_reach_prometheus(
         response = await http.get(f"{gateway_url}{path}", params=params, headers=user.headers)
         assert response.status_code == status, (path, response.text)
 
+    # A handshake with a bad token is turned away.
+    async with websockets.connect(
+        gateway_url.replace("http://", "ws://") + "/v1/stream",
+        subprotocols=["finone.v1", "bearer.not-a-token"],  # type: ignore[list-item]
+    ) as refused:
+        with pytest.raises(websockets.ConnectionClosed):
+            await refused.recv()
     # One connection ends (the client's doing); another stays while the agent is scraped.
     async with await _connect(gateway_url, user) as ws:
         await _subscribe(ws, instruments=[instrument], channels=["trades"])
@@ -146,6 +155,7 @@ async def test_gateway_live_feed_and_inference_metrics_reach_prometheus(
             Series("ray_finone_live_events_sent_total", {}, lambda value: value >= 6),
             Series("ray_finone_live_frames_sent_total", {}, _positive),
             Series("ray_finone_live_disconnects_total", {"reason": "client"}, _positive),
+            Series("ray_finone_live_disconnects_total", {"reason": "rejected"}, _positive),
             Series(
                 "ray_finone_model_version",
                 {"target": "returns", "model": RETURNS},
@@ -268,6 +278,7 @@ async def test_retrain_and_alert_metrics_reach_prometheus(
             Series("ray_finone_retrain_runs_total", {"outcome": "waiting_for_data"}, _positive),
             Series("ray_finone_retrain_running", {}, lambda value: value == 0),
             Series("ray_finone_alerts_fired_total", {}, _positive),
+            Series("ray_finone_alerts_stream_lag_seconds"),
         )
     finally:
         await evaluator.shutdown.remote()
