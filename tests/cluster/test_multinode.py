@@ -8,9 +8,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from cluster.settings import Settings
 
 
+@pytest.mark.slow
 def test_platform_spreads_over_nodes_and_survives_losing_one(
     service_settings: Settings,
 ) -> None:
