@@ -312,8 +312,8 @@ def evaluate(
 
     from cluster.service_urls import database_url_for
     from training.datasets import load_dataset
-    from training.evaluation import WalkForward, all_forecasts
-    from training.report import evaluation_scores, log_evaluation, score_tables
+    from training.evaluation import WalkForward, all_forecasts, all_scores
+    from training.report import log_evaluation, score_tables
     from training.trainer import TrainConfig
 
     plan = WalkForward(folds=folds, test_size=test_size)
@@ -336,7 +336,7 @@ def evaluate(
             forecasts = all_forecasts(table, plan, configs, step_done)
     except PlatformError as error:
         _fail(error)
-    scores = evaluation_scores(forecasts, names)
+    scores = all_scores(forecasts, names)
     tables = score_tables(scores, names, plan, len(forecasts))
     console = Console()
     for score_table in tables:

@@ -8,7 +8,7 @@ Models add their forecasts beside the baselines' in the same table.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
@@ -40,6 +40,9 @@ __all__ = [
     "hold_out",
     "score_returns",
     "score_volatility",
+    "RETURN_BASELINES",
+    "VOL_BASELINES",
+    "all_scores",
 ]
 
 
@@ -195,3 +198,18 @@ def score_volatility(forecasts: pd.DataFrame, model: str) -> dict[str, float]:
     actual = forecasts["actual_vol"].to_numpy()
     predicted = forecasts[f"{model}_vol"].to_numpy()
     return {"qlike": qlike(actual, predicted), "mse": mse(actual, predicted)}
+
+
+# The baselines every model is judged against, by target.
+RETURN_BASELINES = ("random_walk", "historical")
+VOL_BASELINES = ("ewma", "garch")
+
+
+def all_scores(forecasts: pd.DataFrame, models: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Forecaster -> metric -> score, baselines first; volatility forecasters as ``<name>_vol``
+    (the keys a retrain run and an evaluation run log to MLflow)."""
+    returns = {name: score_returns(forecasts, name) for name in (*RETURN_BASELINES, *models)}
+    volatility = {
+        f"{name}_vol": score_volatility(forecasts, name) for name in (*VOL_BASELINES, *models)
+    }
+    return returns | volatility

@@ -16,12 +16,13 @@ import pandas as pd
 from mlflow import MlflowClient
 
 from training.evaluation import (
+    RETURN_BASELINES,
+    VOL_BASELINES,
     Step,
     WalkForward,
     all_forecasts,
+    all_scores,
     hold_out,
-    score_returns,
-    score_volatility,
 )
 from training.plots import log_plots
 from training.registry import (
@@ -36,8 +37,6 @@ from training.trainer import fit
 
 __all__ = ["Retraining", "retrain"]
 
-_RETURN_BASELINES = ("random_walk", "historical")
-_VOL_BASELINES = ("ewma", "garch")
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,9 +68,7 @@ def retrain(
         table, plan, search, tracking_uri, f"{experiment}-search", storage, progress
     )
     forecasts = all_forecasts(table, plan, {"model": outcome.config}, progress)
-    scores = {name: score_returns(forecasts, name) for name in ("model", *_RETURN_BASELINES)} | {
-        f"{name}_vol": score_volatility(forecasts, name) for name in ("model", *_VOL_BASELINES)
-    }
+    scores = all_scores(forecasts, ["model"])
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_experiment(experiment)
     with mlflow.start_run(run_name=f"{outcome.config.model}-retrain") as run:
@@ -93,7 +90,7 @@ def retrain(
             returns_name,
             returns_metric,
             scores["model"]["pinball"],
-            {b: scores[b]["pinball"] for b in _RETURN_BASELINES},
+            {b: scores[b]["pinball"] for b in RETURN_BASELINES},
         ),
         register_and_gate(
             client,
@@ -101,7 +98,7 @@ def retrain(
             vol_name,
             vol_metric,
             scores["model_vol"]["qlike"],
-            {b: scores[f"{b}_vol"]["qlike"] for b in _VOL_BASELINES},
+            {b: scores[f"{b}_vol"]["qlike"] for b in VOL_BASELINES},
         ),
     ]
     return Retraining(run_id=run.info.run_id, scores=scores, decisions=decisions)

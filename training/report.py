@@ -15,20 +15,17 @@ import mlflow
 import pandas as pd
 from rich.table import Table
 
-from training.evaluation import WalkForward, score_returns, score_volatility
+from training.evaluation import RETURN_BASELINES, VOL_BASELINES, WalkForward
 from training.plots import log_plots
 
 __all__ = [
     "EXPERIMENT",
     "ScoreTable",
-    "evaluation_scores",
     "score_tables",
     "log_evaluation",
 ]
 
 EXPERIMENT = "finone-evaluations"
-_RETURN_BASELINES = ("random_walk", "historical")
-_VOL_BASELINES = ("ewma", "garch")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,17 +53,6 @@ class ScoreTable:
         return "\n".join(lines) + "\n"
 
 
-def evaluation_scores(
-    forecasts: pd.DataFrame, models: Sequence[str]
-) -> dict[str, dict[str, float]]:
-    """Forecaster -> metric -> score, baselines first."""
-    returns = {name: score_returns(forecasts, name) for name in (*_RETURN_BASELINES, *models)}
-    volatility = {
-        f"{name}_vol": score_volatility(forecasts, name) for name in (*_VOL_BASELINES, *models)
-    }
-    return returns | volatility
-
-
 def _shown(value: float, spec: str) -> str:
     # A random walk calls no direction and ranks nothing: no score, rather than a zero.
     return "n/a" if math.isnan(value) else format(value, spec)
@@ -78,7 +64,7 @@ def score_tables(
     plan: WalkForward,
     forecast_count: int,
 ) -> tuple[ScoreTable, ScoreTable]:
-    """(returns, volatility) tables of ``evaluation_scores``' scores, one row per forecaster."""
+    """(returns, volatility) tables of ``training.evaluation.all_scores``, a row per forecaster."""
     returns = ScoreTable(
         title=f"Returns, next {plan.horizon} bar(s): {forecast_count:,} forecasts",
         columns=("forecaster", "pinball", "80% coverage", "direction", "IC"),
@@ -90,7 +76,7 @@ def score_tables(
                 _shown(scores[name]["direction"], ".3f"),
                 _shown(scores[name]["ic"], ".3f"),
             )
-            for name in (*_RETURN_BASELINES, *models)
+            for name in (*RETURN_BASELINES, *models)
         ),
     )
     volatility = ScoreTable(
@@ -102,7 +88,7 @@ def score_tables(
                 _shown(scores[f"{name}_vol"]["qlike"], ".4f"),
                 _shown(scores[f"{name}_vol"]["mse"], ".3e"),
             )
-            for name in (*_VOL_BASELINES, *models)
+            for name in (*VOL_BASELINES, *models)
         ),
     )
     return returns, volatility
