@@ -8,7 +8,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -23,8 +22,8 @@ from cluster.ports import free_port
 from cluster.processes import stack_pids
 from cluster.state import StackState, read_state
 from tests.actors.venues.okx_server import OkxMarket, OkxServer
+from tests.finone_cli import FINONE, run_finone
 
-FINONE = str(Path(sys.executable).parent / "finone")
 STARTUP_TIMEOUT_S = 240
 
 
@@ -50,12 +49,6 @@ def stack_env(data_dir: Path, **extra: str) -> dict[str, str]:
     )
     env.update(extra)
     return env
-
-
-def finone(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [FINONE, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
-    )
 
 
 def error_lines(stderr: str) -> list[str]:
@@ -137,7 +130,7 @@ class RunningStack:
                 self.process.wait(120)
             except subprocess.TimeoutExpired:
                 self.process.kill()
-        finone(self.env, "down")
+        run_finone("down", env=self.env, timeout=120)
         for reader in self._readers:
             reader.join(10)
         for stream in (self.process.stdout, self.process.stderr):
@@ -209,7 +202,7 @@ def test_platform_up_streams_records_reports_heals_and_stops_without_leftovers(
 
     assert httpx.get(f"{stack.api}/healthz").status_code == 200
     assert readyz_status(stack.api) == 200
-    report = json.loads(finone(env, "status", "--json").stdout)
+    report = json.loads(run_finone("status", "--json", env=env, timeout=120).stdout)
     unhealthy = [c for c in report["components"] if not c["ok"]]
     assert report["running"] and report["healthy"], unhealthy
     names = {c["name"] for c in report["components"] if c["ok"]}
@@ -220,7 +213,7 @@ def test_platform_up_streams_records_reports_heals_and_stops_without_leftovers(
     wait_for(
         lambda: asyncio.run(_trades_in_postgres(state.database_url)) > 0, 60, "recorded trades"
     )
-    report = json.loads(finone(env, "status", "--json").stdout)
+    report = json.loads(run_finone("status", "--json", env=env, timeout=120).stdout)
     feeds = {c["name"]: c for c in report["components"] if c["name"].startswith("feed:")}
     assert feeds["feed:okx-0"]["ok"], feeds
     assert feeds["feed:alpaca"]["ok"] and "off" in feeds["feed:alpaca"]["detail"]
@@ -232,12 +225,12 @@ def test_platform_up_streams_records_reports_heals_and_stops_without_leftovers(
 
     wait_for(feed_metrics_exported, 60, "feed metrics on the Prometheus endpoint")
 
-    token = finone(env, "dashboard-token").stdout.strip()
+    token = run_finone("dashboard-token", env=env, timeout=120).stdout.strip()
     dashboard = state.dashboard_url
     assert httpx.get(f"{dashboard}/api/version").status_code == 401
     assert httpx.get(f"{dashboard}/api/version", headers={"Authorization": f"Bearer {token}"}).status_code == 200
 
-    second = finone(env | {"FINONE_API_PORT": str(free_port())}, "up")
+    second = run_finone("up", env=env | {"FINONE_API_PORT": str(free_port())}, timeout=120)
     assert second.returncode == 1
     assert len(error_lines(second.stderr)) == 1
     assert "already running" in second.stderr and "finone down" in second.stderr
@@ -249,7 +242,7 @@ def test_platform_up_streams_records_reports_heals_and_stops_without_leftovers(
     body = httpx.get(f"{stack.api}/readyz", timeout=10).json()
     assert body["code"] == "not_ready"
     assert body["message"] == "unavailable: redis, postgres"
-    degraded = finone(env, "status", "--json")
+    degraded = run_finone("status", "--json", env=env, timeout=120)
     assert degraded.returncode == 1
     states = {c["name"]: c["ok"] for c in json.loads(degraded.stdout)["components"]}
     assert states["redis"] is False and states["postgres"] is False and states["mlflow"] is True
@@ -257,7 +250,7 @@ def test_platform_up_streams_records_reports_heals_and_stops_without_leftovers(
 
     pids = all_pids(read_state(stack.data_dir) or state)
     assert len(pids) > 5
-    down = finone(env, "down")
+    down = run_finone("down", env=env, timeout=120)
     assert down.returncode == 0, down.stderr
     assert stack.process.wait(30) == 0
     wait_for(lambda: not alive(pids), 15, f"processes {alive(pids)} to exit")
@@ -334,7 +327,7 @@ def test_up_with_port_in_use_fails_with_one_line_and_starts_nothing(
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", int(env[variable])))
         holder.listen()
-        result = finone(env, "up")
+        result = run_finone("up", env=env, timeout=120)
     line = assert_failed_cleanly(result, {**env, variable: str(free_port())})
     assert "already in use" in line and variable in line
 
@@ -344,7 +337,7 @@ def test_up_with_unreachable_database_url_fails_with_one_line_and_starts_nothing
 ) -> None:
     url = f"postgresql://postgres:hunter2secret@127.0.0.1:{free_port()}/finone"
     env = stack_env(tmp_path / "data", DATABASE_URL=url)
-    line = assert_failed_cleanly(finone(env, "up"), env)
+    line = assert_failed_cleanly(run_finone("up", env=env, timeout=120), env)
     assert "DATABASE_URL" in line and "unset DATABASE_URL" in line
     assert "hunter2secret" not in line
 
@@ -352,7 +345,7 @@ def test_up_with_unreachable_database_url_fails_with_one_line_and_starts_nothing
 def test_up_with_two_services_on_one_port_fails_with_one_line(tmp_path: Path) -> None:
     env = stack_env(tmp_path / "data")
     env["FINONE_MLFLOW_PORT"] = env["FINONE_API_PORT"]
-    result = finone(env, "up")
+    result = run_finone("up", env=env, timeout=120)
     assert result.returncode == 1
     line = error_lines(result.stderr)[0]
     assert "configured for both" in line and "FINONE_MLFLOW_PORT" in line
@@ -384,20 +377,20 @@ def test_up_with_unwritable_data_dir_fails_with_one_line(tmp_path: Path, locked:
 
 def test_status_when_not_running_says_how_to_start(tmp_path: Path) -> None:
     env = stack_env(tmp_path / "data")
-    result = finone(env, "status", "--json")
+    result = run_finone("status", "--json", env=env, timeout=120)
     assert result.returncode == 1
     report = json.loads(result.stdout)
     assert report["running"] is False and "finone up" in report["error"]
 
 
 def test_down_when_not_running_is_a_noop(tmp_path: Path) -> None:
-    result = finone(stack_env(tmp_path / "data"), "down")
+    result = run_finone("down", env=stack_env(tmp_path / "data"), timeout=120)
     assert result.returncode == 0
     assert "not running" in result.stdout
 
 
 def test_up_with_invalid_setting_names_it(tmp_path: Path) -> None:
     env = stack_env(tmp_path / "data", FINONE_API_PORT="not-a-port")
-    result = finone(env, "up")
+    result = run_finone("up", env=env, timeout=120)
     assert result.returncode == 1
     assert "api_port" in error_lines(result.stderr)[0]
