@@ -63,10 +63,14 @@ class ForecastModel(mlflow.pyfunc.PythonModel):
     spec: ForecastSpec
 
     @property
+    def feature_rows(self) -> int:
+        """Rows of features the latest forecast reads: a GRU's sequence, or the latest row."""
+        return self.fitted.config.sequence if self.fitted.config.model == "gru" else 1
+
+    @property
     def bars_needed(self) -> int:
         """Bars of one instrument that make the features of its latest forecast."""
-        rows = self.fitted.config.sequence if self.fitted.config.model == "gru" else 1
-        return LOOKBACK + rows
+        return LOOKBACK + self.feature_rows
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         meta = json.loads(Path(context.artifacts["meta"]).read_text())

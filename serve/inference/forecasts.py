@@ -147,8 +147,7 @@ def _predict(
     champion: Champion, instruments: list[str], bars: dict[str, pd.DataFrame], cache: OutputCache
 ) -> dict[str, pd.Series | Refusal]:
     """The model's output row for the latest bar of each instrument, or why there is none."""
-    config = champion.forecaster.fitted.config
-    rows = config.sequence if config.model == "gru" else 1
+    rows = champion.forecaster.feature_rows
     interval = champion.spec.interval
     answers: dict[str, pd.Series | Refusal] = {}
     digests: dict[str, bytes] = {}
