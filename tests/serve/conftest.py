@@ -1,12 +1,17 @@
 """The gateway and its inference deployment, deployed once per session on the shared Ray cluster,
-plus signed-in callers and champion models to serve."""
+plus signed-in callers, champion models to serve, and a publisher putting events into Redis as
+feeds do."""
 
 from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 from ray import serve
 
+from actors.publisher import RedisPublisher
 from cluster.settings import Settings
 from serve.app import application
 from serve.auth.bootstrap import create_admin
@@ -83,3 +88,17 @@ async def champions(gateway_url: str, gateway_settings: Settings, mlflow_url: st
 
     await wait_until(serving, 60, "inference to load the champions")
     return registered
+
+
+@pytest.fixture
+async def publisher(gateway_settings: Settings) -> AsyncIterator[RedisPublisher]:
+    assert gateway_settings.redis_url
+    publisher = RedisPublisher(gateway_settings.redis_url, max_delay_s=0.001)
+    publisher.start()
+    yield publisher
+    await publisher.close()
+
+
+@pytest.fixture
+def instrument() -> str:
+    return f"test:L{uuid.uuid4().hex[:10].upper()}"

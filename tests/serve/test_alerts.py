@@ -19,7 +19,7 @@ from cluster.redis_keys import alert_stream_key
 from cluster.settings import Settings
 from tests.polling import wait_until
 from tests.serve.auth_api import AuthApi, Session
-from tests.serve.test_live_feed import _connect, _next, _publish, _trades, publisher  # noqa: F401
+from tests.serve.live_api import connect_feed, next_message, publish, trades
 
 
 @pytest.fixture(scope="module")
@@ -61,9 +61,9 @@ async def test_alert_fires_once_over_the_live_feed_and_is_listed_as_fired(
     assert alert["triggered_at"] is None
     await _watching(evaluator, 1)
 
-    async with await _connect(gateway_url, user) as ws:
-        await _publish(publisher, _trades(instrument, 0, 10))  # 100.5 ... 109.5
-        frame = await _next(ws, "data", timeout_s=20)
+    async with await connect_feed(gateway_url, user) as ws:
+        await publish(publisher, trades(instrument, 0, 10))  # 100.5 ... 109.5
+        frame = await next_message(ws, "data", timeout_s=20)
     [delivered] = frame["events"]
     assert delivered["stream"] == "alerts"
     assert delivered["event"] | {"receive_ts_ns": 0} == {
@@ -79,7 +79,7 @@ async def test_alert_fires_once_over_the_live_feed_and_is_listed_as_fired(
         "receive_ts_ns": 0,
     }
 
-    await _publish(publisher, [t for t in _trades(instrument, 0, 10)])  # down and up again
+    await publish(publisher, [t for t in trades(instrument, 0, 10)])  # down and up again
     listed = await auth_api.http.get(f"{auth_api.url}/v1/alerts", headers=user.headers)
     [fired] = listed.json()
     assert fired["triggered_price"] == "105.5" and fired["triggered_at"] is not None
@@ -91,7 +91,7 @@ async def test_alert_fires_once_over_the_live_feed_and_is_listed_as_fired(
         await redis.aclose()
 
     # A connection made later gets it back with resume_from.
-    async with await _connect(gateway_url, user) as ws:
+    async with await connect_feed(gateway_url, user) as ws:
         await ws.send(
             json.dumps(
                 {
@@ -102,8 +102,8 @@ async def test_alert_fires_once_over_the_live_feed_and_is_listed_as_fired(
                 }
             )
         )
-        await _next(ws, "subscribed")
-        again = await _next(ws, "data")
+        await next_message(ws, "subscribed")
+        again = await next_message(ws, "data")
     assert again["events"][0]["event"]["alert_id"] == alert["alert_id"]
 
 
@@ -156,14 +156,14 @@ async def test_one_users_alert_never_reaches_another_user(
     await _watching(evaluator, 1)
 
     async with (
-        await _connect(gateway_url, user) as mine,
-        await _connect(gateway_url, other) as theirs,
+        await connect_feed(gateway_url, user) as mine,
+        await connect_feed(gateway_url, other) as theirs,
     ):
-        await _publish(publisher, _trades(instrument, 0, 3))  # 100.5 ... 102.5: no crossing down
-        await _publish(publisher, _trades(instrument, 0, 1))  # 102.5 -> 100.5 crosses below 101
-        fired = await _next(mine, "data", timeout_s=20)
+        await publish(publisher, trades(instrument, 0, 3))  # 100.5 ... 102.5: no crossing down
+        await publish(publisher, trades(instrument, 0, 1))  # 102.5 -> 100.5 crosses below 101
+        fired = await next_message(mine, "data", timeout_s=20)
         await theirs.send(json.dumps({"type": "ping"}))
-        reply = await _next(theirs, "pong")
+        reply = await next_message(theirs, "pong")
 
     assert fired["events"][0]["stream"] == "alerts"
     assert reply == {"type": "pong"}

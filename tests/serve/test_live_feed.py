@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -16,96 +15,34 @@ from ray import serve
 from websockets.asyncio.client import ClientConnection
 
 from actors.publisher import RedisPublisher
-from cluster.events import Quote, Trade
+from cluster.events import Quote
 from cluster.settings import Settings
 from serve.app import Gateway
 from tests.polling import wait_until
 from tests.serve.auth_api import AuthApi, Session
 from tests.serve.champions import Champions
-
-TS = 1_700_000_000 * 10**9
-
-
-@pytest.fixture
-async def publisher(gateway_settings: Settings) -> AsyncIterator[RedisPublisher]:
-    assert gateway_settings.redis_url
-    publisher = RedisPublisher(gateway_settings.redis_url, max_delay_s=0.001)
-    publisher.start()
-    yield publisher
-    await publisher.close()
-
-
-@pytest.fixture
-def instrument() -> str:
-    return f"test:L{uuid.uuid4().hex[:10].upper()}"
-
-
-def _trades(instrument: str, start: int, count: int) -> list[Trade]:
-    return [
-        Trade(
-            instrument=instrument,
-            trade_id=str(n),
-            price=f"{100 + n}.5",
-            size="1",
-            side="buy",
-            exchange_ts_ns=TS + n,
-            receive_ts_ns=TS + n + 1,
-        )
-        for n in range(start, start + count)
-    ]
-
-
-async def _publish(publisher: RedisPublisher, events: list[Any]) -> None:
-    publisher.publish(events)
-    await publisher.drain(10)
-
-
-def _url(gateway_url: str) -> str:
-    return gateway_url.replace("http://", "ws://") + "/v1/stream"
-
-
-async def _connect(gateway_url: str, session: Session) -> ClientConnection:
-    return await websockets.connect(
-        _url(gateway_url),
-        subprotocols=["finone.v1", f"bearer.{session.access_token}"],  # type: ignore[list-item]
-    )
-
-
-async def _next(ws: ClientConnection, kind: str, timeout_s: float = 10) -> dict[str, Any]:
-    """The next message of ``kind``, skipping heartbeats."""
-    while True:
-        message = json.loads(await asyncio.wait_for(ws.recv(), timeout_s))
-        if message["type"] == kind:
-            return message
-        assert message["type"] == "heartbeat", message
-
-
-async def _events(ws: ClientConnection, count: int) -> list[dict[str, Any]]:
-    """Read (and acknowledge, as a client must) data frames until ``count`` events came."""
-    received: list[dict[str, Any]] = []
-    while len(received) < count:
-        frame = await _next(ws, "data")
-        await ws.send(json.dumps({"type": "ack", "seq": frame["seq"]}))
-        received += frame["events"]
-    return received
-
-
-async def _subscribe(ws: ClientConnection, **fields: Any) -> dict[str, Any]:
-    await ws.send(json.dumps({"type": "subscribe", **fields}))
-    return await _next(ws, "subscribed")
+from tests.serve.live_api import (
+    TS,
+    connect_feed,
+    feed_events,
+    next_message,
+    publish,
+    subscribe,
+    trades,
+)
 
 
 async def test_subscriber_gets_events_with_ids_several_per_frame(
     gateway_url: str, user: Session, publisher: RedisPublisher, instrument: str
 ) -> None:
-    async with await _connect(gateway_url, user) as ws:
-        ack = await _subscribe(ws, instruments=[instrument], channels=["trades", "quotes"])
+    async with await connect_feed(gateway_url, user) as ws:
+        ack = await subscribe(ws, instruments=[instrument], channels=["trades", "quotes"])
         assert ack["streams"] == [f"trades:{instrument}", f"quotes:{instrument}"]
 
-        await _publish(publisher, _trades(instrument, 0, 50))
-        frame = await _next(ws, "data")
+        await publish(publisher, trades(instrument, 0, 50))
+        frame = await next_message(ws, "data")
         await ws.send(json.dumps({"type": "ack", "seq": frame["seq"]}))
-        rest = await _events(ws, 50 - len(frame["events"]))
+        rest = await feed_events(ws, 50 - len(frame["events"]))
 
     events = frame["events"] + rest
     assert len(frame["events"]) > 1
@@ -129,19 +66,19 @@ async def test_resume_from_delivers_every_missed_event_once_then_live(
     gateway_url: str, user: Session, publisher: RedisPublisher, instrument: str
 ) -> None:
     stream = f"trades:{instrument}"
-    async with await _connect(gateway_url, user) as ws:
-        await _subscribe(ws, instruments=[instrument], channels=["trades"])
-        await _publish(publisher, _trades(instrument, 0, 10))
-        seen = await _events(ws, 10)
+    async with await connect_feed(gateway_url, user) as ws:
+        await subscribe(ws, instruments=[instrument], channels=["trades"])
+        await publish(publisher, trades(instrument, 0, 10))
+        seen = await feed_events(ws, 10)
     last_id = seen[-1]["id"]
-    await _publish(publisher, _trades(instrument, 10, 25))  # missed while disconnected
+    await publish(publisher, trades(instrument, 10, 25))  # missed while disconnected
 
-    async with await _connect(gateway_url, user) as ws:
-        await _subscribe(
+    async with await connect_feed(gateway_url, user) as ws:
+        await subscribe(
             ws, instruments=[instrument], channels=["trades"], resume_from={stream: last_id}
         )
-        await _publish(publisher, _trades(instrument, 35, 5))  # live again
-        resumed = await _events(ws, 30)
+        await publish(publisher, trades(instrument, 35, 5))  # live again
+        resumed = await feed_events(ws, 30)
 
     assert [e["event"]["trade_id"] for e in resumed] == [str(n) for n in range(10, 40)]
 
@@ -149,9 +86,9 @@ async def test_resume_from_delivers_every_missed_event_once_then_live(
 async def test_resume_from_a_trimmed_point_says_gap(
     gateway_url: str, user: Session, publisher: RedisPublisher, instrument: str
 ) -> None:
-    await _publish(publisher, _trades(instrument, 0, 3))
+    await publish(publisher, trades(instrument, 0, 3))
 
-    async with await _connect(gateway_url, user) as ws:
+    async with await connect_feed(gateway_url, user) as ws:
         await ws.send(
             json.dumps(
                 {
@@ -162,9 +99,9 @@ async def test_resume_from_a_trimmed_point_says_gap(
                 }
             )
         )
-        gap = await _next(ws, "gap")
-        await _next(ws, "subscribed")
-        replayed = await _events(ws, 3)
+        gap = await next_message(ws, "gap")
+        await next_message(ws, "subscribed")
+        replayed = await feed_events(ws, 3)
 
     assert gap["stream"] == f"trades:{instrument}"
     assert [e["event"]["trade_id"] for e in replayed] == ["0", "1", "2"]
@@ -180,8 +117,8 @@ async def test_watchlist_subscribes_all_its_instruments_in_one_message(
         headers=user.headers,
     )
 
-    async with await _connect(gateway_url, user) as ws:
-        ack = await _subscribe(ws, watchlist=created.json()["watchlist_id"], channels=["quotes"])
+    async with await connect_feed(gateway_url, user) as ws:
+        ack = await subscribe(ws, watchlist=created.json()["watchlist_id"], channels=["quotes"])
         quotes = [
             Quote(
                 instrument=i,
@@ -194,8 +131,8 @@ async def test_watchlist_subscribes_all_its_instruments_in_one_message(
             )
             for i in instruments
         ]
-        await _publish(publisher, quotes)
-        events = await _events(ws, 3)
+        await publish(publisher, quotes)
+        events = await feed_events(ws, 3)
 
     assert ack["streams"] == [f"quotes:{i}" for i in instruments]
     assert sorted(e["event"]["instrument"] for e in events) == sorted(instruments)
@@ -205,13 +142,13 @@ async def test_unsubscribed_stream_stops_flowing(
     gateway_url: str, user: Session, publisher: RedisPublisher, instrument: str
 ) -> None:
     other = f"test:U{uuid.uuid4().hex[:8].upper()}"
-    async with await _connect(gateway_url, user) as ws:
-        await _subscribe(ws, instruments=[instrument, other], channels=["trades"])
+    async with await connect_feed(gateway_url, user) as ws:
+        await subscribe(ws, instruments=[instrument, other], channels=["trades"])
         await ws.send(json.dumps({"type": "unsubscribe", "instruments": [instrument]}))
-        assert (await _next(ws, "unsubscribed"))["streams"] == [f"trades:{instrument}"]
+        assert (await next_message(ws, "unsubscribed"))["streams"] == [f"trades:{instrument}"]
 
-        await _publish(publisher, _trades(instrument, 0, 5) + _trades(other, 0, 1))
-        events = await _events(ws, 1)
+        await publish(publisher, trades(instrument, 0, 5) + trades(other, 0, 1))
+        events = await feed_events(ws, 1)
 
     assert [e["stream"] for e in events] == [f"trades:{other}"]
 
@@ -219,7 +156,7 @@ async def test_unsubscribed_stream_stops_flowing(
 async def test_bad_messages_get_errors_and_the_connection_survives(
     gateway_url: str, user: Session
 ) -> None:
-    async with await _connect(gateway_url, user) as ws:
+    async with await connect_feed(gateway_url, user) as ws:
         cases = {
             "not json": "invalid_message",
             json.dumps({"type": "launch"}): "invalid_message",
@@ -239,17 +176,17 @@ async def test_bad_messages_get_errors_and_the_connection_survives(
         }
         for text, code in cases.items():
             await ws.send(text)
-            error = await _next(ws, "error")
+            error = await next_message(ws, "error")
             assert error["code"] == code, text[:40]
         await ws.send(json.dumps({"type": "ping"}))
-        assert (await _next(ws, "pong"))["type"] == "pong"
+        assert (await next_message(ws, "pong"))["type"] == "pong"
 
 
 async def test_subscription_and_message_floods_are_refused_politely(
     gateway_url: str, user: Session, gateway_settings: Settings
 ) -> None:
     many = [f"test:F{n}" for n in range(gateway_settings.live_max_subscriptions // 4 + 1)]
-    async with await _connect(gateway_url, user) as ws:
+    async with await connect_feed(gateway_url, user) as ws:
         await ws.send(
             json.dumps(
                 {
@@ -259,13 +196,13 @@ async def test_subscription_and_message_floods_are_refused_politely(
                 }
             )
         )
-        assert (await _next(ws, "error"))["code"] == "too_many_subscriptions"
+        assert (await next_message(ws, "error"))["code"] == "too_many_subscriptions"
         for _ in range(40):
             await ws.send(json.dumps({"type": "ping"}))
         replies = [json.loads(await asyncio.wait_for(ws.recv(), 10)) for _ in range(40)]
         await asyncio.sleep(1.1)
         await ws.send(json.dumps({"type": "ping"}))
-        after_pause = await _next(ws, "pong")
+        after_pause = await next_message(ws, "pong")
 
     kinds = [r.get("code", r["type"]) for r in replies if r["type"] != "heartbeat"]
     assert "rate_limited" in kinds and "pong" in kinds
@@ -277,12 +214,12 @@ async def test_connections_per_user_are_limited(
 ) -> None:
     session = await auth_api.signed_up()
     limit = gateway_settings.live_max_connections_per_user
-    open_connections = [await _connect(gateway_url, session) for _ in range(limit)]
+    open_connections = [await connect_feed(gateway_url, session) for _ in range(limit)]
     try:
         for ws in open_connections:
             await ws.send(json.dumps({"type": "ping"}))
-            await _next(ws, "pong")
-        extra = await _connect(gateway_url, session)
+            await next_message(ws, "pong")
+        extra = await connect_feed(gateway_url, session)
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await asyncio.wait_for(extra.recv(), 10)
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 4029
@@ -341,35 +278,35 @@ def _quotes(instrument: str, count: int) -> list[Quote]:
 async def test_slow_client_is_conflated_then_cut_while_a_fast_one_gets_everything(
     tight_gateway_url: str, user: Session, publisher: RedisPublisher, instrument: str
 ) -> None:
-    slow = await _connect(tight_gateway_url, user)
-    fast_ws = await _connect(tight_gateway_url, user)
+    slow = await connect_feed(tight_gateway_url, user)
+    fast_ws = await connect_feed(tight_gateway_url, user)
     for ws in (slow, fast_ws):
-        await _subscribe(ws, instruments=[instrument], channels=["trades", "quotes"])
+        await subscribe(ws, instruments=[instrument], channels=["trades", "quotes"])
     fast = FastReader(fast_ws)
     # Three frames for the slow client, which acknowledges none: the window (2) closes.
     for n in range(3):
-        await _publish(publisher, _trades(instrument, n, 1))
+        await publish(publisher, trades(instrument, n, 1))
         await fast.wait_for(n + 1)
-    first = [await _next(slow, "data") for _ in range(2)]
+    first = [await next_message(slow, "data") for _ in range(2)]
 
-    await _publish(publisher, _quotes(instrument, 500))
+    await publish(publisher, _quotes(instrument, 500))
     await fast.wait_for(503)
     await slow.send(json.dumps({"type": "ack", "seq": first[-1]["seq"]}))
-    caught_up = await _next(slow, "data")
+    caught_up = await next_message(slow, "data")
 
     # Behind by 500 quotes, the slow client got the third trade and only the latest quote.
     assert [e["event"]["kind"] for e in caught_up["events"]] == ["trade", "quote"]
     assert caught_up["events"][1]["event"]["bid_price"] == "499.1"
 
     # Trades cannot be conflated: 2,000 more overflow the slow client's queue of 1,000.
-    await _publish(publisher, _trades(instrument, 3, 2_000))
+    await publish(publisher, trades(instrument, 3, 2_000))
     await fast.wait_for(2_503)
     with pytest.raises(websockets.ConnectionClosed) as closed:
         for _ in range(10):  # a few frames and heartbeats may still be on their way
             await asyncio.wait_for(slow.recv(), 10)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 4008
-    trades = [e["event"]["trade_id"] for e in fast.events if e["event"]["kind"] == "trade"]
-    assert trades == [str(n) for n in range(2_003)]
+    trade_ids = [e["event"]["trade_id"] for e in fast.events if e["event"]["kind"] == "trade"]
+    assert trade_ids == [str(n) for n in range(2_003)]
     await fast_ws.close()
     await fast.task
 
@@ -378,13 +315,13 @@ async def test_many_clients_subscribing_at_once_all_get_every_event(
     gateway_url: str, auth_api: AuthApi, publisher: RedisPublisher, instrument: str
 ) -> None:
     sessions = [await auth_api.signed_up() for _ in range(4)]
-    clients = await asyncio.gather(*(_connect(gateway_url, s) for s in sessions * 5))
+    clients = await asyncio.gather(*(connect_feed(gateway_url, s) for s in sessions * 5))
     try:
         await asyncio.gather(
-            *(_subscribe(ws, instruments=[instrument], channels=["trades"]) for ws in clients)
+            *(subscribe(ws, instruments=[instrument], channels=["trades"]) for ws in clients)
         )
-        await _publish(publisher, _trades(instrument, 0, 30))
-        received = await asyncio.gather(*(_events(ws, 30) for ws in clients))
+        await publish(publisher, trades(instrument, 0, 30))
+        received = await asyncio.gather(*(feed_events(ws, 30) for ws in clients))
     finally:
         await asyncio.gather(*(ws.close() for ws in clients))
 
@@ -395,10 +332,10 @@ async def test_many_clients_subscribing_at_once_all_get_every_event(
 async def test_subscribers_to_predictions_get_fresh_forecasts_on_a_schedule(
     gateway_url: str, user: Session, champions: Champions
 ) -> None:
-    async with await _connect(gateway_url, user) as ws:
-        ack = await _subscribe(ws, instruments=["alpaca:IBM"], channels=["predictions"])
+    async with await connect_feed(gateway_url, user) as ws:
+        ack = await subscribe(ws, instruments=["alpaca:IBM"], channels=["predictions"])
         assert ack["streams"] == ["predictions:alpaca:IBM"]
-        first, second = await _events(ws, 2)
+        first, second = await feed_events(ws, 2)
 
     for item in (first, second):
         assert item["stream"] == "predictions:alpaca:IBM"

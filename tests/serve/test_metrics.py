@@ -32,18 +32,15 @@ from tests.actors.venues.okx_server import OkxMarket, OkxServer
 from tests.polling import wait_until
 from tests.serve.auth_api import AuthApi, Session
 from tests.serve.champions import RETURNS, Champions
-from tests.serve.test_alerts import _create, _watching
-from tests.serve.test_live_feed import (  # noqa: F401
+from tests.serve.live_api import (
     TS,
-    _connect,
-    _events,
-    _next,
-    _publish,
-    _subscribe,
-    _trades,
-    instrument,
-    publisher,
+    connect_feed,
+    feed_events,
+    publish,
+    subscribe,
+    trades,
 )
+from tests.serve.test_alerts import _create, _watching
 
 _EXPORT_TIMEOUT_S = 60
 
@@ -94,8 +91,8 @@ async def test_gateway_live_feed_and_inference_metrics_reach_prometheus(
     gateway_url: str,
     user: Session,
     champions: Champions,
-    publisher: RedisPublisher,  # noqa: F811
-    instrument: str,  # noqa: F811
+    publisher: RedisPublisher,
+    instrument: str,
 ) -> None:
     quote = Quote(
         instrument=instrument,
@@ -106,7 +103,7 @@ async def test_gateway_live_feed_and_inference_metrics_reach_prometheus(
         exchange_ts_ns=TS,
         receive_ts_ns=TS,
     )
-    await _publish(publisher, [quote])
+    await publish(publisher, [quote])
     watchlist_id = str(uuid.uuid4())
     for path, params, status in (
         ("/v1/predictions", {"instrument": "alpaca:IBM"}, 200),
@@ -125,13 +122,13 @@ async def test_gateway_live_feed_and_inference_metrics_reach_prometheus(
         with pytest.raises(websockets.ConnectionClosed):
             await refused.recv()
     # One connection ends (the client's doing); another stays while the agent is scraped.
-    async with await _connect(gateway_url, user) as ws:
-        await _subscribe(ws, instruments=[instrument], channels=["trades"])
-        await _publish(publisher, _trades(instrument, 0, 5))
-        await _events(ws, 5)
-    async with await _connect(gateway_url, user) as ws:
-        await _subscribe(ws, instruments=["alpaca:IBM"], channels=["predictions"])
-        await _events(ws, 1)
+    async with await connect_feed(gateway_url, user) as ws:
+        await subscribe(ws, instruments=[instrument], channels=["trades"])
+        await publish(publisher, trades(instrument, 0, 5))
+        await feed_events(ws, 5)
+    async with await connect_feed(gateway_url, user) as ws:
+        await subscribe(ws, instruments=["alpaca:IBM"], channels=["predictions"])
+        await feed_events(ws, 1)
         await _exported(
             http,
             metrics_url,
@@ -249,8 +246,8 @@ async def test_retrain_and_alert_metrics_reach_prometheus(
     gateway_settings: Settings,
     auth_api: AuthApi,
     user: Session,
-    publisher: RedisPublisher,  # noqa: F811
-    instrument: str,  # noqa: F811
+    publisher: RedisPublisher,
+    instrument: str,
 ) -> None:
     redis, gateway_database = gateway_settings.redis_url, gateway_settings.database_url
     assert redis and gateway_database
@@ -266,7 +263,7 @@ async def test_retrain_and_alert_metrics_reach_prometheus(
         )
         assert created.status_code == 201, created.text
         await _watching(evaluator, 1)
-        await _publish(publisher, _trades(instrument, 0, 10))
+        await publish(publisher, trades(instrument, 0, 10))
 
         async def fired() -> bool:
             return bool((await evaluator.status.remote())["fired"] >= 1)
