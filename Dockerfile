@@ -24,7 +24,12 @@ COPY actors ./actors
 COPY serve ./serve
 COPY training ./training
 # psycopg2 is for the MLflow server's Postgres backend store (MLflow's SQLAlchemy is synchronous).
-RUN pip install . psycopg2-binary
+# The compiler builds the order book extension (actors/_book.c) and leaves with its layer.
+RUN apt-get update \
+    && apt-get install --yes --no-install-recommends gcc libc6-dev \
+    && pip install . psycopg2-binary \
+    && apt-get purge --yes --auto-remove gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 
 RUN useradd --create-home --uid 1000 finone \
     && mkdir -p /data /mlartifacts \

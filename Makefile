@@ -7,8 +7,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-# Reinstall when the dependency list changes; torch==2.13.0 resolves to the local CPU wheel.
-$(INSTALLED): pyproject.toml
+# Reinstall when the dependency list or the compiled book changes (pip builds actors/_book.c);
+# torch==2.13.0 resolves to the local CPU wheel.
+$(INSTALLED): pyproject.toml actors/_book.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $@

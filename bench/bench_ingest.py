@@ -40,7 +40,8 @@ from actors.publisher import RedisPublisher  # noqa: E402
 from actors.replay import replay_lines  # noqa: E402
 from actors.venues.base import VenueAdapter, VenueConfig  # noqa: E402
 from actors.venues.binance import BinanceAdapter  # noqa: E402
-from actors.venues.okx import OkxAdapter, okx_checksum  # noqa: E402
+from actors.book import okx_checksum
+from actors.venues.okx import OkxAdapter  # noqa: E402
 from cluster.events import AnyEvent, BookDelta, BookSnapshot  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 
-from actors.book import OrderBook
+from actors.book import OrderBook, price_levels
 from actors.venues.base import (
     ConfigError,
     ConnectionSpec,
@@ -230,9 +230,8 @@ class _Route:
 
 
 def _checked_levels(levels: list[PriceLevel]) -> None:
-    for price, size in levels:
-        checked_decimal(price)
-        checked_decimal(size, allow_zero=True)
+    """Raise ValueError at the first bad number (levels decode as tuples already)."""
+    price_levels(levels)
 
 
 def _quote_side(price: str, size: str) -> tuple[str | None, str | None]:

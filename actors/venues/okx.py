@@ -20,15 +20,12 @@ Protocol rules this adapter relies on (OKX API v5 documentation):
 from __future__ import annotations
 
 import re
-import zlib
 from collections import deque
-from collections.abc import Sequence
-from itertools import chain
 from typing import ClassVar, Literal
 
 import msgspec
 
-from actors.book import OrderBook
+from actors.book import OrderBook, okx_checksum
 from actors.venues.base import (
     ConfigError,
     ConnectionSpec,
@@ -49,7 +46,7 @@ from cluster.events import (
     checked_decimal,
 )
 
-__all__ = ["OkxAdapter", "okx_checksum"]
+__all__ = ["OkxAdapter"]
 
 # Spot BTC-USDT, futures BTC-USD-220527, swaps UNI-USD-SWAP, options BTC-USD-220527-30000-C.
 _INST_ID = re.compile(r"[A-Z0-9]+(?:-[A-Z0-9]+){1,4}")
@@ -123,27 +120,6 @@ _trades = msgspec.json.Decoder(list[_Trade])
 _tickers = msgspec.json.Decoder(list[_Ticker])
 _books = msgspec.json.Decoder(list[_Book])
 _json = msgspec.json.Encoder()
-
-
-def okx_checksum(bids: Sequence[PriceLevel], asks: Sequence[PriceLevel]) -> int:
-    """OKX's book checksum over the best levels given (best first, at most 25 per side)."""
-    bids, asks = bids[:CHECKSUM_DEPTH], asks[:CHECKSUM_DEPTH]
-    common = min(len(bids), len(asks))
-    levels: list[PriceLevel] = [("", "")] * (2 * common)
-    levels[0::2] = bids[:common]
-    levels[1::2] = asks[:common]
-    levels += bids[common:] or asks[common:]
-    crc = zlib.crc32(":".join(chain.from_iterable(levels)).encode())
-    return crc - 0x1_0000_0000 if crc & 0x8000_0000 else crc
-
-
-def _levels(raw: list[list[str]]) -> list[PriceLevel]:
-    # Each level reads [price, size, deprecated liquidation count, order count].
-    levels = [(level[0], level[1]) for level in raw]
-    for price, size in levels:
-        checked_decimal(price)
-        checked_decimal(size, allow_zero=True)
-    return levels
 
 
 def _optional(text: str, *, allow_zero: bool = False) -> str | None:
@@ -365,27 +341,29 @@ class OkxAdapter(VenueAdapter):
             return
         try:
             messages = _books.decode(data)
-            parsed = [
-                (message, _levels(message.bids), _levels(message.asks), _ms_to_ns(message.ts))
-                for message in messages
-            ]
-        except (msgspec.ValidationError, msgspec.DecodeError, ValueError, IndexError) as error:
-            # A book message we cannot read is one we miss: the book is no longer trustworthy.
+        except (msgspec.ValidationError, msgspec.DecodeError) as error:
             self._resync(conn, state, "parse_error", f"books: {error}", receive_ts_ns, out)
             return
         book = state.book
-        for message, bids, asks, exchange_ts_ns in parsed:
-            if action == "snapshot":
-                book.replace(bids, asks)
-            else:
-                if message.seqId is not None and state.seq is not None:
-                    if message.prevSeqId != state.seq:
-                        detail = f"prevSeqId {message.prevSeqId} after seqId {state.seq}"
-                        self._resync(conn, state, "sequence_error", detail, receive_ts_ns, out)
-                        return
-                    if message.seqId == message.prevSeqId:
-                        continue
-                book.apply(bids, asks)
+        for message in messages:
+            if action == "update" and message.seqId is not None and state.seq is not None:
+                if message.prevSeqId != state.seq:
+                    detail = f"prevSeqId {message.prevSeqId} after seqId {state.seq}"
+                    self._resync(conn, state, "sequence_error", detail, receive_ts_ns, out)
+                    return
+                if message.seqId == message.prevSeqId:
+                    continue
+            try:
+                exchange_ts_ns = _ms_to_ns(message.ts)
+                if action == "snapshot":
+                    book.replace(message.bids, message.asks)
+                else:
+                    bids, asks = book.apply(message.bids, message.asks)
+            except ValueError as error:
+                # A book message we cannot read is one we miss: the book is no longer trustworthy.
+                self._resync(conn, state, "parse_error", f"books: {error}", receive_ts_ns, out)
+                return
+            if action == "update":
                 # Levels pushed out of OKX's 400 come with no delete.
                 book.truncate(BOOK_DEPTH)
             if message.checksum is not None:

@@ -1,13 +1,18 @@
-"""The order book against a plain model of it, under random updates (Hypothesis)."""
+"""The compiled order book: against a plain model under random updates (Hypothesis), against
+the schema's number rule, and for what it keeps alive."""
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from decimal import Decimal
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.book import OrderBook
+from actors.book import OrderBook, okx_checksum, price_levels
+from cluster.events import checked_decimal
 
 PRICES = [f"{100 + n * 0.5:.2f}" for n in range(40)]
 Operation = tuple[str, str, str]  # (side, price, size)
@@ -85,3 +90,109 @@ def test_crossed_book_is_detected() -> None:
     book.set_bid("101.5", "1")
 
     assert book.is_crossed()
+
+
+# The compiled book reads numbers itself; it must agree with the schema's rule everywhere.
+number_text = st.text(alphabet="0123456789.eE+- x", max_size=12) | st.decimals(
+    min_value=0, max_value=10**12, allow_nan=False, allow_infinity=False
+).map(str)
+
+
+@settings(max_examples=2_000, deadline=None)
+@given(number_text)
+def test_levels_follow_the_schema_number_rule(text: str) -> None:
+    try:
+        checked_decimal(text)
+        price_ok = True
+    except ValueError:
+        price_ok = False
+    try:
+        checked_decimal(text, allow_zero=True)
+        size_ok = True
+    except ValueError:
+        size_ok = False
+
+    assert _accepted(lambda: price_levels([(text, "1")])) == price_ok
+    assert _accepted(lambda: price_levels([("1", text)])) == size_ok
+    if price_ok:
+        book = OrderBook("test:X-Y")
+        book.set_bid(text, "1")
+        book.set_ask(text, "2")
+        assert book.best_bid() == (text, "1")
+    if size_ok:
+        book = OrderBook("test:X-Y")
+        book.set_bid("5", "1")
+        book.set_bid("5", text)
+        assert book.depth() == ((0, 0) if float(text) == 0.0 else (1, 0))
+
+
+def _accepted(call: Callable[[], object]) -> bool:
+    try:
+        call()
+    except ValueError:
+        return False
+    return True
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.decimals(min_value="0.00000001", max_value=10**9, places=8), max_size=60))
+def test_levels_order_by_value_whatever_the_spelling(values: list[Decimal]) -> None:
+    spellings = [_spelled(value, n) for n, value in enumerate(values)]
+    book = OrderBook("test:X-Y")
+    book.replace([(text, "1") for text in spellings], [])
+
+    by_value: dict[float, str] = {}
+    for text in spellings:
+        by_value[float(text)] = text  # one level per value: the last spelling wins
+    expected = [by_value[key] for key in sorted(by_value, reverse=True)]
+    assert [price for price, _ in book.bids()] == expected
+
+
+def _spelled(value: Decimal, n: int) -> str:
+    """The same number as exchanges variously write it."""
+    plain = format(value, "f")
+    if n % 3 == 1 and "." in plain:
+        return plain + "000"
+    if n % 3 == 2:
+        return format(value, "e") if value else plain
+    return plain
+
+
+def test_apply_returns_the_levels_and_changes_nothing_when_one_is_bad() -> None:
+    book = OrderBook("test:X-Y")
+    book.replace([("100", "1")], [("101", "1")])
+
+    applied = book.apply([["99.5", "2", "0", "4"]], [("101", "0")])
+    assert applied == ([("99.5", "2")], [("101", "0")])
+    assert book.bids() == [("100", "1"), ("99.5", "2")]
+    assert book.asks() == []
+
+    for bad in (["-1", "1"], ["1", "abc"], ["1"], "1:1", [1.5, "1"], ["0", "1"], ["1", " 1"]):
+        with pytest.raises(ValueError):
+            book.apply([("98", "1")], [bad])
+    assert book.bids() == [("100", "1"), ("99.5", "2")]
+
+
+def test_levels_are_released_when_the_book_lets_them_go() -> None:
+    price, size = "".join(["123.", "45"]), "".join(["6.", "7"])  # objects of this test alone
+    baseline = (sys.getrefcount(price), sys.getrefcount(size))
+    book = OrderBook("test:X-Y")
+    for _ in range(100):
+        book.replace([(price, size)], [[price + "1", size, "0", "1"]])
+        book.apply([(price, size), (price, "0")], [])
+        book.top_bids(5)
+        book.set_ask(price + "1", size)
+        book.truncate(0)
+    book.replace([(price, size)], [])
+    book.clear()
+
+    assert (sys.getrefcount(price), sys.getrefcount(size)) == baseline
+
+
+def test_okx_checksum_reads_lists_and_tuples_alike() -> None:
+    bids = [["3366.1", "7", "0", "1"], ["3366", "6", "0", "2"]]
+    asks = [("3366.8", "9")]
+
+    assert okx_checksum(bids, asks) == okx_checksum([tuple(b[:2]) for b in bids], asks)
+    with pytest.raises(ValueError):
+        okx_checksum([("3366.1",)], asks)

@@ -13,10 +13,11 @@ from typing import ClassVar, TypeVar
 import httpx
 import pytest
 
+from actors.book import okx_checksum
 from actors.connection import Backoff, ConnectionRunner
 from actors.replay import replay_files
 from actors.venues.base import ConfigError, ConnectionSpec, Output, VenueConfig
-from actors.venues.okx import OkxAdapter, okx_checksum
+from actors.venues.okx import OkxAdapter
 from cluster.events import AnyEvent, BookDelta, BookSnapshot, Channel, Gap, Quote, Trade
 from tests.actors.venues.okx_server import (
     OkxMarket,
