@@ -21,6 +21,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from itertools import islice
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -100,6 +101,8 @@ class RedisPublisher:
         self._on_batch_written = on_batch_written
         self.stats = PublisherStats()
         self._buffer: deque[AnyEvent] = deque()
+        # Encoded stream names per (event type, instrument): the same few, event after event.
+        self._streams: dict[tuple[type, str], tuple[bytes, ...]] = {}
         self._lost: set[str] = set()
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
@@ -123,6 +126,10 @@ class RedisPublisher:
         if buffer:
             self._idle.clear()
             self._wakeup.set()
+
+    def backlog(self) -> int:
+        """Events queued and not yet in Redis."""
+        return len(self._buffer)
 
     async def drain(self, timeout_s: float = 30.0) -> None:
         """Wait until everything queued so far is in Redis (or the timeout passes)."""
@@ -152,7 +159,7 @@ class RedisPublisher:
 
     async def _write_batch(self) -> bool:
         """Write up to ``max_batch`` buffered events; False (events kept) if Redis failed."""
-        batch = [self._buffer[i] for i in range(min(self.max_batch, len(self._buffer)))]
+        batch = list(islice(self._buffer, self.max_batch))
         gaps = self._gaps_for_lost()
         try:
             await self._publish_batch(
@@ -187,20 +194,28 @@ class RedisPublisher:
         """The batch as the script reads it: stream entries, then latest quotes."""
         entries: list[bytes] = []
         quotes: list[bytes] = []
+        header = _RECORD_HEADER.pack
         maxlen = self.maxlen
+        streams = self._streams
         for event in events:
             payload = encode_event(event)
+            size = len(payload)
             if isinstance(event, FeedStatus):
-                entries += _record(status_stream_key(event.venue), STATUS_STREAM_MAXLEN, payload)
+                name = status_stream_key(event.venue).encode()
+                entries += (header(len(name), STATUS_STREAM_MAXLEN, size), name, payload)
                 continue
             assert isinstance(event, MarketEvent)
-            for channel in channels_of(event):
-                entries += _record(stream_key(channel, event.instrument), maxlen, payload)
+            kind = (event.__class__, event.instrument)
+            names = streams.get(kind)
+            if names is None:
+                names = streams[kind] = self._stream_names(event)
+            for name in names:
+                entries += (header(len(name), maxlen, size), name, payload)
             if isinstance(event, Quote):
-                quotes += _record(event.instrument, 0, payload)
+                name = event.instrument.encode()
+                quotes += (header(len(name), 0, size), name, payload)
         return b"".join(entries), b"".join(quotes)
 
-
-def _record(name: str, maxlen: int, payload: bytes) -> tuple[bytes, bytes, bytes]:
-    encoded = name.encode()
-    return _RECORD_HEADER.pack(len(encoded), maxlen, len(payload)), encoded, payload
+    @staticmethod
+    def _stream_names(event: MarketEvent) -> tuple[bytes, ...]:
+        return tuple(stream_key(c, event.instrument).encode() for c in channels_of(event))

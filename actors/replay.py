@@ -21,15 +21,23 @@ from actors.connection import ConnectionStats, Emit
 from actors.venues.base import (
     ConnectionSpec,
     Output,
-    Problem,
     RestRequest,
     VenueAdapter,
 )
-from cluster.events import AnyEvent, FeedStatus, MarketEvent, feed_status_now
+from cluster.events import AnyEvent, MarketEvent, feed_status_now
 
-__all__ = ["ReplaySummary", "replay_files", "replay_lines", "ReplayRunner"]
+__all__ = [
+    "Replay",
+    "ReplayRunner",
+    "ReplaySummary",
+    "read_capture_file",
+    "replay_files",
+    "replay_lines",
+]
 
 EventSink = Callable[[list[AnyEvent]], None]
+# An unpaced replay lets the event loop run this often (about what one socket read delivers).
+FRAMES_BETWEEN_YIELDS = 16
 
 
 @dataclass
@@ -95,6 +103,82 @@ class _RecordedReplies:
         return queue.popleft() if queue else None
 
 
+class Replay:
+    """One recorded connection replayed through a fresh adapter.
+
+    Drivers hand it the capture's lines in order (``step``), pacing them as they like, then call
+    ``finish``; both return what the adapter said, and ``summary`` counts it all. The same steps
+    run behind ``finone replay`` (``replay_lines``) and behind the replay venue (``ReplayRunner``).
+    """
+
+    def __init__(
+        self,
+        adapter_type: type[VenueAdapter],
+        lines: list[CaptureLine],
+        rest_lines: Iterable[CaptureLine] = (),
+    ) -> None:
+        opened = next((line for line in lines if line.kind == "opened"), None)
+        if opened is None:
+            raise ValueError("the capture records no connection opening (a `URL <-> time` line)")
+        sent = [line.text for line in lines if line.kind == "sent"]
+        self.lines = lines
+        self.adapter = adapter_type(adapter_type.config_from_capture(opened.url, sent))
+        self.summary = ReplaySummary()
+        self._opened = opened
+        self._conn = ConnectionSpec(
+            name=f"{self.adapter.venue}-replay",
+            url=opened.url,
+            symbols=tuple(self.adapter.config.symbols),
+        )
+        self._replies = _RecordedReplies(self.adapter, rest_lines)
+        self._pending: list[tuple[RestRequest, CaptureLine | None]] = []
+
+    def step(self, line: CaptureLine) -> list[Output]:
+        """The adapter's outputs for one line, after the REST replies recorded before it."""
+        outputs = self._answer_due(line.timestamp_ns)
+        if line.kind == "opened":
+            if line is not self._opened:
+                closed = self.adapter.on_close(self._conn, "reconnected", line.timestamp_ns)
+                outputs.append(self._noted(closed))
+            outputs.append(self._noted(self.adapter.on_open(self._conn, line.timestamp_ns)))
+        elif line.kind == "received":
+            self.summary.frames += 1
+            out = self.adapter.on_message(self._conn, line.text, line.timestamp_ns)
+            outputs.append(self._noted(out))
+        return outputs
+
+    def finish(self) -> list[Output]:
+        """Answer the requests still waiting; those the files hold no reply for are listed."""
+        outputs = self._answer_due(None)
+        self.summary.unanswered_requests = [
+            f"{request.endpoint} {request.symbol}"
+            for request, reply in self._pending
+            if reply is None
+        ]
+        return outputs
+
+    def _noted(self, out: Output) -> Output:
+        self.summary.record(out)
+        for request in out.rest:
+            self._pending.append((request, self._replies.next_for(request)))
+        return out
+
+    def _answer_due(self, now_ns: int | None) -> list[Output]:
+        due = [
+            (request, reply)
+            for request, reply in self._pending
+            if reply is not None and (now_ns is None or reply.timestamp_ns <= now_ns)
+        ]
+        outputs = []
+        for item in due:
+            self._pending.remove(item)
+            request, reply = item
+            assert reply is not None
+            out = self.adapter.on_rest_reply(request, 200, reply.text.encode(), reply.timestamp_ns)
+            outputs.append(self._noted(out))
+        return outputs
+
+
 def replay_files(
     adapter_type: type[VenueAdapter],
     ws_file: Path,
@@ -102,28 +186,24 @@ def replay_files(
     *,
     sink: EventSink | None = None,
     realtime: bool = False,
-    pace_s: float | None = None,
-    should_stop: Callable[[], bool] | None = None,
-    on_frame: Callable[[], None] | None = None,
-    on_problems: Callable[[list[Problem]], None] | None = None,
 ) -> tuple[VenueAdapter, ReplaySummary]:
-    """Replay one recorded connection, as fast as possible by default; ``realtime`` keeps the
-    recorded pacing between frames, ``pace_s`` spaces frames evenly instead. ``on_problems`` is
-    told of bad input as the adapter finds it (the summary counts it too)."""
-    lines = list(read_capture(ws_file))
-    if not any(line.kind == "opened" for line in lines):
-        raise ValueError(f"{ws_file} records no connection opening (a `URL <-> time` line)")
+    """Replay one recorded connection, as fast as possible unless ``realtime`` (the recorded
+    pacing between frames); ``sink`` is given each output's events."""
     return replay_lines(
         adapter_type,
-        lines,
+        read_capture_file(ws_file),
         [line for path in rest_files for line in read_capture(path)],
         sink=sink,
         realtime=realtime,
-        pace_s=pace_s,
-        should_stop=should_stop,
-        on_frame=on_frame,
-        on_problems=on_problems,
     )
+
+
+def read_capture_file(ws_file: Path) -> list[CaptureLine]:
+    """A WebSocket capture's lines, refused when it records no connection opening."""
+    lines = list(read_capture(ws_file))
+    if not any(line.kind == "opened" for line in lines):
+        raise ValueError(f"{ws_file} records no connection opening (a `URL <-> time` line)")
+    return lines
 
 
 def replay_lines(
@@ -133,74 +213,32 @@ def replay_lines(
     *,
     sink: EventSink | None = None,
     realtime: bool = False,
-    pace_s: float | None = None,
-    should_stop: Callable[[], bool] | None = None,
-    on_frame: Callable[[], None] | None = None,
-    on_problems: Callable[[list[Problem]], None] | None = None,
 ) -> tuple[VenueAdapter, ReplaySummary]:
     """``replay_files`` over capture lines already read (one connection, then its REST replies)."""
-    opened = next(line for line in lines if line.kind == "opened")
-    sent = [line.text for line in lines if line.kind == "sent"]
-    adapter = adapter_type(adapter_type.config_from_capture(opened.url, sent))
-    conn = ConnectionSpec(
-        name=f"{adapter.venue}-replay", url=opened.url, symbols=tuple(adapter.config.symbols)
-    )
-    replies = _RecordedReplies(adapter, rest_lines)
-    summary = ReplaySummary()
-    pending: list[tuple[RestRequest, CaptureLine | None]] = []
-
-    def handle(out: Output) -> None:
-        summary.record(out)
-        if out.problems and on_problems is not None:
-            on_problems(out.problems)
-        for request in out.rest:
-            pending.append((request, replies.next_for(request)))
-        if sink is not None:
-            events = [e for e in out.events if not isinstance(e, FeedStatus)]
-            if events:
-                sink(events)
-
-    def answer_due(now_ns: int | None) -> None:
-        due = [(r, reply) for r, reply in pending if reply and (now_ns is None or reply.timestamp_ns <= now_ns)]
-        for item in due:
-            pending.remove(item)
-            request, reply = item
-            assert reply is not None
-            handle(adapter.on_rest_reply(request, 200, reply.text.encode(), reply.timestamp_ns))
-
+    replay = Replay(adapter_type, lines, rest_lines)
     started_wall = time.monotonic()
-    first_ns: int | None = None
+    first_ns = lines[0].timestamp_ns if lines else 0
     for line in lines:
-        if should_stop is not None and should_stop():
-            break
-        if pace_s is not None and line.kind == "received":
-            time.sleep(pace_s)
-        elif realtime:
-            first_ns = line.timestamp_ns if first_ns is None else first_ns
+        if realtime:
             delay = (line.timestamp_ns - first_ns) / 1e9 - (time.monotonic() - started_wall)
             if delay > 0:
                 time.sleep(delay)
-        answer_due(line.timestamp_ns)
-        if line.kind == "opened":
-            if line is not opened:
-                handle(adapter.on_close(conn, "reconnected", line.timestamp_ns))
-            handle(adapter.on_open(conn, line.timestamp_ns))
-        elif line.kind == "received":
-            summary.frames += 1
-            if on_frame is not None:
-                on_frame()
-            handle(adapter.on_message(conn, line.text, line.timestamp_ns))
-    answer_due(None)
-    summary.unanswered_requests = [f"{r.endpoint} {r.symbol}" for r, reply in pending if reply is None]
-    return adapter, summary
+        for out in replay.step(line):
+            if sink is not None and out.events:
+                sink(out.events)
+    for out in replay.finish():
+        if sink is not None and out.events:
+            sink(out.events)
+    return replay.adapter, replay.summary
 
 
 class ReplayRunner:
     """A feed whose connection is a capture file: the replay venue.
 
-    It looks like ``ConnectionRunner`` to the feed actor (``run``, ``stats``, ``spec``), and
-    replays the file through the adapter in a worker thread at a fixed pace, from the start
-    again when ``loop`` is set, with a gap between rounds.
+    It looks like ``ConnectionRunner`` to the feed actor (``run``, ``stats``, ``spec``) and
+    replays the file through the adapter on the actor's event loop, a frame every ``pace_s``
+    seconds or as fast as possible, from the start again when ``loop`` is set, with a gap
+    between rounds.
     """
 
     def __init__(
@@ -227,23 +265,8 @@ class ReplayRunner:
         self._restart = False
 
     async def run(self, stop: asyncio.Event) -> None:
-        event_loop = asyncio.get_running_loop()
-
-        def deliver(events: list[AnyEvent]) -> None:
-            self.stats.events += len(events)
-            event_loop.call_soon_threadsafe(asyncio.ensure_future, self.emit(Output(events=events)))
-
-        def frame_seen() -> None:
-            self.stats.messages += 1
-            self.stats.last_message_ns = time.time_ns()
-
-        def problems_found(problems: list[Problem]) -> None:
-            # Counted in the status and, through the feed actor, in its metrics, as live.
-            for problem in problems:
-                self.stats.problems[problem.kind] += 1
-            out = Output(problems=problems)
-            event_loop.call_soon_threadsafe(asyncio.ensure_future, self.emit(out))
-
+        lines = await asyncio.to_thread(read_capture_file, self.ws_file)
+        rest_lines = [line for path in self.rest_files for line in read_capture(path)]
         while not stop.is_set():
             self._restart = False
             self.stats.state = "live"
@@ -252,23 +275,44 @@ class ReplayRunner:
                 self.adapter_type.venue, self.spec.name, "live", f"replaying {self.ws_file.name}"
             )
             await self.emit(Output(events=[live]))
-            adapter, _ = await asyncio.to_thread(
-                replay_files,
-                self.adapter_type,
-                self.ws_file,
-                self.rest_files,
-                sink=deliver,
-                pace_s=self.pace_s,
-                should_stop=lambda: stop.is_set() or self._restart,
-                on_frame=frame_seen,
-                on_problems=problems_found,
-            )
-            await self.emit(adapter.on_close(self.spec, "replay restarted", time.time_ns()))
+            replay = Replay(self.adapter_type, lines, rest_lines)
+            await self._play(replay, stop)
+            await self.emit(replay.adapter.on_close(self.spec, "replay restarted", time.time_ns()))
             if not (self.loop or self._restart):
                 break
             self.stats.reconnects += 1
         self.stats.state = "stopped"
-        await self.emit(Output(events=[feed_status_now(self.adapter_type.venue, self.spec.name, "stopped")]))
+        stopped = feed_status_now(self.adapter_type.venue, self.spec.name, "stopped")
+        await self.emit(Output(events=[stopped]))
+
+    async def _play(self, replay: Replay, stop: asyncio.Event) -> None:
+        stats = self.stats
+        unyielded = 0
+        for line in replay.lines:
+            if stop.is_set() or self._restart:
+                return
+            if line.kind == "received":
+                if self.pace_s is not None:
+                    await asyncio.sleep(self.pace_s)
+                else:
+                    unyielded += 1
+                    if unyielded >= FRAMES_BETWEEN_YIELDS:
+                        # As fast as possible, but the publisher and status calls share the loop.
+                        unyielded = 0
+                        await asyncio.sleep(0)
+                stats.messages += 1
+                stats.last_message_ns = time.time_ns()
+            await self._emit_all(replay.step(line))
+        await self._emit_all(replay.finish())
+
+    async def _emit_all(self, outputs: list[Output]) -> None:
+        for out in outputs:
+            # Counted in the status and, through the feed actor, in its metrics, as live.
+            for problem in out.problems:
+                self.stats.problems[problem.kind] += 1
+            self.stats.events += len(out.events)
+            if out.events or out.problems:
+                await self.emit(out)
 
     def close_now(self) -> None:
         """Start the replay over from the beginning (the operator's restart)."""

@@ -1,15 +1,17 @@
 """Ingest throughput of one feed: real captured frames through the adapter and into Redis.
 
-For each capture in ../shared/captures (looped, a fresh adapter per pass, as many passes as
---frames asks for), and for a long synthetic OKX stream in steady state (one snapshot, then small
-deltas with real checksums and sequence ids, and trades, from the OKX test market), it measures,
-side by side in one run:
+For each capture in ../shared/captures (looped, a fresh adapter per pass), and for a long
+synthetic OKX stream in steady state (one snapshot, then small deltas with real checksums and
+sequence ids, and trades, from the OKX test market), it measures, side by side in one run:
   decode   the frames through a plain JSON decode (the floor any handler pays),
-  adapter  the venue adapter: parse, validate, book, sequence and checksum checks,
-  redis    the adapter plus the publisher: pipelined XADD into a real Redis, until drained.
+  adapter  the venue adapter in this process: parse, validate, book, sequence and checksum checks,
+  actor    a real feed actor on a local Ray cluster replaying the capture as fast as possible,
+           looped (the replay venue), into a real Redis: events/s and frames/s written to Redis,
+           read from the actor's status over a window (the gap and status events each pass ends
+           with count too: under 2% of them).
 Then the memory of an OKX adapter holding 100 books of 400 levels a side.
-Target on these 2-core machines: >= 50,000 book/trade events/s into Redis per feed.
-Run with `make bench` or `.venv/bin/python bench/bench_ingest.py [--frames N]`.
+Target on these 2-core machines: >= 50,000 book/trade events/s into Redis per feed actor.
+Run with `make bench` or `.venv/bin/python bench/bench_ingest.py [--frames N] [--window S]`.
 """
 
 from __future__ import annotations
@@ -21,32 +23,35 @@ import json
 import resource
 import statistics
 import subprocess
-import tracemalloc
-from collections.abc import Callable
-from functools import partial
 import sys
 import tempfile
 import time
+import tracemalloc
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import msgspec
+import ray
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 from local_services import local_services  # noqa: E402
 
+from actors.book import okx_checksum  # noqa: E402
 from actors.capture import CaptureLine, CaptureWriter, read_capture  # noqa: E402
-from actors.publisher import RedisPublisher  # noqa: E402
+from actors.feed import FeedActor  # noqa: E402
 from actors.replay import replay_lines  # noqa: E402
 from actors.venues.base import VenueAdapter, VenueConfig  # noqa: E402
 from actors.venues.binance import BinanceAdapter  # noqa: E402
-from actors.book import okx_checksum
 from actors.venues.okx import OkxAdapter  # noqa: E402
 from cluster.events import AnyEvent, BookDelta, BookSnapshot  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CAPTURES = ROOT.parent / "shared" / "captures"
 OKX_URL = "wss://ws.okx.com:8443/ws/v5/public"
+# Seconds a feed actor replays before its windows start (worker start, first passes).
+WARMUP_S = 5.0
 
 
 class Recording:
@@ -54,6 +59,8 @@ class Recording:
 
     def __init__(self, adapter_type: type[VenueAdapter], ws: Path, rest: tuple[Path, ...]) -> None:
         self.adapter_type = adapter_type
+        self.ws = ws
+        self.rest = rest
         self.lines = list(read_capture(ws))
         self.frames = [line for line in self.lines if line.kind == "received"]
         self.replies: list[CaptureLine] = [line for path in rest for line in read_capture(path)]
@@ -63,6 +70,18 @@ class Recording:
         events: list[AnyEvent] = []
         self.run(events.extend)
         return sum(len(e.bids) + len(e.asks) for e in events if isinstance(e, BookDelta | BookSnapshot))
+
+    def replay_config(self) -> VenueConfig:
+        """The replay venue's configuration for this capture, looped as fast as possible."""
+        opened = next(line for line in self.lines if line.kind == "opened")
+        sent = [line.text for line in self.lines if line.kind == "sent"]
+        config = self.adapter_type.config_from_capture(opened.url, sent)
+        return msgspec.structs.replace(
+            config,
+            replay_file=str(self.ws),
+            replay_rest_files=[str(path) for path in self.rest],
+            replay_loop=True,
+        )
 
     def run(self, sink: Callable[[list[AnyEvent]], None] | None) -> int:
         """One pass through a fresh adapter, as a connection would; returns the events made."""
@@ -112,20 +131,33 @@ def timed(fn: object, repeats: int) -> list[float]:
     return results
 
 
-async def into_redis(recording: Recording, passes: int, redis_url: str) -> tuple[int, float]:
-    publisher = RedisPublisher(redis_url, maxlen=100_000)
-    publisher.start()
-    started = time.perf_counter()
-    total = 0
-    for _ in range(passes):
-        batch: list[AnyEvent] = []
-        total += recording.run(batch.extend)
-        publisher.publish(batch)
-        await asyncio.sleep(0)  # let the publisher flush, as the actor's loop does between frames
-    await publisher.drain(300)
-    elapsed = time.perf_counter() - started
-    await publisher.close()
-    return total, elapsed
+async def feed_actor_rates(
+    recording: Recording, redis_url: str, windows: int, window_s: float
+) -> list[tuple[float, float]]:
+    """(frames/s, events/s) written to Redis by a feed actor replaying ``recording`` looped, for
+    each of ``windows`` consecutive windows after a warm-up."""
+    config = recording.replay_config()
+    connection = recording.adapter_type(config).connections()[0].name
+    actor = FeedActor.remote(config, connection, redis_url, stream_maxlen=100_000)
+    try:
+        await asyncio.sleep(WARMUP_S)
+        rates = []
+        last, last_at = await actor.status.remote(), time.monotonic()
+        for _ in range(windows):
+            await asyncio.sleep(window_s)
+            now, now_at = await actor.status.remote(), time.monotonic()
+            elapsed = now_at - last_at
+            rates.append(
+                (
+                    (now["messages"] - last["messages"]) / elapsed,
+                    (now["published"] - last["published"]) / elapsed,
+                )
+            )
+            last, last_at = now, now_at
+        return rates
+    finally:
+        await actor.shutdown.remote()
+        ray.kill(actor)
 
 
 def book_memory_mib() -> tuple[float, float]:
@@ -164,6 +196,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--frames", type=int, default=100_000, help="frames per measurement")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--window", type=float, default=5.0, help="seconds per actor window")
     parser.add_argument("--memory-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_only:
@@ -191,6 +224,7 @@ async def main() -> None:
         synthetic = synthetic_okx_capture(Path(tmp) / "okx-steady.ws", args.frames)
         recordings["okx-steady"] = Recording(OkxAdapter, synthetic, ())
         async with local_services(Path(tmp)) as services:
+            ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
             for venue, recording in recordings.items():
                 passes = max(1, args.frames // len(recording.frames))
                 frames = passes * len(recording.frames)
@@ -210,12 +244,16 @@ async def main() -> None:
                         else ""
                     )
                     print(f"{venue:10} {stage:8} {frames / seconds:>11,.0f} {rates}")
-                runs = [await into_redis(recording, passes, services.redis_url) for _ in range(args.repeats)]
-                seconds = statistics.median(elapsed for _, elapsed in runs)
-                print(
-                    f"{venue:10} {'redis':8} {frames / seconds:>11,.0f} "
-                    f"{runs[0][0] / seconds:>11,.0f} {levels / seconds:>11,.0f}"
+                rates = await feed_actor_rates(
+                    recording, services.redis_url, args.repeats, args.window
                 )
+                frame_rate = statistics.median(f for f, _ in rates)
+                event_rate = statistics.median(e for _, e in rates)
+                print(
+                    f"{venue:10} {'actor':8} {frame_rate:>11,.0f} {event_rate:>11,.0f} "
+                    f"{event_rate * levels / events:>11,.0f}"
+                )
+            ray.shutdown()
     subprocess.run([sys.executable, __file__, "--memory-only"], check=True)
 
 

@@ -100,9 +100,11 @@ class VenueConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     options: dict[str, str] = msgspec.field(default_factory=dict)
     # Upper bound on frame size; larger frames are skipped and counted as oversized_frame.
     max_frame_bytes: int = 4 * 1024 * 1024
-    # The replay venue: stream this capture file through the adapter instead of connecting,
-    # a frame every ``replay_pace_s`` seconds, from the start again when ``replay_loop``.
+    # The replay venue: stream this capture file through the adapter instead of connecting
+    # (REST replies from ``replay_rest_files``, such as depth snapshots), a frame every
+    # ``replay_pace_s`` seconds or as fast as possible, from the start again when ``replay_loop``.
     replay_file: str | None = None
+    replay_rest_files: list[str] = msgspec.field(default_factory=list)
     replay_pace_s: float | None = None
     replay_loop: bool = False
 

@@ -59,6 +59,8 @@ class FeedStatusView(BaseModel):
                     "reconnects": 1,
                     "problems": {"unknown_message": 3},
                     "recording": False,
+                    "published": 4_330_698,
+                    "unpublished": 14,
                     "redis_ok": True,
                 }
             ]
@@ -80,6 +82,9 @@ class FeedStatusView(BaseModel):
     reconnects: int | None = None
     problems: dict[str, int] = {}
     recording: bool | None = None
+    # Events written to Redis, and those queued for it (grows while Redis is unreachable).
+    published: int | None = None
+    unpublished: int | None = None
     redis_ok: bool | None = None
 
 
