@@ -82,7 +82,18 @@ scan_decimal(const char *s, Py_ssize_t n, double *value)
         *value = (double)mantissa / POWERS_OF_TEN[fraction_digits];
         return 0;
     }
-    *value = PyOS_string_to_double(s, NULL, NULL);
+    /* Python's strtod reads up to a NUL, and the text may sit inside a larger buffer. */
+    char small[64];
+    char *copy = n < (Py_ssize_t)sizeof(small) ? small : PyMem_Malloc(n + 1);
+    if (copy == NULL) {
+        return -1;
+    }
+    memcpy(copy, s, n);
+    copy[n] = '\0';
+    *value = PyOS_string_to_double(copy, NULL, NULL);
+    if (copy != small) {
+        PyMem_Free(copy);
+    }
     if (*value == -1.0 && PyErr_Occurred()) {
         PyErr_Clear();
         return -1;
@@ -609,25 +620,19 @@ book_apply(OrderBook *self, PyObject *const *args, Py_ssize_t nargs)
     if (parse_both(args[0], args[1], &bids, &n_bids, &asks, &n_asks) < 0) {
         return NULL;
     }
-    PyObject *applied = Py_BuildValue("(NN)", PyList_New(n_bids), PyList_New(n_asks));
-    int failed = applied == NULL;
+    int failed = 0;
     for (Py_ssize_t i = 0; i < n_bids && !failed; i++) {
-        Py_INCREF(bids[i].level);
-        PyList_SET_ITEM(PyTuple_GET_ITEM(applied, 0), i, bids[i].level);
         failed = side_set(&self->bids, &bids[i]) < 0;
     }
     for (Py_ssize_t i = 0; i < n_asks && !failed; i++) {
-        Py_INCREF(asks[i].level);
-        PyList_SET_ITEM(PyTuple_GET_ITEM(applied, 1), i, asks[i].level);
         failed = side_set(&self->asks, &asks[i]) < 0;
     }
     release_parsed(bids, n_bids);
     release_parsed(asks, n_asks);
     if (failed) {
-        Py_XDECREF(applied);
         return NULL;
     }
-    return applied;
+    Py_RETURN_NONE;
 }
 
 static PyObject *
@@ -761,9 +766,8 @@ static PyMethodDef book_methods[] = {
     {"set_ask", (PyCFunction)(void (*)(void))book_set_ask, METH_FASTCALL,
      "set_ask(price, size): set one ask level; a size of zero removes it."},
     {"apply", (PyCFunction)(void (*)(void))book_apply, METH_FASTCALL,
-     "apply(bids, asks) -> (bids, asks): apply changed levels; a size of zero removes the level.\n"
-     "Every level is checked first: on ValueError the book is unchanged. Returns the levels\n"
-     "as applied, as (price, size) tuples."},
+     "apply(bids, asks): apply changed levels; a size of zero removes the level.\n"
+     "Every level is checked first: on ValueError the book is unchanged."},
     {"replace", (PyCFunction)(void (*)(void))book_replace, METH_FASTCALL,
      "replace(bids, asks): the book becomes these levels (a snapshot); zero sizes are left out."},
     {"clear", (PyCFunction)book_clear, METH_NOARGS, "Remove every level."},
@@ -814,7 +818,7 @@ static PyTypeObject OrderBookType = {
 /* ---- module functions ----------------------------------------------------------------- */
 
 static PyObject *
-price_levels(PyObject *module, PyObject *levels)
+checked_levels(PyObject *module, PyObject *levels)
 {
     Py_ssize_t n;
     Parsed *parsed = parse_levels(levels, &n);
@@ -832,6 +836,177 @@ price_levels(PyObject *module, PyObject *levels)
     }
     release_parsed(parsed, n);
     return list;
+}
+
+/* ---- levels straight from JSON ------------------------------------------------------- */
+
+typedef struct {
+    const char *at;
+    const char *end;
+} Cursor;
+
+static void
+skip_space(Cursor *c)
+{
+    while (c->at < c->end && (*c->at == ' ' || *c->at == '\t' || *c->at == '\n' || *c->at == '\r')) {
+        c->at++;
+    }
+}
+
+static int
+expect(Cursor *c, char wanted)
+{
+    skip_space(c);
+    if (c->at < c->end && *c->at == wanted) {
+        c->at++;
+        return 1;
+    }
+    return 0;
+}
+
+/* A JSON string without escapes (numbers never need them): its text between the quotes. */
+static int
+read_plain_string(Cursor *c, const char **text, Py_ssize_t *n)
+{
+    if (!expect(c, '"')) {
+        return 0;
+    }
+    const char *start = c->at;
+    while (c->at < c->end && *c->at != '"') {
+        if (*c->at == '\\' || (unsigned char)*c->at < 0x20) {
+            return 0;
+        }
+        c->at++;
+    }
+    if (c->at >= c->end) {
+        return 0;
+    }
+    *text = start;
+    *n = c->at - start;
+    c->at++;
+    return 1;
+}
+
+/* Skips one scalar JSON value (the extra entries venues add to a level, such as OKX's order
+ * count). */
+static int
+skip_scalar(Cursor *c)
+{
+    skip_space(c);
+    if (c->at < c->end && *c->at == '"') {
+        const char *text;
+        Py_ssize_t n;
+        return read_plain_string(c, &text, &n);
+    }
+    const char *start = c->at;
+    while (c->at < c->end && *c->at != ',' && *c->at != ']' && *c->at != ' ' && *c->at != '\t' &&
+           *c->at != '\n' && *c->at != '\r' && *c->at != '[' && *c->at != '{' && *c->at != '"') {
+        c->at++;
+    }
+    return c->at > start;
+}
+
+static PyObject *
+ascii_text(const char *text, Py_ssize_t n)
+{
+    PyObject *str = PyUnicode_New(n, 127);
+    if (str != NULL) {
+        memcpy(PyUnicode_DATA(str), text, n);
+    }
+    return str;
+}
+
+/* NULL, with ValueError naming the text as it stood in the JSON. */
+static PyObject *
+bad_number(const char *text, Py_ssize_t n, const char *reason)
+{
+    PyObject *shown = PyUnicode_DecodeUTF8(text, n, "replace");
+    if (shown != NULL) {
+        PyErr_Format(PyExc_ValueError, "%s: %R", reason ? reason : "not a decimal number", shown);
+        Py_DECREF(shown);
+    }
+    return NULL;
+}
+
+/* One level, [price, size, ...], with both numbers checked. */
+static PyObject *
+read_level(Cursor *c)
+{
+    const char *price, *size;
+    Py_ssize_t n_price, n_size;
+    double value;
+    if (!expect(c, '[') || !read_plain_string(c, &price, &n_price) || !expect(c, ',') ||
+        !read_plain_string(c, &size, &n_size)) {
+        return NULL;
+    }
+    while (expect(c, ',')) {
+        if (!skip_scalar(c)) {
+            return NULL;
+        }
+    }
+    if (!expect(c, ']')) {
+        return NULL;
+    }
+    if (scan_decimal(price, n_price, &value) < 0) {
+        return bad_number(price, n_price, NULL);
+    }
+    if (value == 0.0) {
+        return bad_number(price, n_price, "must be positive");
+    }
+    if (scan_decimal(size, n_size, &value) < 0) {
+        return bad_number(size, n_size, NULL);
+    }
+    PyObject *level = PyTuple_New(2);
+    if (level == NULL) {
+        return NULL;
+    }
+    PyObject *price_text = ascii_text(price, n_price);
+    PyObject *size_text = price_text ? ascii_text(size, n_size) : NULL;
+    if (size_text == NULL) {
+        Py_XDECREF(price_text);
+        Py_DECREF(level);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(level, 0, price_text);
+    PyTuple_SET_ITEM(level, 1, size_text);
+    return level;
+}
+
+static PyObject *
+price_levels(PyObject *module, PyObject *raw)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(raw, &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    Cursor c = {.at = view.buf, .end = (const char *)view.buf + view.len};
+    PyObject *levels = PyList_New(0);
+    int ok = levels != NULL && expect(&c, '[');
+    if (ok && !expect(&c, ']')) {
+        do {
+            PyObject *level = read_level(&c);
+            ok = level != NULL && PyList_Append(levels, level) == 0;
+            Py_XDECREF(level);
+        } while (ok && expect(&c, ','));
+        ok = ok && expect(&c, ']');
+    }
+    if (ok) {
+        skip_space(&c);
+        ok = c.at == c.end;
+    }
+    Py_ssize_t offset = c.at - (const char *)view.buf;
+    PyBuffer_Release(&view);
+    if (!ok) {
+        if (!PyErr_Occurred()) {
+            PyErr_Format(PyExc_ValueError,
+                         "price levels must be a JSON array of [price, size, ...] arrays of "
+                         "plain strings (at byte %zd)",
+                         offset);
+        }
+        Py_XDECREF(levels);
+        return NULL;
+    }
+    return levels;
 }
 
 static uint32_t crc_table[256];
@@ -939,10 +1114,14 @@ okx_checksum(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 }
 
 static PyMethodDef module_methods[] = {
-    {"price_levels", (PyCFunction)price_levels, METH_O,
-     "price_levels(levels): [(price, size), ...] from sequences whose first two items are a\n"
+    {"checked_levels", (PyCFunction)checked_levels, METH_O,
+     "checked_levels(levels): [(price, size), ...] from sequences whose first two items are a\n"
      "price and a size, every number checked (positive prices, non-negative sizes).\n"
      "Raises ValueError naming the first bad level."},
+    {"price_levels", (PyCFunction)price_levels, METH_O,
+     "price_levels(raw): [(price, size), ...] from the JSON text of a venue's level array,\n"
+     "[[\"price\", \"size\", ...], ...], every number checked (positive prices, non-negative\n"
+     "sizes). Raises ValueError naming the first bad number or where the JSON went wrong."},
     {"okx_checksum", (PyCFunction)(void (*)(void))okx_checksum, METH_FASTCALL,
      "okx_checksum(bids, asks): OKX's CRC32 (signed) over the best 25 levels per side, best\n"
      "first, in the exchange's spelling: bid:size:ask:size:... interleaved, then the longer\n"

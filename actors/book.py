@@ -19,13 +19,16 @@ Levels are ordered by the price's value, best first. Methods:
 - ``top_bids(depth)``/``top_asks(depth)``: the best levels as a tuple that stays the same object
   until a change reaches them, so a venue recomputes its checksum only when the top changed.
 
-``price_levels(raw)`` turns venue level lists into checked ``(price, size)`` tuples (positive
-prices, non-negative sizes; the number rule of ``cluster.events.checked_decimal``).
+``price_levels(raw)`` reads a level array straight from the frame's JSON text
+(``[["price", "size", ...], ...]``, as OKX and Binance send them) into checked ``(price, size)``
+tuples: decoding a level list through a general JSON decoder first costs twice the rest of the
+message. ``checked_levels(levels)`` checks levels already decoded. Both hold numbers to the rule of
+``cluster.events.checked_decimal`` (positive prices, non-negative sizes).
 ``okx_checksum(bids, asks)`` is OKX's signed CRC32 over the best 25 levels per side.
 """
 
 from __future__ import annotations
 
-from actors._book import OrderBook, okx_checksum, price_levels
+from actors._book import OrderBook, checked_levels, okx_checksum, price_levels
 
-__all__ = ["OrderBook", "okx_checksum", "price_levels"]
+__all__ = ["OrderBook", "checked_levels", "okx_checksum", "price_levels"]

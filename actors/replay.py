@@ -116,6 +116,8 @@ class Replay:
         adapter_type: type[VenueAdapter],
         lines: list[CaptureLine],
         rest_lines: Iterable[CaptureLine] = (),
+        *,
+        summarize: bool = True,
     ) -> None:
         opened = next((line for line in lines if line.kind == "opened"), None)
         if opened is None:
@@ -124,6 +126,8 @@ class Replay:
         self.lines = lines
         self.adapter = adapter_type(adapter_type.config_from_capture(opened.url, sent))
         self.summary = ReplaySummary()
+        # A feed replaying for ever keeps its own counts; the summary is for `finone replay`.
+        self._summarize = summarize
         self._opened = opened
         self._conn = ConnectionSpec(
             name=f"{self.adapter.venue}-replay",
@@ -158,7 +162,8 @@ class Replay:
         return outputs
 
     def _noted(self, out: Output) -> Output:
-        self.summary.record(out)
+        if self._summarize:
+            self.summary.record(out)
         for request in out.rest:
             self._pending.append((request, self._replies.next_for(request)))
         return out
@@ -275,7 +280,7 @@ class ReplayRunner:
                 self.adapter_type.venue, self.spec.name, "live", f"replaying {self.ws_file.name}"
             )
             await self.emit(Output(events=[live]))
-            replay = Replay(self.adapter_type, lines, rest_lines)
+            replay = Replay(self.adapter_type, lines, rest_lines, summarize=False)
             await self._play(replay, stop)
             await self.emit(replay.adapter.on_close(self.spec, "replay restarted", time.time_ns()))
             if not (self.loop or self._restart):

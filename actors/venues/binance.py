@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 
-from actors.book import OrderBook, price_levels
+from actors.book import OrderBook, checked_levels
 from actors.venues.base import (
     ConfigError,
     ConnectionSpec,
@@ -231,7 +231,7 @@ class _Route:
 
 def _checked_levels(levels: list[PriceLevel]) -> None:
     """Raise ValueError at the first bad number (levels decode as tuples already)."""
-    price_levels(levels)
+    checked_levels(levels)
 
 
 def _quote_side(price: str, size: str) -> tuple[str | None, str | None]:

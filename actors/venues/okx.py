@@ -25,7 +25,7 @@ from typing import ClassVar, Literal
 
 import msgspec
 
-from actors.book import OrderBook, okx_checksum
+from actors.book import OrderBook, okx_checksum, price_levels
 from actors.venues.base import (
     ConfigError,
     ConnectionSpec,
@@ -107,8 +107,9 @@ class _Ticker(msgspec.Struct, gc=False):
 
 
 class _Book(msgspec.Struct, gc=False):
-    asks: list[list[str]]
-    bids: list[list[str]]
+    # [price, size, deprecated liquidation count, order count] per level, read by price_levels.
+    asks: msgspec.Raw
+    bids: msgspec.Raw
     ts: str
     checksum: int | None = None
     seqId: int | None = None
@@ -355,10 +356,11 @@ class OkxAdapter(VenueAdapter):
                     continue
             try:
                 exchange_ts_ns = _ms_to_ns(message.ts)
+                bids, asks = price_levels(message.bids), price_levels(message.asks)
                 if action == "snapshot":
-                    book.replace(message.bids, message.asks)
+                    book.replace(bids, asks)
                 else:
-                    bids, asks = book.apply(message.bids, message.asks)
+                    book.apply(bids, asks)
             except ValueError as error:
                 # A book message we cannot read is one we miss: the book is no longer trustworthy.
                 self._resync(conn, state, "parse_error", f"books: {error}", receive_ts_ns, out)

@@ -3,6 +3,7 @@ the schema's number rule, and for what it keeps alive."""
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 from decimal import Decimal
@@ -11,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.book import OrderBook, okx_checksum, price_levels
+from actors.book import OrderBook, checked_levels, okx_checksum, price_levels
 from cluster.events import checked_decimal
 
 PRICES = [f"{100 + n * 0.5:.2f}" for n in range(40)]
@@ -112,8 +113,11 @@ def test_levels_follow_the_schema_number_rule(text: str) -> None:
     except ValueError:
         size_ok = False
 
-    assert _accepted(lambda: price_levels([(text, "1")])) == price_ok
-    assert _accepted(lambda: price_levels([("1", text)])) == size_ok
+    assert _accepted(lambda: checked_levels([(text, "1")])) == price_ok
+    assert _accepted(lambda: checked_levels([("1", text)])) == size_ok
+    as_json = json.dumps(text).encode()
+    assert _accepted(lambda: price_levels(b'[[%s, "1"]]' % as_json)) == price_ok
+    assert _accepted(lambda: price_levels(b'[["1", %s, "0", "4"]]' % as_json)) == size_ok
     if price_ok:
         book = OrderBook("test:X-Y")
         book.set_bid(text, "1")
@@ -158,12 +162,11 @@ def _spelled(value: Decimal, n: int) -> str:
     return plain
 
 
-def test_apply_returns_the_levels_and_changes_nothing_when_one_is_bad() -> None:
+def test_a_bad_level_changes_nothing() -> None:
     book = OrderBook("test:X-Y")
     book.replace([("100", "1")], [("101", "1")])
 
-    applied = book.apply([["99.5", "2", "0", "4"]], [("101", "0")])
-    assert applied == ([("99.5", "2")], [("101", "0")])
+    book.apply([["99.5", "2", "0", "4"]], [("101", "0")])
     assert book.bids() == [("100", "1"), ("99.5", "2")]
     assert book.asks() == []
 
@@ -171,6 +174,29 @@ def test_apply_returns_the_levels_and_changes_nothing_when_one_is_bad() -> None:
         with pytest.raises(ValueError):
             book.apply([("98", "1")], [bad])
     assert book.bids() == [("100", "1"), ("99.5", "2")]
+
+
+def test_levels_read_from_json_as_venues_send_them() -> None:
+    okx = b'[["8476.98", "415", "0", "13"], ["8477", "7", "0", "2"]]'
+    binance = b' [ ["0.0024","10"] ,\n["0.0023", "0.000"]]'
+
+    assert price_levels(okx) == [("8476.98", "415"), ("8477", "7")]
+    assert price_levels(binance) == [("0.0024", "10"), ("0.0023", "0.000")]
+    assert price_levels(b"[]") == []
+
+    for bad in (
+        b'[["1"]]',  # no size
+        b'[[1.5, "1"]]',  # numbers must be strings, as the venues send them
+        b'[["1", "1"]',  # unclosed
+        b'[["1", "1"]] x',  # trailing text
+        b'[["\\u0031", "1"]]',  # escapes never spell a number the venues send
+        b'[["1", "1", ["nested"]]]',
+        b'{"price": "1"}',
+        b'[["0", "1"]]',  # prices are positive
+        b'[["1", "-1"]]',
+    ):
+        with pytest.raises(ValueError):
+            price_levels(bad)
 
 
 def test_levels_are_released_when_the_book_lets_them_go() -> None:
