@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections import deque
 from pathlib import Path
@@ -218,6 +219,10 @@ class FeedActor:
             "unpublished": self._publisher.backlog(),
             "redis_ok": self._publisher.stats.redis_ok,
         }
+
+    async def pid(self) -> int:
+        """The actor's process (operators and tests kill it, benchmarks read its memory)."""
+        return os.getpid()
 
     async def restart(self) -> None:
         """Drop the connection now; it reconnects (with a gap) straight away."""

@@ -9,7 +9,8 @@ sequence ids, and trades, from the OKX test market), it measures, side by side i
            looped (the replay venue), into a real Redis: events/s and frames/s written to Redis,
            read from the actor's status over a window (the gap and status events each pass ends
            with count too: under 2% of them).
-Then the memory of an OKX adapter holding 100 books of 400 levels a side.
+Then the peak RSS of a feed actor holding 100 OKX books of 400 levels a side, beside the same
+actor holding none, and the heap the books themselves take.
 Target on these 2-core machines: >= 50,000 book/trade events/s into Redis per feed actor.
 Run with `make bench` or `.venv/bin/python bench/bench_ingest.py [--frames N] [--window S]`.
 """
@@ -20,9 +21,7 @@ import argparse
 import asyncio
 import gc
 import json
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -160,36 +159,82 @@ async def feed_actor_rates(
         ray.kill(actor)
 
 
-def book_memory_mib() -> tuple[float, float]:
-    """Python heap held (and peak while building) by an OKX adapter with 100 books of 400
-    levels a side, traced allocation by allocation."""
-    symbols = [f"COIN{n}-USDT" for n in range(100)]
-    tracemalloc.start()
-    adapter = OkxAdapter(VenueConfig(venue="okx", symbols=symbols, channels=["book"]))
-    conn = adapter.connections()[0]
-    adapter.on_open(conn, 0)
-    for n, symbol in enumerate(symbols):
+BOOKS = 100
+BOOK_LEVELS = 400  # a side: OKX's full depth
+
+
+def book_symbols() -> list[str]:
+    return [f"COIN{n}-USDT" for n in range(BOOKS)]
+
+
+def book_snapshot_frames() -> list[str]:
+    """An OKX snapshot of 400 levels a side, with its real checksum, for each of 100 symbols."""
+    frames = []
+    for n, symbol in enumerate(book_symbols()):
         mid = 1_000 + n
         bids = [[f"{mid - 0.01 * (i + 1):.2f}", f"{1 + i % 7}.125", "0", "1"] for i in range(400)]
         asks = [[f"{mid + 0.01 * (i + 1):.2f}", f"{1 + i % 5}.25", "0", "1"] for i in range(400)]
-        frame = {
-            "arg": {"channel": "books", "instId": symbol},
-            "action": "snapshot",
-            "data": [
+        checksum = okx_checksum([(p, q) for p, q, _, _ in bids], [(p, q) for p, q, _, _ in asks])
+        data = {"asks": asks, "bids": bids, "ts": "1700000000000", "checksum": checksum}
+        frames.append(
+            json.dumps(
                 {
-                    "asks": asks,
-                    "bids": bids,
-                    "ts": "1700000000000",
-                    "checksum": okx_checksum([(p, q) for p, q, _, _ in bids], [(p, q) for p, q, _, _ in asks]),
+                    "arg": {"channel": "books", "instId": symbol},
+                    "action": "snapshot",
+                    "data": [data],
                 }
-            ],
-        }
-        adapter.on_message(conn, json.dumps(frame), 0)
-    levels = sum(sum(book.depth()) for book in adapter.books.values())
-    assert levels == 100 * 800, f"books were not all accepted ({levels} levels)"
-    held, peak = tracemalloc.get_traced_memory()
+            )
+        )
+    return frames
+
+
+def books_capture(path: Path, with_books: bool) -> Path:
+    """A capture subscribing to 100 OKX books, with their snapshots or (as a baseline) without."""
+    writer = CaptureWriter(path)
+    writer.opened(OKX_URL, 0)
+    args = [{"channel": "books", "instId": symbol} for symbol in book_symbols()]
+    writer.sent(OKX_URL, json.dumps({"op": "subscribe", "args": args}), 0)
+    for frame in book_snapshot_frames() if with_books else []:
+        writer.received(frame, 0)
+    writer.close()
+    return path
+
+
+def books_heap_mib() -> float:
+    """Python heap an OKX adapter holds for 100 books of 400 levels a side (tracemalloc)."""
+    frames = book_snapshot_frames()
+    tracemalloc.start()
+    adapter = OkxAdapter(VenueConfig(venue="okx", symbols=book_symbols(), channels=["book"]))
+    conn = adapter.connections()[0]
+    adapter.on_open(conn, 0)
+    for frame in frames:
+        adapter.on_message(conn, frame, 0)
+    held, _ = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    return held / 2**20, peak / 2**20
+    levels = sum(sum(book.depth()) for book in adapter.books.values())
+    assert levels == BOOKS * 2 * BOOK_LEVELS, f"books were not all accepted ({levels} levels)"
+    return held / 2**20
+
+
+async def feed_actor_peak_rss_mib(capture: Path, redis_url: str) -> float:
+    """Peak RSS (VmHWM) of a feed actor that replayed ``capture`` once and published it all."""
+    recording = Recording(OkxAdapter, capture, ())
+    config = msgspec.structs.replace(recording.replay_config(), replay_loop=False)
+    connection = OkxAdapter(config).connections()[0].name
+    actor = FeedActor.remote(config, connection, redis_url, stream_maxlen=100_000)
+    try:
+        while True:
+            status = await actor.status.remote()
+            if status["state"] == "stopped" and status["unpublished"] == 0:
+                break
+            await asyncio.sleep(0.2)
+        pid = await actor.pid.remote()
+        status_lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+        peak_kib = next(int(line.split()[1]) for line in status_lines if line.startswith("VmHWM:"))
+        return peak_kib / 1024
+    finally:
+        await actor.shutdown.remote()
+        ray.kill(actor)
 
 
 async def main() -> None:
@@ -197,16 +242,7 @@ async def main() -> None:
     parser.add_argument("--frames", type=int, default=100_000, help="frames per measurement")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--window", type=float, default=5.0, help="seconds per actor window")
-    parser.add_argument("--memory-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.memory_only:
-        grown, peak = book_memory_mib()
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(
-            f"okx adapter with 100 books x 800 levels: {grown:.1f} MiB held "
-            f"(peak {peak:.1f} MiB while building; process peak RSS {rss:.0f} MiB)"
-        )
-        return
     if not CAPTURES.exists():
         raise SystemExit(f"no captures at {CAPTURES}; nothing to replay")
     recordings = {
@@ -253,8 +289,18 @@ async def main() -> None:
                     f"{venue:10} {'actor':8} {frame_rate:>11,.0f} {event_rate:>11,.0f} "
                     f"{event_rate * levels / events:>11,.0f}"
                 )
+            with_books = await feed_actor_peak_rss_mib(
+                books_capture(Path(tmp) / "books.ws", True), services.redis_url
+            )
+            without = await feed_actor_peak_rss_mib(
+                books_capture(Path(tmp) / "no-books.ws", False), services.redis_url
+            )
             ray.shutdown()
-    subprocess.run([sys.executable, __file__, "--memory-only"], check=True)
+    print(
+        f"feed actor holding {BOOKS} OKX books x {2 * BOOK_LEVELS} levels: peak RSS "
+        f"{with_books:.0f} MiB ({with_books - without:.0f} MiB over the same actor with none); "
+        f"the books' Python heap: {books_heap_mib():.1f} MiB"
+    )
 
 
 if __name__ == "__main__":
