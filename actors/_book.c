@@ -1148,9 +1148,11 @@ PyInit__book(void)
     if (module == NULL) {
         return NULL;
     }
-    Py_INCREF(&OrderBookType);
-    if (PyModule_AddObject(module, "OrderBook", (PyObject *)&OrderBookType) < 0) {
-        Py_DECREF(&OrderBookType);
+    PyObject *exported =
+        Py_BuildValue("[ssss]", "OrderBook", "checked_levels", "okx_checksum", "price_levels");
+    if (PyModule_AddObjectRef(module, "OrderBook", (PyObject *)&OrderBookType) < 0 ||
+        exported == NULL || PyModule_AddObject(module, "__all__", exported) < 0) {
+        Py_XDECREF(exported);
         Py_DECREF(module);
         return NULL;
     }

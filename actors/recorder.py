@@ -1,11 +1,20 @@
 """The recorder: persists every trade from the Redis streams to Postgres, with 1 s and 1 min bars.
 
-It reads the trade and bar streams as a consumer group. A batch is written in one transaction — trades
-inserted with ``ON CONFLICT DO NOTHING``, then the bars of every bucket the batch touched
-recomputed from the stored trades — and only then acknowledged with ``XACK``. Bars a venue publishes itself (daily bars, klines) are
-stored too, without overwriting: bars computed from recorded trades take precedence. A recorder killed
-at any point leaves its entries pending; the restarted one finishes them first, and the unique
-keys make the replay harmless: nothing is lost, nothing is duplicated.
+It reads the trade and bar streams as a consumer group. A batch is written in one transaction —
+trades inserted with ``ON CONFLICT DO NOTHING``, then the bars of every bucket the batch touched
+recomputed from the stored trades — and only then acknowledged with ``XACK``. Bars a venue
+publishes itself (daily bars, klines) are stored too, without overwriting: bars computed from
+recorded trades take precedence. A recorder killed at any point leaves its entries pending; the
+restarted one finishes them first, and the unique keys make the replay harmless: nothing is lost,
+nothing is duplicated.
+
+Trade corrections and cancels travel on the trade streams and are applied in the same
+transaction, in stream order: a correction replaces the original trade with the corrected one
+(its id, price and size, at the original's time), a cancel or error deletes it; the bars of the
+buckets they touch are recomputed from the stored trades like any others, and a bucket left
+without trades loses its bars. A revision whose trade is gone (revised already, or never
+recorded) changes nothing, and a replay repeats a trade before its revision, so replays stay
+harmless.
 """
 
 from __future__ import annotations
@@ -25,7 +34,15 @@ from ray.util.metrics import Counter, Gauge
 from redis.exceptions import RedisError, ResponseError
 
 from cluster.bars_import import INTERVAL_NS
-from cluster.events import AnyEvent, Bar, Trade, checked_decimal, decode_event
+from cluster.events import (
+    AnyEvent,
+    Bar,
+    Trade,
+    TradeCancel,
+    TradeCorrection,
+    checked_decimal,
+    decode_event,
+)
 from cluster.redis_keys import EVENT_FIELD, stream_key
 
 __all__ = ["Recorder", "RecorderCore", "BAR_INTERVALS", "RECORDER_ACTOR_NAME", "CONSUMER_GROUP"]
@@ -37,6 +54,11 @@ CONSUMER_GROUP = "recorder"
 BAR_INTERVALS: dict[str, int] = {i: INTERVAL_NS[i] for i in ("1s", "1m")}
 DISCOVERY_INTERVAL_S = 5.0
 
+# (instrument_id, trade_id, exchange_ts_ns, receive_ts_ns, price, size, side), as stored.
+_TradeRow = tuple[str, str, int, int, str, str, str | None]
+# What a batch does, in stream order: insert a run of trades, or revise one earlier trade.
+_Step = list[_TradeRow] | TradeCorrection | TradeCancel
+
 _INSERT_VENUE_BARS = """
 INSERT INTO bars (instrument_id, interval, start_ts_ns, open, high, low, close, volume,
                   trade_count, vwap)
@@ -46,6 +68,20 @@ ON CONFLICT (instrument_id, interval, start_ts_ns) DO NOTHING
 """
 
 _UPSERT_BARS = """
+WITH touched AS (
+    SELECT * FROM unnest($1::text[], $2::bigint[]) AS touched(instrument_id, bucket)
+), emptied AS (
+    -- A bucket whose last trade was canceled has no bar any more.
+    DELETE FROM bars USING touched
+    WHERE bars.instrument_id = touched.instrument_id AND bars.interval = $3
+      AND bars.start_ts_ns = touched.bucket
+      AND NOT EXISTS (
+          SELECT FROM trades
+          WHERE trades.instrument_id = touched.instrument_id
+            AND trades.exchange_ts_ns >= touched.bucket
+            AND trades.exchange_ts_ns < touched.bucket + $4
+      )
+)
 INSERT INTO bars (instrument_id, interval, start_ts_ns, open, high, low, close, volume,
                   trade_count, vwap)
 SELECT t.instrument_id, $3::text, t.bucket,
@@ -56,7 +92,7 @@ SELECT t.instrument_id, $3::text, t.bucket,
 FROM (
     SELECT trades.*, trades.exchange_ts_ns - trades.exchange_ts_ns % $4 AS bucket
     FROM trades
-    JOIN unnest($1::text[], $2::bigint[]) AS touched(instrument_id, bucket)
+    JOIN touched
       ON trades.instrument_id = touched.instrument_id
      AND trades.exchange_ts_ns >= touched.bucket
      AND trades.exchange_ts_ns < touched.bucket + $4
@@ -67,12 +103,31 @@ ON CONFLICT (instrument_id, interval, start_ts_ns) DO UPDATE SET
     volume = EXCLUDED.volume, trade_count = EXCLUDED.trade_count, vwap = EXCLUDED.vwap
 """
 
+# The corrected trade keeps the original's times and side. When a replay has inserted the
+# original again beside its already corrected self, the original just gives way.
+_CORRECT_TRADE = """
+WITH original AS (
+    DELETE FROM trades WHERE instrument_id = $1 AND trade_id = $2
+    RETURNING exchange_ts_ns, receive_ts_ns, side
+)
+INSERT INTO trades (instrument_id, trade_id, exchange_ts_ns, receive_ts_ns, price, size, side)
+SELECT $1, $3, exchange_ts_ns, receive_ts_ns, $4::numeric, $5::numeric, side FROM original
+ON CONFLICT (instrument_id, trade_id) DO UPDATE SET price = EXCLUDED.price, size = EXCLUDED.size
+RETURNING exchange_ts_ns
+"""
+
+_CANCEL_TRADE = """
+DELETE FROM trades WHERE instrument_id = $1 AND trade_id = $2 RETURNING exchange_ts_ns
+"""
+
 
 @dataclass
 class RecorderStats:
     batches: int = 0
     entries: int = 0
     trades_written: int = 0
+    # Stored trades corrected or deleted by the exchange's corrections and cancels.
+    trades_revised: int = 0
     bars_written: int = 0
     skipped: int = 0
     errors: int = 0
@@ -174,7 +229,7 @@ class RecorderCore:
 
     async def _record(self, replies: list[Any]) -> None:
         acks: dict[str, list[bytes]] = {}
-        rows: list[tuple[str, str, int, int, str, str, str | None]] = []
+        steps: list[_Step] = []
         venue_bars: list[Bar] = []
         for key, entries in replies:
             stream = key.decode() if isinstance(key, bytes) else key
@@ -182,7 +237,16 @@ class RecorderCore:
                 acks.setdefault(stream, []).append(entry_id)
                 event = _decode(fields)
                 if isinstance(event, Trade) and _is_valid_trade(event):
-                    rows.append(_trade_row(event))
+                    # Consecutive trades share one insert: a batch without revisions is one COPY.
+                    run = steps[-1] if steps else None
+                    if not isinstance(run, list):
+                        run = []
+                        steps.append(run)
+                    run.append(_trade_row(event))
+                elif isinstance(event, TradeCancel) or (
+                    isinstance(event, TradeCorrection) and _is_valid_correction(event)
+                ):
+                    steps.append(event)
                 elif isinstance(event, Bar) and _is_valid_bar(event):
                     venue_bars.append(event)
                 else:
@@ -192,15 +256,26 @@ class RecorderCore:
         if not acks:
             return
         assert self._pool is not None
+        written = revised = 0
+        # (instrument, exchange time) of every trade written or revised: their bars change.
+        touched: list[tuple[str, int]] = []
         async with self._pool.acquire() as conn, conn.transaction():
-            written = await _insert_trades(conn, rows)
-            await _recompute_bars(conn, rows)
+            for step in steps:
+                if isinstance(step, list):
+                    written += await _insert_trades(conn, step)
+                    touched += ((row[0], row[2]) for row in step)
+                else:
+                    times = await _revise_trade(conn, step)
+                    revised += len(times)
+                    touched += ((step.instrument, ts) for ts in times)
+            await _recompute_bars(conn, touched)
             self.stats.bars_written += await _insert_venue_bars(conn, venue_bars)
         for stream, ids in acks.items():
             await self._redis.xack(stream, CONSUMER_GROUP, *ids)
         self.stats.batches += 1
         self.stats.entries += sum(len(ids) for ids in acks.values())
         self.stats.trades_written += written
+        self.stats.trades_revised += revised
         self.stats.last_commit_ns = time.time_ns()
         # Each stream's entries come oldest first: its last one is its newest.
         self.stats.newest_committed_ms = max(
@@ -226,6 +301,15 @@ def _is_valid_trade(event: Trade) -> bool:
     return event.side in (None, "buy", "sell")
 
 
+def _is_valid_correction(event: TradeCorrection) -> bool:
+    try:
+        checked_decimal(event.corrected_price)
+        checked_decimal(event.corrected_size)
+    except ValueError:
+        return False
+    return True
+
+
 def _is_valid_bar(event: Bar) -> bool:
     try:
         opening, high, low, closing = (
@@ -239,7 +323,7 @@ def _is_valid_bar(event: Bar) -> bool:
     return low <= min(opening, closing) <= max(opening, closing) <= high and event.trade_count >= 0
 
 
-def _trade_row(event: Trade) -> tuple[str, str, int, int, str, str, str | None]:
+def _trade_row(event: Trade) -> _TradeRow:
     return (
         event.instrument,
         event.trade_id,
@@ -251,7 +335,7 @@ def _trade_row(event: Trade) -> tuple[str, str, int, int, str, str, str | None]:
     )
 
 
-async def _insert_trades(conn: asyncpg.Connection, rows: list[tuple[Any, ...]]) -> int:
+async def _insert_trades(conn: asyncpg.Connection, rows: list[_TradeRow]) -> int:
     if not rows:
         return 0
     # COPY into a scratch table, then one INSERT: far faster than row-by-row, and still
@@ -288,9 +372,28 @@ async def _insert_venue_bars(conn: asyncpg.Connection, bars: list[Bar]) -> int:
     return int(result.rsplit(" ", 1)[-1])
 
 
-async def _recompute_bars(conn: asyncpg.Connection, rows: list[tuple[Any, ...]]) -> None:
+async def _revise_trade(
+    conn: asyncpg.Connection, event: TradeCorrection | TradeCancel
+) -> list[int]:
+    """Apply a correction or cancel; the exchange times of the stored trades it changed."""
+    if isinstance(event, TradeCorrection):
+        rows = await conn.fetch(
+            _CORRECT_TRADE,
+            event.instrument,
+            event.original_trade_id,
+            event.corrected_trade_id,
+            event.corrected_price,
+            event.corrected_size,
+        )
+    else:
+        rows = await conn.fetch(_CANCEL_TRADE, event.instrument, event.trade_id)
+    return [row["exchange_ts_ns"] for row in rows]
+
+
+async def _recompute_bars(conn: asyncpg.Connection, trades: list[tuple[str, int]]) -> None:
+    """Bars of every bucket holding one of these (instrument, exchange time), from stored trades."""
     for interval, width in BAR_INTERVALS.items():
-        touched = sorted({(row[0], row[2] - row[2] % width) for row in rows})
+        touched = sorted({(instrument, ts - ts % width) for instrument, ts in trades})
         if touched:
             instruments, buckets = zip(*touched, strict=True)
             await conn.execute(_UPSERT_BARS, list(instruments), list(buckets), interval, width)
@@ -348,6 +451,7 @@ class Recorder:
             "batches": s.batches,
             "entries": s.entries,
             "trades_written": s.trades_written,
+            "trades_revised": s.trades_revised,
             "bars_written": s.bars_written,
             "skipped": s.skipped,
             "errors": s.errors,

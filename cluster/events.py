@@ -18,6 +18,8 @@ __all__ = [
     "Event",
     "MarketEvent",
     "Trade",
+    "TradeCorrection",
+    "TradeCancel",
     "Quote",
     "BookSnapshot",
     "BookDelta",
@@ -98,6 +100,29 @@ class Trade(MarketEvent, frozen=True, kw_only=True, tag="trade"):
     price: str
     size: str
     side: Side | None = None
+
+
+class TradeCorrection(MarketEvent, frozen=True, kw_only=True, tag="trade_correction"):
+    """The exchange corrected an earlier trade: readers replace trade ``original_trade_id`` with
+    the corrected one (its id may be new), which still happened when the original did. Both
+    timestamps are the correction's own."""
+
+    original_trade_id: str
+    original_price: str
+    original_size: str
+    corrected_trade_id: str
+    corrected_price: str
+    corrected_size: str
+
+
+class TradeCancel(MarketEvent, frozen=True, kw_only=True, tag="trade_cancel"):
+    """The exchange withdrew an earlier trade, as canceled or as reported in error: readers
+    drop it. Both timestamps are the cancel's own."""
+
+    trade_id: str
+    price: str
+    size: str
+    reason: Literal["cancel", "error"]
 
 
 class Quote(MarketEvent, frozen=True, kw_only=True, tag="quote"):
@@ -199,7 +224,17 @@ class FeedStatus(Event, frozen=True, kw_only=True, tag="status"):
 
 
 AnyEvent = (
-    Trade | Quote | BookSnapshot | BookDelta | Bar | Gap | AlertTriggered | Forecast | FeedStatus
+    Trade
+    | TradeCorrection
+    | TradeCancel
+    | Quote
+    | BookSnapshot
+    | BookDelta
+    | Bar
+    | Gap
+    | AlertTriggered
+    | Forecast
+    | FeedStatus
 )
 
 

@@ -14,6 +14,8 @@ from cluster.events import (
     Gap,
     Quote,
     Trade,
+    TradeCancel,
+    TradeCorrection,
 )
 
 __all__ = [
@@ -44,6 +46,9 @@ EVENT_FIELD = b"e"
 
 _CHANNEL_OF: dict[type, tuple[Channel, ...]] = {
     Trade: ("trades",),
+    # On the trades stream, so its readers meet a revision after the trade it revises.
+    TradeCorrection: ("trades",),
+    TradeCancel: ("trades",),
     Quote: ("quotes",),
     BookSnapshot: ("book",),
     BookDelta: ("book",),

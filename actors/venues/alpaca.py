@@ -6,14 +6,16 @@ greets with ``[{"T":"success","msg":"connected"}]``; the client authenticates wi
 ``[{"T":"success","msg":"authenticated"}]`` has arrived. Every frame is a JSON array of messages
 tagged by ``"T"``: control messages come alone, data points often several to a frame. Prices and
 sizes are JSON numbers, times RFC 3339 strings with up to nine fractional digits. The stream has
-no order book: a quote is the best bid and offer.
+no order book: a quote is the best bid and offer. Every trades subscriber also gets trade
+corrections (``"c"``) and cancels/errors (``"x"``) for its symbols, unasked; they become
+``TradeCorrection`` and ``TradeCancel`` events on the trades stream.
 """
 
 from __future__ import annotations
 
 import re
 from decimal import Decimal
-from typing import Annotated, get_args
+from typing import Annotated, Literal, get_args
 
 import msgspec
 
@@ -25,7 +27,15 @@ from actors.venues.base import (
     VenueAdapter,
     VenueConfig,
 )
-from cluster.events import Bar, MarketChannel, Quote, Trade, checked_decimal
+from cluster.events import (
+    Bar,
+    MarketChannel,
+    Quote,
+    Trade,
+    TradeCancel,
+    TradeCorrection,
+    checked_decimal,
+)
 from cluster.timestamps import rfc3339_ns
 
 __all__ = ["AlpacaAdapter", "FEEDS", "STREAM_URL"]
@@ -134,15 +144,35 @@ class _DailyBar(_Bar, tag="d"):
 class _Correction(_Wire, tag="c"):
     """Trade corrections: Alpaca sends them unasked to every trades subscriber."""
 
+    symbol: str = msgspec.field(name="S")
+    original_id: int = msgspec.field(name="oi")
+    original_price: Decimal = msgspec.field(name="op")
+    original_size: Decimal = msgspec.field(name="os")
+    corrected_id: int = msgspec.field(name="ci")
+    corrected_price: Decimal = msgspec.field(name="cp")
+    corrected_size: Decimal = msgspec.field(name="cs")
+    time: str = msgspec.field(name="t")
+    exchange: str = msgspec.field(name="x", default="")
+
 
 class _CancelError(_Wire, tag="x"):
     """Trade cancels/errors: Alpaca sends them unasked to every trades subscriber."""
+
+    symbol: str = msgspec.field(name="S")
+    trade_id: int = msgspec.field(name="i")
+    price: Decimal = msgspec.field(name="p")
+    size: Decimal = msgspec.field(name="s")
+    # "C" cancel, "E" error: an action Alpaca does not document is refused, not guessed at.
+    action: Literal["C", "E"] = msgspec.field(name="a")
+    time: str = msgspec.field(name="t")
+    exchange: str = msgspec.field(name="x", default="")
 
 
 _Message = (
     _Trade | _Quote | _Bar | _DailyBar | _Success | _Error | _Subscription | _Correction | _CancelError
 )
-_DATA = (_Quote, _Trade, _Bar)
+_DataMessage = _Quote | _Trade | _Bar | _Correction | _CancelError
+_DATA = get_args(_DataMessage)
 _KNOWN_TAGS = frozenset(cls.__struct_config__.tag for cls in get_args(_Message))
 
 
@@ -177,15 +207,46 @@ def _side(price: Decimal, size: Decimal) -> tuple[str | None, str | None]:
     return exact_price, exact_size
 
 
+def _trade_id(exchange: str, trade_id: int) -> str:
+    # On SIP a trade id is unique only within its exchange; the code makes it unique per symbol.
+    # Corrections and cancels name the trade they revise the same way, so they find it.
+    return f"{exchange}-{trade_id}" if exchange else str(trade_id)
+
+
 def _trade(message: _Trade, instrument: str, receive_ts_ns: int) -> Trade:
     return Trade(
         instrument=instrument,
         exchange_ts_ns=rfc3339_ns(message.time),
         receive_ts_ns=receive_ts_ns,
-        # On SIP a trade id is unique only within its exchange; the code makes it unique per symbol.
-        trade_id=f"{message.exchange}-{message.trade_id}" if message.exchange else str(message.trade_id),
+        trade_id=_trade_id(message.exchange, message.trade_id),
         price=_positive(message.price),
         size=_positive(message.size),
+    )
+
+
+def _correction(message: _Correction, instrument: str, receive_ts_ns: int) -> TradeCorrection:
+    return TradeCorrection(
+        instrument=instrument,
+        exchange_ts_ns=rfc3339_ns(message.time),
+        receive_ts_ns=receive_ts_ns,
+        original_trade_id=_trade_id(message.exchange, message.original_id),
+        original_price=_positive(message.original_price),
+        original_size=_positive(message.original_size),
+        corrected_trade_id=_trade_id(message.exchange, message.corrected_id),
+        corrected_price=_positive(message.corrected_price),
+        corrected_size=_positive(message.corrected_size),
+    )
+
+
+def _cancel(message: _CancelError, instrument: str, receive_ts_ns: int) -> TradeCancel:
+    return TradeCancel(
+        instrument=instrument,
+        exchange_ts_ns=rfc3339_ns(message.time),
+        receive_ts_ns=receive_ts_ns,
+        trade_id=_trade_id(message.exchange, message.trade_id),
+        price=_positive(message.price),
+        size=_positive(message.size),
+        reason="cancel" if message.action == "C" else "error",
     )
 
 
@@ -226,6 +287,21 @@ def _bar(message: _Bar, instrument: str, receive_ts_ns: int) -> Bar:
         trade_count=message.trade_count,
         vwap=None if message.vwap is None else _positive(message.vwap),
     )
+
+
+def _data_event(
+    message: _DataMessage, instrument: str, receive_ts_ns: int
+) -> Quote | Trade | Bar | TradeCorrection | TradeCancel:
+    """The event of one data message; ValueError for numbers or times it must not carry."""
+    if isinstance(message, _Quote):
+        return _quote(message, instrument, receive_ts_ns)
+    if isinstance(message, _Trade):
+        return _trade(message, instrument, receive_ts_ns)
+    if isinstance(message, _Correction):
+        return _correction(message, instrument, receive_ts_ns)
+    if isinstance(message, _CancelError):
+        return _cancel(message, instrument, receive_ts_ns)
+    return _bar(message, instrument, receive_ts_ns)
 
 
 def _feed_and_keys(config: VenueConfig) -> tuple[str, str, str]:
@@ -318,12 +394,7 @@ class AlpacaAdapter(VenueAdapter):
                     )
                     continue
                 try:
-                    if isinstance(message, _Quote):
-                        events.append(_quote(message, instrument, receive_ts_ns))
-                    elif isinstance(message, _Trade):
-                        events.append(_trade(message, instrument, receive_ts_ns))
-                    else:
-                        events.append(_bar(message, instrument, receive_ts_ns))
+                    events.append(_data_event(message, instrument, receive_ts_ns))
                 except ValueError as error:
                     out.problems.append(Problem("parse_error", str(error), instrument))
             elif isinstance(message, _Success):
@@ -332,8 +403,6 @@ class AlpacaAdapter(VenueAdapter):
                 self._on_error(conn, message, out)
             elif isinstance(message, _Subscription):
                 self._on_subscription(conn, message, out)
-            # Corrections and cancels have no event in our schema yet; they are expected
-            # traffic (Alpaca sends them to every trades subscriber), so no problem is counted.
         return out
 
     # -- control ----------------------------------------------------------------------------

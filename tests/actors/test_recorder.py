@@ -13,11 +13,12 @@ import redis.asyncio as aioredis
 
 from actors.publisher import RedisPublisher
 from actors.recorder import CONSUMER_GROUP, Recorder, RecorderCore
-from cluster.events import Bar, Gap, Trade
+from cluster.events import Bar, Gap, Trade, TradeCancel, TradeCorrection
 from cluster.redis_keys import stream_key
 from tests.polling import wait_until
 
-MINUTE_NS = 60_000_000_000
+SECOND_NS = 1_000_000_000
+MINUTE_NS = 60 * SECOND_NS
 BASE_NS = 1_700_000_040 * 1_000_000_000  # a minute boundary
 
 
@@ -222,3 +223,105 @@ async def test_recorder_killed_mid_batch_loses_nothing_and_duplicates_nothing(
 
 async def _above(value: object, threshold: int) -> bool:
     return await value > threshold  # type: ignore[operator]
+
+
+def alpaca_trade(trade_id: str, offset_ns: int, price: str, size: str) -> Trade:
+    return Trade(
+        instrument="alpaca:AAPL", exchange_ts_ns=BASE_NS + offset_ns,
+        receive_ts_ns=BASE_NS + offset_ns + 1_000, trade_id=trade_id, price=price, size=size,
+    )
+
+
+def corrected(original: Trade, trade_id: str, price: str, size: str) -> TradeCorrection:
+    # Stamped well after the trade, in another second: the trade's own buckets must change.
+    return TradeCorrection(
+        instrument=original.instrument, exchange_ts_ns=BASE_NS + 30 * SECOND_NS,
+        receive_ts_ns=BASE_NS + 30 * SECOND_NS, original_trade_id=original.trade_id,
+        original_price=original.price, original_size=original.size, corrected_trade_id=trade_id,
+        corrected_price=price, corrected_size=size,
+    )
+
+
+def canceled(original: Trade, reason: str = "cancel") -> TradeCancel:
+    return TradeCancel(
+        instrument=original.instrument, exchange_ts_ns=BASE_NS + 40 * SECOND_NS,
+        receive_ts_ns=BASE_NS + 40 * SECOND_NS, trade_id=original.trade_id,
+        price=original.price, size=original.size, reason=reason,  # type: ignore[arg-type]
+    )
+
+
+async def stored_market_data(database_url: str) -> tuple[list[tuple[object, ...]], ...]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        trade_rows = await conn.fetch(
+            "SELECT trade_id, exchange_ts_ns, price, size FROM trades ORDER BY exchange_ts_ns"
+        )
+        bar_rows = await conn.fetch(
+            "SELECT interval, start_ts_ns, open, high, low, close, volume, trade_count, vwap "
+            "FROM bars ORDER BY interval, start_ts_ns"
+        )
+    finally:
+        await conn.close()
+    return [tuple(r) for r in trade_rows], [tuple(r) for r in bar_rows]
+
+
+async def record(redis_url: str, database_url: str, events: list[object]) -> RecorderCore:
+    """Publish ``events`` and run a recorder until it has taken them all."""
+    await publish(redis_url, events)
+    core = RecorderCore(redis_url, database_url)
+    await run_core_until(core, lambda: _entries_seen(core, len(events)))
+    await core.close()
+    return core
+
+
+async def test_recorder_with_corrections_and_cancels_rewrites_trades_and_bars_idempotently(
+    redis_url: str, database_url: str, clean_redis: aioredis.Redis
+) -> None:
+    first = alpaca_trade("V-1", 100_000_000, "100.00", "10")
+    second = alpaca_trade("V-2", 200_000_000, "101.00", "5")
+    alone = alpaca_trade("V-3", 1_500_000_000, "102.00", "1")
+    next_minute = alpaca_trade("V-4", MINUTE_NS + SECOND_NS, "98.00", "3")
+    never_recorded = alpaca_trade("V-99", 0, "1", "1")
+    traded = [first, second, alone, next_minute]
+    await record(redis_url, database_url, traded)
+    _, bars_before = await stored_market_data(database_url)
+    assert ("1s", BASE_NS + SECOND_NS) in [b[:2] for b in bars_before]
+
+    revisions = [
+        corrected(first, "V-10", "100.50", "20"),
+        # Alpaca may keep the id when it corrects a trade.
+        corrected(next_minute, "V-4", "99.00", "2"),
+        canceled(alone),
+        canceled(never_recorded, "error"),
+        corrected(never_recorded, "V-100", "1", "1"),
+        corrected(second, "V-20", "-1", "5"),  # the table would refuse it: skipped
+    ]
+    core = await record(redis_url, database_url, revisions)
+
+    trades_after, bars_after = await stored_market_data(database_url)
+    assert trades_after == [
+        ("V-10", first.exchange_ts_ns, Decimal("100.50"), Decimal("20")),
+        ("V-2", second.exchange_ts_ns, Decimal("101.00"), Decimal("5")),
+        ("V-4", next_minute.exchange_ts_ns, Decimal("99.00"), Decimal("2")),
+    ]
+    vwap = (Decimal("100.50") * 20 + Decimal("101.00") * 5) / 25
+    first_bucket = ("100.50", "101.00", "100.50", "101.00", "25", 2)
+    next_bucket = ("99.00", "99.00", "99.00", "99.00", "2", 1)
+    # The canceled trade's second has no bar left; the corrections show in their own buckets.
+    assert [(b[0], b[1], *map(str, b[2:7]), b[7]) for b in bars_after] == [
+        ("1m", BASE_NS, *first_bucket),
+        ("1m", BASE_NS + MINUTE_NS, *next_bucket),
+        ("1s", BASE_NS, *first_bucket),
+        ("1s", BASE_NS + MINUTE_NS + SECOND_NS, *next_bucket),
+    ]
+    assert abs(bars_after[0][8] - vwap) < Decimal("1e-12")
+    assert core.stats.skipped == 1 and core.stats.errors == 0
+
+    # Every entry again, as after a crash before XACK: the trades come back before the
+    # revisions that remove them, and the end is the same. Five at a time, a trade and its
+    # correction share a batch, and a trade and its cancel do not.
+    await clean_redis.xgroup_setid(stream_key("trades", "alpaca:AAPL"), CONSUMER_GROUP, "0")
+    replay = RecorderCore(redis_url, database_url, batch_size=5)
+    await run_core_until(replay, lambda: _entries_seen(replay, len(traded + revisions)))
+    await replay.close()
+    assert await stored_market_data(database_url) == (trades_after, bars_after)

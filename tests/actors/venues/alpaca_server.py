@@ -2,7 +2,8 @@
 
 It speaks the protocol of Alpaca's "WebSocket Stream" documentation: the ``connected`` greeting,
 ``auth`` within a time limit, ``subscribe``/``unsubscribe`` answered with the whole current
-subscription, data as JSON arrays, and the error replies (400 invalid syntax, 401 not
+subscription, data as JSON arrays (trade corrections and cancels/errors going to every trades
+subscriber of the symbol, unasked), and the error replies (400 invalid syntax, 401 not
 authenticated, 402 auth failed, 403 already authenticated, 404 auth timeout, 405 symbol limit
 exceeded, 406 connection limit exceeded, 409 insufficient subscription). Faults are scripted by
 setting attributes or calling methods: reject the keys, answer auth or subscribe with an error,
@@ -14,6 +15,7 @@ drop every connection, go silent, send malformed or unknown frames.
                                             api_secret=server.secret))
         ...
         await server.publish([trade("AAPL", "187.23", 100)])
+        await server.publish([cancel("AAPL", 52983525029461, "187.23", 100)])
 """
 
 from __future__ import annotations
@@ -32,13 +34,24 @@ import msgspec
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-__all__ = ["AlpacaServer", "Session", "trade", "quote", "bar", "error", "encode_frame"]
+__all__ = [
+    "AlpacaServer",
+    "Session",
+    "trade",
+    "correction",
+    "cancel",
+    "quote",
+    "bar",
+    "error",
+    "encode_frame",
+]
 
 Message = dict[str, Any]
 Number = Decimal | int | str
 
 _CHANNELS = ("trades", "quotes", "bars", "updatedBars", "dailyBars", "statuses", "lulds")
-_DATA_CHANNEL = {"t": "trades", "q": "quotes", "b": "bars"}
+# Corrections ("c") and cancels/errors ("x") go to every trades subscriber of the symbol.
+_DATA_CHANNEL = {"t": "trades", "c": "trades", "x": "trades", "q": "quotes", "b": "bars"}
 _SYMBOL = re.compile(r"[A-Z]{1,10}(?:\.[A-Z]{1,3})?|\*")
 # Decimals go out as JSON numbers written exactly as given: what Alpaca's wire looks like.
 _encoder = msgspec.json.Encoder(decimal_format="number")
@@ -73,6 +86,56 @@ def trade(
         "c": ["@"],
         "t": t,
         "z": "C",
+    }
+
+
+def correction(
+    symbol: str,
+    *,
+    original: tuple[int, Number, Number],
+    corrected: tuple[int, Number, Number],
+    t: str = "2024-01-02T14:30:05.5Z",
+    exchange: str = "V",
+) -> Message:
+    """A trade correction; ``original`` and ``corrected`` are (trade id, price, size)."""
+    return {
+        "T": "c",
+        "S": symbol,
+        "x": exchange,
+        "oi": original[0],
+        "op": _number(original[1]),
+        "os": _number(original[2]),
+        "oc": ["@"],
+        "ci": corrected[0],
+        "cp": _number(corrected[1]),
+        "cs": _number(corrected[2]),
+        "cc": ["@"],
+        "z": "C",
+        "t": t,
+    }
+
+
+def cancel(
+    symbol: str,
+    trade_id: int,
+    price: Number,
+    size: Number,
+    *,
+    action: str = "C",
+    t: str = "2024-01-02T14:30:06.5Z",
+    exchange: str = "V",
+) -> Message:
+    """A trade cancel (``action`` "C") or error ("E") of an earlier trade."""
+    return {
+        "T": "x",
+        "S": symbol,
+        "i": trade_id,
+        "x": exchange,
+        "p": _number(price),
+        "s": _number(size),
+        "a": action,
+        "z": "C",
+        "t": t,
     }
 
 

@@ -16,11 +16,13 @@ from websockets.asyncio.client import ClientConnection, connect
 from actors.connection import Backoff, ConnectionRunner
 from actors.venues.alpaca import AlpacaAdapter
 from actors.venues.base import ConfigError, ConnectionSpec, Output, VenueConfig
-from cluster.events import AnyEvent, Bar, Gap, Quote, Trade
+from cluster.events import AnyEvent, Bar, Gap, Quote, Trade, TradeCancel, TradeCorrection
 from tests.actors.venues.alpaca_server import (
     AlpacaServer,
     Message,
     bar,
+    cancel,
+    correction,
     encode_frame,
     error,
     quote,
@@ -68,6 +70,10 @@ def authenticated(adapter: AlpacaAdapter) -> AlpacaAdapter:
     feed(adapter, {"T": "success", "msg": "connected"})
     feed(adapter, {"T": "success", "msg": "authenticated"})
     return adapter
+
+
+def without(message: Message, key: str) -> Message:
+    return {k: v for k, v in message.items() if k != key}
 
 
 def problem_kinds(out: Output) -> Counter[str]:
@@ -303,11 +309,94 @@ def test_frame_with_several_messages_yields_every_event_in_order() -> None:
     assert out.problems == []
 
 
-def test_corrections_and_cancels_are_skipped_without_problems() -> None:
+def test_correction_names_the_original_and_the_corrected_trade_as_written() -> None:
     adapter = authenticated(make_adapter())
-    correction = {"T": "c", "S": "AAPL", "x": "V", "oi": 1, "op": 1.5, "ci": 2, "cp": 1.6}
-    cancel = {"T": "x", "S": "AAPL", "i": 1, "x": "V", "p": 1.5, "s": 1, "a": "C"}
-    assert feed(adapter, correction, cancel) == Output()
+    out = feed(
+        adapter,
+        correction(
+            "AAPL",
+            original=(52983525033527, "39.1582", 440000),
+            corrected=(52983525034326, "39.1809", 440000),
+            t="2024-01-02T14:30:05.5Z",
+            exchange="M",
+        ),
+    )
+    assert out.events == [
+        TradeCorrection(
+            instrument="alpaca:AAPL",
+            exchange_ts_ns=MINUTE_NS + 5_500_000_000,
+            receive_ts_ns=RECEIVED_NS,
+            original_trade_id="M-52983525033527",
+            original_price="39.1582",
+            original_size="440000",
+            corrected_trade_id="M-52983525034326",
+            corrected_price="39.1809",
+            corrected_size="440000",
+        )
+    ]
+    assert out.problems == []
+
+
+@pytest.mark.parametrize(("action", "reason"), [("C", "cancel"), ("E", "error")])
+def test_cancel_or_error_names_the_withdrawn_trade_and_why(action: str, reason: str) -> None:
+    adapter = authenticated(make_adapter())
+    out = feed(adapter, cancel("AAPL", 465, "105.310", 300, action=action, exchange="D"))
+    assert out.events == [
+        TradeCancel(
+            instrument="alpaca:AAPL",
+            exchange_ts_ns=MINUTE_NS + 6_500_000_000,
+            receive_ts_ns=RECEIVED_NS,
+            trade_id="D-465",
+            price="105.310",
+            size="300",
+            reason=reason,  # type: ignore[arg-type]
+        )
+    ]
+    assert out.problems == []
+
+
+def test_revisions_name_trades_as_the_trades_themselves_do() -> None:
+    adapter = authenticated(make_adapter())
+    out = feed(
+        adapter,
+        trade("AAPL", "187.23", 100, trade_id=7, exchange="K"),
+        correction("AAPL", original=(7, "187.23", 100), corrected=(8, "187.32", 100), exchange="K"),
+        cancel("AAPL", 8, "187.32", 100, exchange="K"),
+    )
+    [traded, corrected, canceled] = out.events
+    assert isinstance(traded, Trade) and isinstance(corrected, TradeCorrection)
+    assert isinstance(canceled, TradeCancel)
+    assert corrected.original_trade_id == traded.trade_id
+    assert canceled.trade_id == corrected.corrected_trade_id
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        correction("AAPL", original=(1, "1.5", 10), corrected=(2, "-1.6", 10)),
+        correction("AAPL", original=(1, "1.5", 10), corrected=(2, "1.6", 0)),
+        correction("AAPL", original=(1, "1.5", 10), corrected=(2, "1.6", 10)) | {"op": "abc"},
+        without(correction("AAPL", original=(1, "1.5", 10), corrected=(2, "1.6", 10)), "ci"),
+        correction("AAPL", original=(1, "1.5", 10), corrected=(2, "1.6", 10), t="yesterday"),
+        cancel("AAPL", 1, "0", 10),
+        cancel("AAPL", 1, "1.5", 10, action="Z"),
+        cancel("AAPL", 1, "1.5", 10) | {"i": "one"},
+    ],
+)
+def test_revision_with_bad_field_is_skipped_as_parse_error_and_the_rest_kept(
+    message: Message,
+) -> None:
+    adapter = authenticated(make_adapter())
+    out = feed(adapter, message, trade("AAPL", "187.23", 100))
+    assert [type(e).__name__ for e in out.events] == ["Trade"]
+    assert [(p.kind, p.instrument) for p in out.problems] == [("parse_error", "alpaca:AAPL")]
+
+
+def test_revision_of_an_unsubscribed_symbol_is_an_unknown_message() -> None:
+    adapter = authenticated(make_adapter())
+    out = feed(adapter, cancel("TSLA", 1, "250", 1))
+    assert out.events == []
+    assert [(p.kind, p.instrument) for p in out.problems] == [("unknown_message", "alpaca:TSLA")]
 
 
 # -- bad input --------------------------------------------------------------------------------
@@ -449,7 +538,8 @@ class Collected:
         return [event for out in self.outputs for event in out.events]
 
     def market(self) -> list[AnyEvent]:
-        return [e for e in self.events if isinstance(e, Trade | Quote | Bar | Gap)]
+        kinds = Trade | TradeCorrection | TradeCancel | Quote | Bar | Gap
+        return [e for e in self.events if isinstance(e, kinds)]
 
 
 @asynccontextmanager
@@ -498,6 +588,36 @@ async def test_runner_with_dropped_connection_reconnects_resubscribes_and_marks_
     assert drop_gap.reason != "stopped"
     assert server.actions() == ["auth", "subscribe", "auth", "subscribe"]
     assert runner.stats.reconnects >= 1 and not runner.stats.problems
+
+
+async def test_runner_streams_corrections_and_cancels_in_order_after_their_trades() -> None:
+    async with AlpacaServer(key=KEY, secret=SECRET) as server:
+        adapter = make_adapter(ws_url=server.url, channels=("trades",))
+        async with running(adapter) as (runner, collected):
+            await server.wait_for(lambda: len(server.subscribed()) == 1, what="subscription")
+            await server.publish([trade("AAPL", "187.23", 100, trade_id=1)])
+            await server.publish(
+                [
+                    correction("AAPL", original=(1, "187.23", 100), corrected=(2, "187.32", 100)),
+                    correction("AAPL", original=(2, "187.32", 100), corrected=(3, "-1", 100)),
+                    cancel("AAPL", 2, "187.32", 100, action="E"),
+                ]
+            )
+            await server.wait_for(
+                lambda: any(isinstance(e, TradeCancel) for e in collected.events), what="cancel"
+            )
+    seen = [e for e in collected.market() if not isinstance(e, Gap)]
+    assert [type(e).__name__ for e in seen] == ["Trade", "TradeCorrection", "TradeCancel"]
+    _, corrected, canceled = seen
+    assert isinstance(corrected, TradeCorrection) and isinstance(canceled, TradeCancel)
+    assert (corrected.original_trade_id, corrected.corrected_trade_id) == ("V-1", "V-2")
+    assert (corrected.corrected_price, canceled.trade_id, canceled.reason) == (
+        "187.32",
+        "V-2",
+        "error",
+    )
+    # The correction to a negative price is refused and counted, and the stream goes on.
+    assert runner.stats.problems == {"parse_error": 1}
 
 
 async def test_runner_with_garbage_frames_counts_them_and_keeps_streaming() -> None:
