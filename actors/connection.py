@@ -5,12 +5,21 @@ the REST calls it needs, and reconnects with capped exponential backoff and full
 connection drops, the venue goes silent (watchdog), the adapter asks for it, or the connection
 reaches its venue-imposed age. Every time continuity is lost the adapter's ``on_close`` gaps are
 emitted, so readers know.
+
+Per frame there is only the receive and the adapter. Everything else (the watchdog, application
+pings, the age limit, stopping) is one watcher task per connection, which closes the socket with
+a recorded reason; the reader sees the close and reports that reason. At its age limit a
+connection whose adapter declares rotation "overlap" is replaced make-before-break: the
+replacement opens first, what it delivers is held back until the old connection has closed, and
+then handed on after the old connection's last frame.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 import random
 import time
 from collections import Counter
@@ -20,6 +29,8 @@ from dataclasses import dataclass, field
 import httpx
 import websockets
 from websockets.asyncio.client import ClientConnection
+from websockets.frames import CloseCode
+from websockets.typing import Data
 
 from actors.capture import CaptureWriter
 from actors.venues.base import ConnectionSpec, Output, Problem, RestRequest, VenueAdapter
@@ -30,9 +41,13 @@ __all__ = ["ConnectionRunner", "ConnectionStats", "Backoff", "Emit"]
 log = logging.getLogger(__name__)
 
 Emit = Callable[[Output], Awaitable[None]]
+# A frame and when it was received (ns).
+Received = tuple[Data, int]
 REST_ATTEMPTS = 3
 # A connection that stayed up this long was healthy: its loss restarts the backoff from the bottom.
 STABLE_AFTER_S = 30.0
+ROTATION = "rotation"
+_CONNECTION_ERRORS = (OSError, TimeoutError, websockets.WebSocketException)
 
 
 @dataclass(frozen=True)
@@ -57,6 +72,40 @@ class ConnectionStats:
     problems: Counter[str] = field(default_factory=Counter)
 
 
+class _Replacement:
+    """A connection opened to take over from one at its age limit. Its frames are kept aside
+    until the switch, so the adapter never sees the two connections' frames interleaved."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.opened_ns = time.time_ns()
+        self.backlog: list[Received] = []
+        self.delivered = asyncio.Event()
+        self._keeper = asyncio.create_task(self._keep())
+
+    async def _keep(self) -> None:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            while True:
+                frame = await self.ws.recv()
+                self.backlog.append((frame, time.time_ns()))
+                self.delivered.set()
+
+    async def take_over(self) -> list[Received]:
+        """Stop keeping frames aside (the caller reads the socket now); those kept so far."""
+        await self._stop_keeping()
+        return self.backlog
+
+    async def discard(self) -> None:
+        await self._stop_keeping()
+        await self.ws.close()
+
+    async def _stop_keeping(self) -> None:
+        # Cancelling recv() loses no frame: the next recv() returns it.
+        self._keeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._keeper
+
+
 class ConnectionRunner:
     def __init__(
         self,
@@ -77,17 +126,23 @@ class ConnectionRunner:
         self.stats = ConnectionStats()
         self._logged_kinds: set[str] = set()
         self._ws: ClientConnection | None = None
-        self._last_message_monotonic: float | None = None
+        self._last_message_monotonic = 0.0
         self._fatal: str | None = None
+        # Why the runner closed the current socket; its reader reports it once the close lands.
+        self._closing: str | None = None
+        self._replacement: _Replacement | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Hold the connection until ``stop`` is set or the adapter says retrying is futile."""
+        if self.spec.open_delay_s > 0:
+            await self._status("connecting", f"opening in {self.spec.open_delay_s:.1f} s")
+            await _pause(stop, self.spec.open_delay_s)
         attempt = 0
         while not stop.is_set():
             await self._status("connecting", f"attempt {attempt + 1}")
             started = time.monotonic()
             reason = await self._one_connection(stop)
-            await self._handle(self.adapter.on_close(self.spec, reason, time.time_ns()))
+            await self._handle(self.adapter.on_close(self.spec, reason, time.time_ns()), None)
             self.stats.connected_since_ns = None
             if stop.is_set():
                 break
@@ -95,94 +150,109 @@ class ConnectionRunner:
                 await self._status("failed", self._fatal)
                 return
             self.stats.reconnects += 1
-            if reason == "rotation":
+            if reason == ROTATION:
                 delay = 0.0
             else:
                 stable = time.monotonic() - started >= STABLE_AFTER_S
                 attempt = 1 if stable else attempt + 1
                 delay = self.backoff.delay(attempt)
             await self._status("reconnecting", f"{reason}; retrying in {delay:.1f} s")
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=delay)
-            except TimeoutError:
-                pass
+            await _pause(stop, delay)
         await self._status("stopped", "")
 
     def close_now(self) -> None:
         """Drop the current connection (operator restart); ``run`` reconnects."""
         if self._ws is not None:
-            asyncio.ensure_future(self._ws.close(code=1000, reason="restart"))
+            asyncio.ensure_future(self._close(self._ws, "restart", "restart"))
+
+    # -- one connection -------------------------------------------------------------------
+
+    async def _connect(self) -> ClientConnection:
+        limit = self.adapter.config.max_frame_bytes
+        return await websockets.connect(
+            self.spec.url,
+            open_timeout=10,
+            close_timeout=5,
+            ping_interval=20,
+            ping_timeout=20,
+            # Frames above the adapter's limit are skipped and counted, not fatal; only
+            # absurd ones end the connection.
+            max_size=limit * 4,
+        )
 
     async def _one_connection(self, stop: asyncio.Event) -> str:
-        limit = self.adapter.config.max_frame_bytes
+        """A connection, and the replacements continuing it without a gap, from opening to
+        loss; returns why it was lost."""
         try:
-            async with websockets.connect(
-                self.spec.url,
-                open_timeout=10,
-                close_timeout=5,
-                ping_interval=20,
-                ping_timeout=20,
-                # Frames above the adapter's limit are skipped and counted, not fatal; only
-                # absurd ones end the connection.
-                max_size=limit * 4,
-            ) as ws:
-                self._ws = ws
-                now = time.time_ns()
-                self.stats.connected_since_ns = now
-                if self.capture:
-                    self.capture.opened(self.spec.url, now)
-                await self._status("live", "")
-                if await self._handle(self.adapter.on_open(self.spec, now)):
-                    return "adapter"
-                return await self._read(ws, stop)
-        except (OSError, TimeoutError, websockets.WebSocketException) as error:
-            return f"{type(error).__name__}: {error}".strip()
+            self._ws = await self._connect()
+            now = time.time_ns()
+            self.stats.connected_since_ns = now
+            if self.capture:
+                self.capture.opened(self.spec.url, now)
+            await self._status("live", "")
+            if await self._handle(self.adapter.on_open(self.spec, now), self._ws):
+                return self._adapter_reason()
+            return await self._hold(stop)
+        except _CONNECTION_ERRORS as error:
+            return _describe(error)
         finally:
-            self._ws = None
+            if self._ws is not None:
+                await self._ws.close()
+                self._ws = None
 
-    async def _read(self, ws: ClientConnection, stop: asyncio.Event) -> str:
-        opened = time.monotonic()
-        last_ping = opened
-        ping_every = self.adapter.ping_interval_s
-        stopper = asyncio.ensure_future(stop.wait())
+    async def _hold(self, stop: asyncio.Event) -> str:
+        """Read the socket until it closes, going on with its replacement after a rotation
+        without a gap; returns why the last one closed."""
+        backlog: list[Received] = []
         try:
             while True:
-                now = time.monotonic()
-                if self.spec.max_age_s is not None and now - opened >= self.spec.max_age_s:
-                    await ws.close(code=1000, reason="rotation")
-                    return "rotation"
-                if ping_every is not None and now - last_ping >= ping_every:
-                    last_ping = now
-                    if await self._handle(self.adapter.ping(self.spec, time.time_ns())):
-                        return "adapter"
-                timeout = self.adapter.silence_timeout_s
-                if ping_every is not None:
-                    timeout = min(timeout, max(0.05, ping_every - (now - last_ping)))
-                receiver = asyncio.ensure_future(ws.recv())
-                done, _ = await asyncio.wait(
-                    {receiver, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-                )
-                if stopper in done:
-                    receiver.cancel()
-                    await ws.close(code=1000, reason="stopping")
-                    return "stopped"
-                if receiver not in done:
-                    receiver.cancel()
-                    silent_for = time.monotonic() - (self._last_message_monotonic or opened)
-                    if silent_for >= self.adapter.silence_timeout_s:
-                        await ws.close(code=1000, reason="silent")
-                        return f"silent for {silent_for:.0f} s (watchdog)"
-                    continue
-                frame = receiver.result()
-                if await self._on_frame(frame):
-                    await ws.close(code=1000, reason="resync")
-                    return f"adapter: {self._fatal or 'resync'}"
+                assert self._ws is not None
+                reason = await self._watched(self._ws, backlog, stop)
+                replacement, self._replacement = self._replacement, None
+                if replacement is None:
+                    return reason
+                # Only a closing handshake proves the old connection delivered all it had.
+                if reason != ROTATION or self._ws.close_code == CloseCode.ABNORMAL_CLOSURE:
+                    await replacement.discard()
+                    return reason
+                self._ws, backlog = replacement.ws, await replacement.take_over()
+                # No "opened" line in a capture: a replay would take it for a reconnect and gap.
+                self.stats.connected_since_ns = replacement.opened_ns
+                await self._status("live", "replaced ahead of its age limit, without a gap")
         finally:
-            stopper.cancel()
+            if self._replacement is not None:
+                await self._replacement.discard()
+                self._replacement = None
 
-    async def _on_frame(self, frame: str | bytes) -> bool:
+    async def _watched(
+        self, ws: ClientConnection, backlog: list[Received], stop: asyncio.Event
+    ) -> str:
+        """Read ``ws`` (after ``backlog``) while a watcher closes it for anything but a frame;
+        returns why it closed."""
+        self._closing = None
+        self._last_message_monotonic = time.monotonic()
+        watcher = asyncio.create_task(self._watch(ws, stop), name=f"watch {self.spec.name}")
+        try:
+            return await self._read(ws, backlog)
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+
+    async def _read(self, ws: ClientConnection, backlog: list[Received]) -> str:
+        try:
+            for frame, received in backlog:
+                if await self._on_frame(ws, frame, received):
+                    return await self._close(ws, self._adapter_reason(), "resync")
+            while True:
+                frame = await ws.recv()
+                if await self._on_frame(ws, frame, time.time_ns()):
+                    return await self._close(ws, self._adapter_reason(), "resync")
+        except websockets.ConnectionClosed as closed:
+            return self._closing or _describe(closed)
+
+    async def _on_frame(self, ws: ClientConnection, frame: Data, received: int) -> bool:
         """Hand one frame to the adapter; True when it asked for a reconnect."""
-        received = time.time_ns()
         self._last_message_monotonic = time.monotonic()
         self.stats.messages += 1
         self.stats.last_message_ns = received
@@ -191,27 +261,138 @@ class ConnectionRunner:
             self.capture.received(text, received)
         if len(frame) > self.adapter.config.max_frame_bytes:
             await self._handle(
-                Output(problems=[Problem("oversized_frame", f"{len(frame)} bytes")])
+                Output(problems=[Problem("oversized_frame", f"{len(frame)} bytes")]), ws
             )
             return False
-        return await self._handle(self.adapter.on_message(self.spec, frame, received))
+        return await self._handle(self.adapter.on_message(self.spec, frame, received), ws)
 
-    async def _handle(self, out: Output) -> bool:
-        """Carry out what the adapter asked; True when that includes a reconnect."""
+    async def _close(self, ws: ClientConnection, reason: str, wire_reason: str) -> str:
+        """Close ``ws`` for ``reason``; the first reason given is the one reported."""
+        if self._closing is None:
+            self._closing = reason
+        await ws.close(code=CloseCode.NORMAL_CLOSURE, reason=wire_reason)
+        return self._closing
+
+    def _adapter_reason(self) -> str:
+        return f"adapter: {self._fatal or 'resync'}"
+
+    # -- the watcher ----------------------------------------------------------------------
+
+    async def _watch(self, ws: ClientConnection, stop: asyncio.Event) -> None:
+        """Close ``ws`` when it has been silent too long, reached its age or ``stop`` is set,
+        and send the adapter's pings meanwhile."""
+        opened = time.monotonic()
+        ping_every = self.adapter.ping_interval_s
+        next_ping = math.inf if ping_every is None else opened + ping_every
+        max_age = self.spec.max_age_s
+        retire_at = math.inf if max_age is None else opened + max_age
+        silence = self.adapter.silence_timeout_s
+        try:
+            while not stop.is_set():
+                now = time.monotonic()
+                silent_for = now - self._last_message_monotonic
+                if silent_for >= silence:
+                    await self._close(ws, f"silent for {silent_for:.0f} s (watchdog)", "silent")
+                    return
+                if now >= retire_at:
+                    if await self._retire(ws, stop):
+                        return
+                    continue
+                if now >= next_ping:
+                    assert ping_every is not None
+                    next_ping = now + ping_every
+                    if await self._handle(self.adapter.ping(self.spec, time.time_ns()), ws):
+                        await self._close(ws, self._adapter_reason(), "resync")
+                        return
+                    continue
+                wake = min(self._last_message_monotonic + silence, retire_at, next_ping)
+                await _pause(stop, wake - now)
+            await self._close(ws, "stopped", "stopping")
+        except _CONNECTION_ERRORS:
+            # The socket is gone (a send failed): its reader reports why.
+            return
+
+    async def _retire(self, ws: ClientConnection, stop: asyncio.Event) -> bool:
+        """Close ``ws`` at its age limit, after opening its replacement where the adapter can
+        drop what both deliver; False when ``stop`` came first (nothing closed)."""
+        if self.adapter.rotation == "overlap":
+            await self._open_replacement(stop)
+        if stop.is_set():
+            return False
+        await self._close(ws, ROTATION, ROTATION)
+        return True
+
+    async def _open_replacement(self, stop: asyncio.Event) -> None:
+        """Open the connection to take over; it becomes ``_replacement`` once it delivers, and
+        is given up otherwise (the rotation then has a gap, as without overlap)."""
+        try:
+            replacement = _Replacement(await self._connect())
+        except _CONNECTION_ERRORS as error:
+            self._replacement_failed(_describe(error))
+            return
+        # What a cancellation (the old connection lost meanwhile) leaves: given up.
+        failure: str | None = "cancelled"
+        try:
+            failure = await self._cannot_take_over(replacement, stop)
+        except _CONNECTION_ERRORS as error:
+            failure = _describe(error)
+        finally:
+            if failure is not None:
+                await replacement.discard()
+        if failure is None:
+            self._replacement = replacement
+        elif not stop.is_set():
+            self._replacement_failed(failure)
+
+    async def _cannot_take_over(self, replacement: _Replacement, stop: asyncio.Event) -> str | None:
+        """Why ``replacement`` cannot take over, or None once it has delivered a frame."""
+        opening = self.adapter.on_replacement_open(self.spec, replacement.opened_ns)
+        if await self._handle(opening, replacement.ws):
+            return "the adapter asked for a reconnect"
+        if not await self._delivers(replacement, stop):
+            return f"nothing from it in {self.adapter.silence_timeout_s:.0f} s"
+        return None
+
+    def _replacement_failed(self, why: str) -> None:
+        log.warning("%s: no replacement (%s), rotating with a gap", self.spec.name, why)
+
+    async def _delivers(self, replacement: _Replacement, stop: asyncio.Event) -> bool:
+        """Whether the replacement delivers a frame within the watchdog's limit, before ``stop``."""
+        waiters = {
+            asyncio.ensure_future(replacement.delivered.wait()),
+            asyncio.ensure_future(stop.wait()),
+        }
+        try:
+            await asyncio.wait(
+                waiters,
+                timeout=self.adapter.silence_timeout_s,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        return replacement.delivered.is_set() and not stop.is_set()
+
+    # -- carrying out what the adapter asked ------------------------------------------------
+
+    async def _handle(self, out: Output, ws: ClientConnection | None) -> bool:
+        """Carry out what the adapter asked, sending on ``ws``; True when that includes a
+        reconnect."""
         if out.fatal is not None:
             self._fatal = out.fatal
-        if self._ws is not None:
+        if ws is not None:
             for text in out.send:
-                await self._ws.send(text)
+                await ws.send(text)
                 if self.capture:
                     self.capture.sent(self.spec.url, self.adapter.redact_outbound(text))
         for problem in out.problems:
             self._count(problem)
-        self.stats.events += len(out.events)
-        await self.emit(out)
+        if out.events or out.problems:
+            self.stats.events += len(out.events)
+            await self.emit(out)
         reconnect = out.reconnect is not None or out.fatal is not None
         for request in out.rest:
-            reconnect = await self._handle(await self._fetch(request)) or reconnect
+            reconnect = await self._handle(await self._fetch(request), ws) or reconnect
         return reconnect
 
     async def _fetch(self, request: RestRequest) -> Output:
@@ -241,3 +422,14 @@ class ConnectionRunner:
         self.stats.state = state
         status = feed_status_now(self.adapter.venue, self.spec.name, state, detail)
         await self.emit(Output(events=[status]))
+
+
+async def _pause(stop: asyncio.Event, seconds: float) -> None:
+    """Wait ``seconds``, or less when ``stop`` is set meanwhile."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await stop.wait()
+
+
+def _describe(error: Exception) -> str:
+    return f"{type(error).__name__}: {error}".strip()

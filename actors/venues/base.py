@@ -27,6 +27,7 @@ __all__ = [
     "ConnectionSpec",
     "VenueAdapter",
     "ConfigError",
+    "Rotation",
 ]
 
 ProblemKind = Literal[
@@ -38,6 +39,14 @@ ProblemKind = Literal[
     "exchange_error",  # the venue replied with an error (bad symbol, rate limit, auth)
     "oversized_frame",
 ]
+
+
+# How a connection is replaced at its ``ConnectionSpec.max_age_s``. "reconnect": closed, then
+# opened again, with a gap. "overlap" (make before break): the replacement opens first and the
+# old one closes once the replacement delivers; the adapter is then handed every frame of the old
+# connection followed by every frame of the new one, whose first ones repeat what it has seen and
+# which it must recognise by the venue's ids and drop.
+Rotation = Literal["reconnect", "overlap"]
 
 
 class ConfigError(ValueError):
@@ -118,6 +127,10 @@ class ConnectionSpec:
     symbols: tuple[str, ...]
     # Reconnect ahead of a venue-imposed lifetime (Binance closes connections after 24 h).
     max_age_s: float | None = None
+    # Wait this long before the first connect: connections of a venue that limits messages per
+    # IP spread their opening subscribes out (they run in separate processes, so nothing is
+    # shared to coordinate them).
+    open_delay_s: float = 0.0
 
 
 class VenueAdapter(ABC):
@@ -130,6 +143,8 @@ class VenueAdapter(ABC):
     ping_interval_s: ClassVar[float | None] = None
     # The watchdog closes a connection that has been silent this long.
     silence_timeout_s: ClassVar[float] = 30.0
+    # Only venues whose messages carry ids to drop repeats by can replace connections without a gap.
+    rotation: ClassVar[Rotation] = "reconnect"
 
     def __init__(self, config: VenueConfig) -> None:
         self.config = config
@@ -173,6 +188,12 @@ class VenueAdapter(ABC):
                 Gap(instrument=instrument, exchange_ts_ns=now_ns, receive_ts_ns=now_ns, reason=reason)
             )
         return out
+
+    def on_replacement_open(self, conn: ConnectionSpec, now_ns: int) -> Output:
+        """The connection replacing ``conn`` at its age limit is open (rotation "overlap"): the
+        frames to send on it. Unlike ``on_open`` nothing is forgotten: ``conn`` still delivers,
+        and the replacement's frames follow its last one."""
+        return Output()
 
     def ping(self, conn: ConnectionSpec, now_ns: int) -> Output:
         """Application-level keep-alive frames, asked for every ``ping_interval_s``."""

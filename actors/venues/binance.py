@@ -9,6 +9,12 @@ buffered until a REST snapshot arrives, events the snapshot already contains (``
 every later one must start right after the previous one (``U == previous u + 1``). Any break
 publishes a ``Gap``, clears the book and fetches a new snapshot; nothing about the book is
 published between the break and the next ``BookSnapshot``.
+
+Connections are replaced before Binance's 24 h cut make-before-break (rotation "overlap"): the
+replacement's first frames repeat what the old connection delivered last, and the ids every
+stream carries drop them - trades by ``t`` (``a`` for aggTrades), quotes by the book update id
+``u``, bars by their open time, depth updates whose ``u`` the book already holds - so readers see
+no gap and nothing twice. The ids are kept over reconnects too: what was published stays so.
 """
 
 from __future__ import annotations
@@ -83,6 +89,8 @@ QUOTE_ASSETS: tuple[str, ...] = tuple(
 _TradeStream = Literal["trade", "aggTrade"]
 _TRADE_STREAMS: tuple[_TradeStream, ...] = ("trade", "aggTrade")
 _DEPTH_SUFFIXES = {"100ms": "@depth@100ms", "1000ms": "@depth"}
+# Below every id Binance sends: nothing seen yet.
+_NONE_SEEN = -1
 _BAR_INTERVAL = "1m"
 _OPTIONS = {"trade_stream": _TRADE_STREAMS, "depth_speed": tuple(_DEPTH_SUFFIXES)}
 
@@ -216,6 +224,11 @@ class _Market:
     book: OrderBook | None
     sync: _BookSync = field(default_factory=_BookSync)
     rejected: bool = False
+    # The newest of each stream published, to drop repeats (trades by id, quotes by book update
+    # id, bars by open time in ms).
+    last_trade_id: int = _NONE_SEEN
+    last_quote_id: int = _NONE_SEEN
+    last_bar_start_ms: int = _NONE_SEEN
 
 
 _Handler = Callable[[_Market, msgspec.Raw, int], Output]
@@ -258,6 +271,7 @@ class BinanceAdapter(VenueAdapter):
     default_rest_url = "https://api.binance.com"
     # Binance pings at the WebSocket level; the websockets library answers them.
     ping_interval_s = None
+    rotation = "overlap"
 
     def __init__(self, config: VenueConfig) -> None:
         super().__init__(config)
@@ -340,19 +354,15 @@ class BinanceAdapter(VenueAdapter):
     # -- protocol events ------------------------------------------------------------------
 
     def on_open(self, conn: ConnectionSpec, now_ns: int) -> Output:
-        out = Output()
-        rejected: list[_Market] = []
         for symbol in conn.symbols:
             market = self._markets[symbol]
             market.sync.reset()
             if market.book is not None:
                 market.book.clear()
-            if market.rejected:
-                rejected.append(market)
-        if rejected:
-            # The URL still names them; a reconnect must not bring their streams back.
-            out.send.append(self._unsubscribe(rejected))
-        return out
+        return self._unsubscribe_rejected(conn)
+
+    def on_replacement_open(self, conn: ConnectionSpec, now_ns: int) -> Output:
+        return self._unsubscribe_rejected(conn)
 
     def on_close(self, conn: ConnectionSpec, reason: str, now_ns: int) -> Output:
         for symbol in conn.symbols:
@@ -461,36 +471,41 @@ class BinanceAdapter(VenueAdapter):
 
     def _on_trade(self, market: _Market, data: msgspec.Raw, receive_ts_ns: int) -> Output:
         trade = _TRADE.decode(data)
-        return self._trade(market, str(trade.t), trade.p, trade.q, trade.T, trade.m, receive_ts_ns)
+        return self._trade(market, trade.t, trade.p, trade.q, trade.T, trade.m, receive_ts_ns)
 
     def _on_agg_trade(self, market: _Market, data: msgspec.Raw, receive_ts_ns: int) -> Output:
         trade = _AGG_TRADE.decode(data)
-        return self._trade(market, str(trade.a), trade.p, trade.q, trade.T, trade.m, receive_ts_ns)
+        return self._trade(market, trade.a, trade.p, trade.q, trade.T, trade.m, receive_ts_ns)
 
     @staticmethod
     def _trade(
         market: _Market,
-        trade_id: str,
+        trade_id: int,
         price: str,
         size: str,
         trade_ms: int,
         buyer_is_maker: bool,
         receive_ts_ns: int,
     ) -> Output:
+        if trade_id <= market.last_trade_id:
+            return Output()
         event = Trade(
             instrument=market.instrument,
             exchange_ts_ns=trade_ms * _MS,
             receive_ts_ns=receive_ts_ns,
-            trade_id=trade_id,
+            trade_id=str(trade_id),
             price=checked_decimal(price),
             size=checked_decimal(size),
             # The buyer resting on the book means the aggressor sold.
             side="sell" if buyer_is_maker else "buy",
         )
+        market.last_trade_id = trade_id
         return Output(events=[event])
 
     def _on_book_ticker(self, market: _Market, data: msgspec.Raw, receive_ts_ns: int) -> Output:
         ticker = _BOOK_TICKER.decode(data)
+        if ticker.u <= market.last_quote_id:
+            return Output()
         bid_price, bid_size = _quote_side(ticker.b, ticker.B)
         ask_price, ask_size = _quote_side(ticker.a, ticker.A)
         # bookTicker carries no event time: the receive time is the best stamp there is.
@@ -503,13 +518,14 @@ class BinanceAdapter(VenueAdapter):
             ask_price=ask_price,
             ask_size=ask_size,
         )
+        market.last_quote_id = ticker.u
         return Output(events=[quote])
 
     def _on_kline(self, market: _Market, data: msgspec.Raw, receive_ts_ns: int) -> Output:
         event = _KLINE.decode(data)
         kline = event.k
         # Binance repeats the running bar every two seconds; only its final state is a bar.
-        if not kline.x:
+        if not kline.x or kline.t <= market.last_bar_start_ms:
             return Output()
         if kline.i != _BAR_INTERVAL:
             raise ValueError(f"kline interval {kline.i!r} on a {_BAR_INTERVAL} stream")
@@ -526,6 +542,7 @@ class BinanceAdapter(VenueAdapter):
             volume=checked_decimal(kline.v, allow_zero=True),
             trade_count=kline.n,
         )
+        market.last_bar_start_ms = kline.t
         return Output(events=[bar])
 
     def _on_depth(self, market: _Market, data: msgspec.Raw, receive_ts_ns: int) -> Output:
@@ -536,14 +553,18 @@ class BinanceAdapter(VenueAdapter):
         book = market.book
         assert book is not None
         if not sync.synced:
+            if sync.buffer and update.u <= sync.buffer[-1].u:
+                # A replacement connection repeating what the old one delivered.
+                return Output()
             sync.buffer.append(update)
             out = Output()
             if not sync.requested and receive_ts_ns >= sync.not_before_ns:
                 self._request_snapshot(market, out)
             return out
+        if update.u <= sync.last_update_id:
+            # In the book already: the snapshot had it, or the connection this one replaced.
+            return Output()
         if sync.from_snapshot:
-            if update.u <= sync.last_update_id:
-                return Output()
             in_sequence = update.U <= sync.last_update_id + 1
         else:
             in_sequence = update.U == sync.last_update_id + 1
@@ -740,6 +761,12 @@ class BinanceAdapter(VenueAdapter):
             market.book.clear()
         out.send.append(self._unsubscribe([market]))
         return out
+
+    def _unsubscribe_rejected(self, conn: ConnectionSpec) -> Output:
+        """Unsubscribe the streams of symbols Binance refused: ``conn``'s URL still names them,
+        and a new connection must not bring them back."""
+        rejected = [self._markets[s] for s in conn.symbols if self._markets[s].rejected]
+        return Output(send=[self._unsubscribe(rejected)] if rejected else [])
 
     def _unsubscribe(self, markets: list[_Market]) -> str:
         self._request_id += 1

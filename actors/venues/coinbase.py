@@ -12,7 +12,12 @@ overview, channels and rate-limit pages):
   whose ``new_quantity`` is the new size of the level ("0" removes it); so unsubscribing and
   subscribing again resyncs a book without reconnecting;
 - ``market_trades`` begins with a snapshot of recent trades, then sends updates;
-- unauthenticated clients may send 8 messages per second per IP.
+- unauthenticated clients may send 8 messages per second per IP, and open 8 connections per
+  second per IP ("Advanced Trade WebSocket Rate Limits"; earlier versions of that page allowed
+  750 connections per second, and during the beta one every 4 s).
+
+Connections run in separate feed processes that share nothing, so they keep to the message
+allowance by when they open: each is given an opening delay from its index (``open_delay_s``).
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ from cluster.events import (
 )
 from cluster.timestamps import rfc3339_ns
 
-__all__ = ["CoinbaseAdapter"]
+__all__ = ["CoinbaseAdapter", "MESSAGES_PER_S_PER_IP"]
 
 # Our channels and the Coinbase channels that carry them.
 _SUBSCRIPTIONS: dict[MarketChannel, str] = {
@@ -57,6 +62,7 @@ _KNOWN_REPLY_CHANNELS = frozenset(
     {"l2_data", "market_trades", "ticker", "heartbeats", "subscriptions"}
 )
 
+MESSAGES_PER_S_PER_IP = 8
 # The docs name no cap on products per connection. Each connection costs one subscribe message
 # per channel against the 8 messages/s per IP allowance, while every product on it adds to the
 # snapshot burst after subscribing and to the load one reader must keep up with; 20 balances both.
@@ -285,7 +291,13 @@ class CoinbaseAdapter(VenueAdapter):
     # -- what to connect to ---------------------------------------------------------------
 
     def connections(self) -> list[ConnectionSpec]:
-        return self.split_connections(self._symbols, self._per_connection)
+        # Opening, a connection sends a subscribe per channel and one for heartbeats. Spaced by
+        # index so openings use half the allowance in any second: the rest absorbs handshakes of
+        # uneven length and resyncs (two messages each) on connections already open.
+        opening_messages = 1 + len(self._channels)
+        spacing_s = opening_messages / (MESSAGES_PER_S_PER_IP / 2)
+        specs = self.split_connections(self._symbols, self._per_connection)
+        return [replace(spec, open_delay_s=index * spacing_s) for index, spec in enumerate(specs)]
 
     # -- protocol events ------------------------------------------------------------------
 

@@ -9,9 +9,12 @@ One ``websockets`` server on 127.0.0.1 speaks both halves of the protocol a feed
   from the same port through the ``process_request`` hook.
 
 The server keeps a book per symbol and numbers its diff events like Binance (``U``..``u``), so a
-client's book can be checked against ``snapshot()``. Faults are scripted by the test: a sequence
-gap (``depth_update(..., skip=n)``), a dropped connection, silence, raw frames of any shape,
-error replies to methods and failing REST replies.
+client's book can be checked against ``snapshot()``. Like Binance it sends every event to every
+connection subscribed to its stream, so a client holding two connections (rotating one make
+before break) gets each event on both; ``ClientSession.published`` shows which. Faults are
+scripted by the test: a sequence gap (``depth_update(..., skip=n)``), a dropped connection,
+silence, refused connections, raw frames of any shape, error replies to methods and failing
+REST replies.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ class ClientSession:
     streams: set[str]
     connection: ServerConnection
     sent: list[str] = field(default_factory=list)
+    # The stream frames published to it (what the client sent is ``sent``).
+    published: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -79,6 +84,8 @@ class BinanceServer:
         self.snapshot_requests: list[str] = []
         # While set, nothing is published (the connection stays open): a venue gone quiet.
         self.silent = False
+        # While set, WebSocket upgrades are answered 503: a venue turning new connections away.
+        self.refuse_connections = False
         self.port = 0
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -229,6 +236,7 @@ class BinanceServer:
         frame = json.dumps({"stream": stream, "data": data})
         for session in self.open_sessions:
             if stream in session.streams:
+                session.published.append(frame)
                 await _send(session.connection, frame)
 
     async def send_raw(self, frame: str | bytes) -> None:
@@ -322,6 +330,8 @@ class BinanceServer:
     def _http(self, connection: ServerConnection, request: Request) -> Response | None:
         url = urlsplit(request.path)
         if not url.path.startswith("/api/"):
+            if self.refuse_connections:
+                return _json_response(connection, 503, {"code": -1003, "msg": "Try again later."})
             return None
         if url.path != "/api/v3/depth":
             return _json_response(connection, 404, {"code": -1000, "msg": "Unknown endpoint."})

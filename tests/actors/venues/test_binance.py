@@ -6,6 +6,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
@@ -13,7 +14,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from actors.capture import read_capture
+from actors.capture import CaptureWriter, read_capture
 from actors.connection import Backoff, ConnectionRunner
 from actors.replay import replay_files
 from actors.venues.base import (
@@ -253,7 +254,7 @@ def test_book_ticker_with_frame_produces_quote_stamped_at_receive_time() -> None
     [conn] = adapter.connections()
     full = {"u": 400900217, "s": "BTCUSDT", "b": "25.35190000", "B": "31.21000000",
             "a": "25.36520000", "A": "40.66000000"}
-    empty_ask = full | {"a": "0.00000000", "A": "0.00000000"}
+    empty_ask = full | {"u": 400900218, "a": "0.00000000", "A": "0.00000000"}
 
     [quote] = adapter.on_message(conn, frame("btcusdt@bookTicker", full), T0).events
     [one_sided] = adapter.on_message(conn, frame("btcusdt@bookTicker", empty_ask), T0 + 5).events
@@ -449,6 +450,92 @@ def test_close_with_synced_book_emits_gap_and_needs_a_new_snapshot() -> None:
     assert [gap.instrument for gap in of_type(closed, Gap)] == [INSTRUMENT]
     assert not adapter.books[INSTRUMENT]
     assert of_type(after, BookDelta) == [] and len(after.rest) == 1
+
+
+# -- rotation without a gap ---------------------------------------------------------------
+
+
+def trade_frame(trade_id: int, price: str = "100.50") -> str:
+    data = {"e": "trade", "E": 1, "s": "BTCUSDT", "t": trade_id, "p": price, "q": "1", "T": 1,
+            "m": False}
+    return frame("btcusdt@trade", data)
+
+
+def ticker_frame(update_id: int, bid: str = "100.00") -> str:
+    data = {"u": update_id, "s": "BTCUSDT", "b": bid, "B": "1", "a": "101.00", "A": "1"}
+    return frame("btcusdt@bookTicker", data)
+
+
+def kline_frame(start_ms: int, *, closed: bool = True) -> str:
+    kline = {"t": start_ms, "T": start_ms + 59_999, "s": "BTCUSDT", "i": "1m", "f": 1, "L": 1,
+             "o": "1", "c": "1", "h": "1", "l": "1", "v": "1", "n": 1, "x": closed, "q": "1",
+             "V": "0", "Q": "0", "B": "0"}
+    return frame("btcusdt@kline_1m", {"e": "kline", "E": start_ms + 60_000, "s": "BTCUSDT",
+                                      "k": kline})
+
+
+def test_replacement_frames_repeating_the_old_connection_are_dropped_by_their_ids() -> None:
+    adapter, conn = synced_adapter()
+    old = [depth(102, 102, [("100.10", "1")]), trade_frame(7), ticker_frame(102),
+           kline_frame(60_000), depth(103, 104, [("100.20", "1")]), trade_frame(8),
+           ticker_frame(104)]
+    # The replacement began before the old connection's last frames and repeats them, then
+    # goes on; a running bar and a closed one already published come again too.
+    new = [trade_frame(8), ticker_frame(104), depth(103, 104, [("100.20", "1")]),
+           kline_frame(60_000), kline_frame(120_000, closed=False),
+           depth(105, 105, [], [("101.00", "0")]), trade_frame(9), ticker_frame(105),
+           kline_frame(120_000)]
+
+    before = [adapter.on_message(conn, text, T0 + 2) for text in old]
+    opening = adapter.on_replacement_open(conn, T0 + 3)
+    after = [adapter.on_message(conn, text, T0 + 4) for text in new]
+
+    outs = [*before, *after]
+    assert opening.send == []
+    assert [t.trade_id for t in of_type(outs, Trade)] == ["7", "8", "9"]
+    assert [d.sequence for d in of_type(outs, BookDelta)] == [102, 104, 105]
+    assert len(of_type(outs, Quote)) == 3
+    assert [b.start_ts_ns for b in of_type(outs, Bar)] == [60_000 * 1_000_000, 120_000 * 1_000_000]
+    assert problem_kinds(outs) == [] and of_type(outs, Gap) == []
+    assert best(adapter) == (("100.20", "1"), ("102.00", "2.0"))
+
+
+def test_replacement_repeating_buffered_depth_updates_before_the_snapshot_syncs_cleanly() -> None:
+    adapter = make_adapter()
+    [conn] = adapter.connections()
+    adapter.on_open(conn, T0)
+    [request] = adapter.on_message(conn, depth(101, 101, [("100.10", "1")]), T0).rest
+    adapter.on_message(conn, depth(102, 102, [("100.20", "1")]), T0 + 1)
+    repeats = [adapter.on_message(conn, depth(u, u, [("100.10", "1")]), T0 + 2) for u in (101, 102)]
+    adapter.on_message(conn, depth(103, 103, [("100.30", "1")]), T0 + 3)
+
+    out = adapter.on_rest_reply(request, 200, snapshot_body(100), T0 + 4)
+
+    [snapshot] = of_type(out, BookSnapshot)
+    assert snapshot.sequence == 103
+    assert problem_kinds([*repeats, out]) == [] and [r.rest for r in repeats] == [[], []]
+    assert best(adapter) == (("100.30", "1"), ("101.00", "1.0"))
+
+
+def test_replacement_open_unsubscribes_rejected_symbols_and_keeps_the_books() -> None:
+    adapter = make_adapter(["BTC-USDT", "NOPE-USDT"], ["trades", "book"])
+    [conn] = adapter.connections()
+    adapter.on_open(conn, T0)
+    [btc_request] = adapter.on_message(conn, depth(101, 101), T0).rest
+    adapter.on_rest_reply(btc_request, 200, snapshot_body(101), T0)
+    nope_depth = frame("nopeusdt@depth@100ms", {"e": "depthUpdate", "E": 1, "s": "NOPEUSDT",
+                                                "U": 1, "u": 1, "b": [], "a": []})
+    [nope_request] = adapter.on_message(conn, nope_depth, T0).rest
+    invalid = json.dumps({"code": -1121, "msg": "Invalid symbol."}).encode()
+    adapter.on_rest_reply(nope_request, 400, invalid, T0 + 1)
+
+    opening = adapter.on_replacement_open(conn, T0 + 2)
+
+    [unsubscribe] = [json.loads(text) for text in opening.send]
+    assert unsubscribe["method"] == "UNSUBSCRIBE"
+    assert unsubscribe["params"] == ["nopeusdt@trade", "nopeusdt@depth@100ms"]
+    assert best(adapter) == (("100.00", "1.0"), ("101.00", "1.0"))
+    assert BinanceAdapter.rotation == "overlap"
 
 
 # -- bad input -------------------------------------------------------------------------------
@@ -656,13 +743,24 @@ async def wait_until(predicate: Callable[[], bool], timeout_s: float = 5.0) -> N
 @asynccontextmanager
 async def running(
     adapter: BinanceAdapter,
+    *,
+    max_age_s: float | None = None,
+    capture: CaptureWriter | None = None,
 ) -> AsyncIterator[tuple[ConnectionRunner, Collector]]:
+    """A runner on the adapter's connection; ``max_age_s`` shortens its age limit."""
     [spec] = adapter.connections()
+    if max_age_s is not None:
+        spec = replace(spec, max_age_s=max_age_s)
     collector = Collector()
     stop = asyncio.Event()
     async with httpx.AsyncClient() as http:
         runner = ConnectionRunner(
-            adapter, spec, collector, http=http, backoff=Backoff(base_s=0.01, cap_s=0.05)
+            adapter,
+            spec,
+            collector,
+            http=http,
+            backoff=Backoff(base_s=0.01, cap_s=0.05),
+            capture=capture,
         )
         task = asyncio.create_task(runner.run(stop))
         try:
@@ -817,3 +915,133 @@ async def test_runner_with_silent_venue_reconnects_through_the_watchdog() -> Non
             assert "watchdog" in gap.reason
             assert runner.stats.reconnects >= 1
             assert best(adapter) == server.best("BTCUSDT")
+
+
+# -- rotation at the age limit ---------------------------------------------------------------
+
+
+async def busy_market(server: BinanceServer, done: asyncio.Event) -> int:
+    """Publish on every BTCUSDT stream every couple of milliseconds until ``done``: a depth
+    update, a trade (ids 1, 2, ...), the book ticker, and a closed bar every tenth round.
+    Returns how many rounds (and trades) there were."""
+    rounds = 0
+    while not done.is_set():
+        rounds += 1
+        await server.depth_update("BTCUSDT", [(f"100.{rounds % 50:02d}", str(rounds))], [])
+        await server.trade("BTCUSDT", rounds, "100.75", "0.5")
+        await server.book_ticker("BTCUSDT")
+        if rounds % 10 == 0:
+            await server.kline("BTCUSDT", rounds * 60_000, ("100", "101", "99", "100.5", "3"))
+        await asyncio.sleep(0.002)
+    return rounds
+
+
+async def test_runner_at_max_age_rotates_make_before_break_without_gap_or_repeat(
+    tmp_path: Path,
+) -> None:
+    capture = CaptureWriter(tmp_path / "binance-0.ws")
+    async with BinanceServer() as server:
+        server.add_market("BTCUSDT", SNAPSHOT_BIDS, SNAPSHOT_ASKS, update_id=500)
+        adapter = live_adapter(server)
+        async with running(adapter, max_age_s=0.3, capture=capture) as (runner, collector):
+            await server.wait_for_sessions(1)
+            done = asyncio.Event()
+            market = asyncio.create_task(busy_market(server, done))
+            # Two rotations, the second one complete.
+            await wait_until(
+                lambda: len(server.sessions) >= 3 and len(server.open_sessions) == 1, 10
+            )
+            done.set()
+            rounds = await market
+            await wait_until(lambda: collector.events(Trade)[-1].trade_id == str(rounds))
+
+            sessions = list(server.sessions)
+            closed = [s for s in sessions if s.connection.close_code is not None]
+            [snapshot] = collector.events(BookSnapshot)
+            deltas = collector.events(BookDelta)
+            assert collector.events(Gap) == [] and collector.problems() == []
+            assert [t.trade_id for t in collector.events(Trade)] == [
+                str(n) for n in range(1, rounds + 1)
+            ]
+            assert len(collector.events(Quote)) == rounds
+            assert [b.start_ts_ns for b in collector.events(Bar)] == [
+                n * 60_000 * 1_000_000 for n in range(10, rounds + 1, 10)
+            ]
+            last_update_id = server.snapshot("BTCUSDT")["lastUpdateId"]
+            assert [d.sequence for d in deltas] == list(
+                range(snapshot.sequence + 1, last_update_id + 1)
+            )
+            assert best(adapter) == server.best("BTCUSDT")
+            assert server.snapshot_requests == ["BTCUSDT"]
+            assert runner.stats.reconnects == 0
+        capture.close()
+
+    # The old connections were closed (normally) after the switch, and each handed over to one
+    # that had been sent some of the same frames: what the adapter dropped.
+    assert len(closed) >= 2 and closed == sessions[: len(closed)]
+    assert {s.connection.close_code for s in closed} == {1000}
+    for old, new in zip(closed, sessions[1:], strict=False):
+        assert set(old.published) & set(new.published)
+    # The recording replays as one connection: the same trades, no gap.
+    replayed: list[AnyEvent] = []
+    _, summary = replay_files(
+        BinanceAdapter, capture.path, [capture.path], sink=replayed.extend
+    )
+    assert summary.as_dict(adapter)["gaps"] == 0
+    assert [e.trade_id for e in replayed if isinstance(e, Trade)] == [
+        str(n) for n in range(1, rounds + 1)
+    ]
+
+
+class ReconnectingAdapter(BinanceAdapter):
+    rotation = "reconnect"
+
+
+async def test_runner_at_max_age_of_adapter_without_overlap_reconnects_with_a_gap() -> None:
+    async with BinanceServer() as server:
+        server.add_market("BTCUSDT", SNAPSHOT_BIDS, SNAPSHOT_ASKS)
+        adapter = live_adapter(server, adapter_type=ReconnectingAdapter)
+        async with running(adapter, max_age_s=0.3) as (runner, collector):
+            first = await server.wait_for_sessions(1)
+            await server.depth_update("BTCUSDT", [("100.50", "1.5")], [])
+            await wait_until(lambda: len(collector.events(BookSnapshot)) == 1)
+            await server.wait_for_sessions(2)
+            await server.depth_update("BTCUSDT", [("100.60", "1")], [])
+            await wait_until(lambda: len(collector.events(BookSnapshot)) == 2)
+
+            assert collector.events(Gap)[0].reason == "rotation"
+            assert first.connection.close_code == 1000
+            assert runner.stats.reconnects >= 1
+
+
+async def test_runner_whose_replacement_is_refused_rotates_with_a_gap_and_resyncs() -> None:
+    async with BinanceServer() as server:
+        server.add_market("BTCUSDT", SNAPSHOT_BIDS, SNAPSHOT_ASKS)
+        adapter = live_adapter(server)
+        async with running(adapter, max_age_s=0.3) as (_, collector):
+            await server.wait_for_sessions(1)
+            await server.depth_update("BTCUSDT", [("100.50", "1.5")], [])
+            await wait_until(lambda: len(collector.events(BookSnapshot)) == 1)
+            server.refuse_connections = True
+            await wait_until(lambda: collector.events(Gap) != [])
+            server.refuse_connections = False
+            await server.wait_for_sessions(2)
+            await server.depth_update("BTCUSDT", [("100.60", "1")], [])
+            await wait_until(lambda: len(collector.events(BookSnapshot)) == 2)
+
+            assert collector.events(Gap)[0].reason == "rotation"
+            assert best(adapter) == server.best("BTCUSDT")
+
+
+async def test_runner_stopped_while_its_replacement_is_quiet_closes_both_promptly() -> None:
+    async with BinanceServer() as server:
+        server.add_market("BTCUSDT", SNAPSHOT_BIDS, SNAPSHOT_ASKS)
+        adapter = live_adapter(server)
+        # Nothing is published: the replacement waits for a first frame (up to 30 s) when the
+        # runner is stopped, and leaving ``running`` allows 5 s.
+        async with running(adapter, max_age_s=0.2) as (runner, collector):
+            await server.wait_for_sessions(2)
+        await wait_until(lambda: server.open_sessions == [])
+
+        assert [gap.reason for gap in collector.events(Gap)] == ["stopped"]
+        assert runner.stats.state == "stopped"

@@ -7,7 +7,7 @@ import calendar
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, TypeVar
 
 import httpx
@@ -16,7 +16,7 @@ import websockets
 
 from actors.connection import Backoff, ConnectionRunner
 from actors.venues.base import ConfigError, ConnectionSpec, Output, VenueConfig
-from actors.venues.coinbase import CoinbaseAdapter
+from actors.venues.coinbase import MESSAGES_PER_S_PER_IP, CoinbaseAdapter
 from cluster.events import AnyEvent, BookDelta, BookSnapshot, Gap, Quote, Trade
 from tests.actors.venues.coinbase_server import CoinbaseServer
 
@@ -148,6 +148,22 @@ def test_connections_with_more_products_than_the_cap_split_over_connections() ->
     assert [spec.symbols for spec in capped] == [(BTC, ETH), (SOL,)]
     assert len({spec.name for spec in default}) == 3
     assert {spec.url for spec in default} == {"wss://advanced-trade-ws.coinbase.com"}
+
+
+@pytest.mark.parametrize("channels", [("trades", "quotes", "book"), ("trades",)])
+def test_connections_open_staggered_so_subscribes_keep_within_half_the_ip_allowance(
+    channels: tuple[str, ...],
+) -> None:
+    adapter = make_adapter(tuple(f"C{n}-USD" for n in range(100)), channels)
+
+    specs = adapter.connections()
+
+    openings = [(spec.open_delay_s, len(adapter.on_open(spec, OPENED_NS).send)) for spec in specs]
+    delays = [at for at, _ in openings]
+    assert len(specs) == 5 and delays[0] == 0 and delays == sorted(set(delays))
+    for start in delays:
+        in_a_second = sum(sent for at, sent in openings if start <= at < start + 1.0)
+        assert in_a_second <= MESSAGES_PER_S_PER_IP // 2
 
 
 @pytest.mark.parametrize("symbol", ["btc-usd", "BTCUSD", "BTC_USD", "BTC-", "BTC-USDC", ""])
@@ -756,3 +772,52 @@ async def test_server_without_subscribe_in_time_closes_the_connection() -> None:
                 await ws.recv()
 
     assert ws.close_code == 1008
+
+
+async def test_runners_of_separate_feeds_open_staggered_each_subscribing_within_5_s() -> None:
+    products = (BTC, ETH, SOL)
+    options = {"products_per_connection": "1"}
+    delays = [spec.open_delay_s for spec in make_adapter(products, options=options).connections()]
+    async with (
+        CoinbaseServer(products, heartbeat_interval_s=None) as server,
+        httpx.AsyncClient() as http,
+    ):
+        stop = asyncio.Event()
+        tasks = []
+        # One adapter per runner, as in feed actors: nothing shared between the connections.
+        for index in range(len(products)):
+            adapter = make_adapter(products, ws_url=server.url, options=options)
+            spec = adapter.connections()[index]
+            runner = ConnectionRunner(adapter, spec, Collected().emit, http=http)
+            tasks.append(asyncio.create_task(runner.run(stop)))
+        await subscribed_everywhere(server, sessions=len(products))
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), timeout=5)
+
+    opened = sorted(session.opened for session in server.sessions)
+    apart = [later - earlier for earlier, later in zip(opened, opened[1:], strict=False)]
+    planned = [later - earlier for earlier, later in zip(delays, delays[1:], strict=False)]
+    assert all(gap >= want - 0.05 for gap, want in zip(apart, planned, strict=True))
+    assert all(at < 5.0 for session in server.sessions for at, _ in session.received)
+    # Unstaggered, the three would send 12 subscribes at once.
+    sent_at = sorted(
+        session.opened + at for session in server.sessions for at, _ in session.received
+    )
+    assert len(sent_at) == 12
+    for start in sent_at:
+        assert sum(start <= at < start + 1.0 for at in sent_at) <= MESSAGES_PER_S_PER_IP
+
+
+async def test_runner_stopped_while_waiting_to_open_never_connects() -> None:
+    async with CoinbaseServer() as server, httpx.AsyncClient() as http:
+        adapter = live_adapter(server)
+        spec = replace(adapter.connections()[0], open_delay_s=60.0)
+        collected = Collected()
+        runner = ConnectionRunner(adapter, spec, collected.emit, http=http)
+        stop = asyncio.Event()
+        task = asyncio.create_task(runner.run(stop))
+        await collected.wait_for(lambda: runner.stats.state == "connecting")
+        stop.set()
+        await asyncio.wait_for(task, timeout=1)
+
+    assert server.sessions == [] and runner.stats.state == "stopped"
