@@ -10,6 +10,7 @@ starts its loops again, and the fresh connection's gaps tell readers what they m
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import time
@@ -40,8 +41,22 @@ PUBLISH_BUCKETS_S = [
 ]
 
 
+# Allocations (net) between young-generation collections in a feed process; Python's is 700.
+GC_YOUNG_THRESHOLD = 10_000
+
+
 def feed_actor_name(connection: str) -> str:
     return f"feed:{connection}"
+
+
+def _tune_garbage_collection() -> None:
+    """The feed's process lives for this actor alone. Between two Redis writes the publisher holds
+    thousands of fresh events, so at Python's default threshold the collector runs hundreds of
+    times a second, promotes them, and its older generations rescan the whole Ray worker heap:
+    about 8% of the feed's CPU, measured. What the worker loaded before the feed started is frozen
+    out of collection, and young collections wait for more allocations."""
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
 class _FeedMetrics:
@@ -84,6 +99,7 @@ class FeedActor:
         capture_dir: str | None = None,
         record: bool = False,
     ) -> None:
+        _tune_garbage_collection()
         self.config = config
         self.connection = connection
         self._metrics = _FeedMetrics(config.venue, connection)
