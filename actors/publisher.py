@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 
 STATUS_STREAM_MAXLEN = 1_000
 _RECORD_HEADER = struct.Struct(">HII")
+# One queued event, encoded: (its stream entries, its latest-quote record or b"", its instrument
+# if it has one, its receive time).
+_Packed = tuple[bytes, bytes, str | None, int]
 # ARGV[1]: the event field name. ARGV[2]: stream entries, ARGV[3]: latest quotes, each a run of
 # records: >HII (name length, maxlen, payload length), name, payload. KEYS[1]: the quotes hash.
 _PUBLISH_BATCH = """
@@ -100,7 +103,9 @@ class RedisPublisher:
         # buffer is in arrival order, so that is the batch's oldest and costs nothing per event.
         self._on_batch_written = on_batch_written
         self.stats = PublisherStats()
-        self._buffer: deque[AnyEvent] = deque()
+        # Events are encoded as they are queued, while the adapter's objects are still in the
+        # CPU's caches (encoding a batch later costs twice as much) and can be freed at once.
+        self._buffer: deque[_Packed] = deque()
         # Encoded stream names per (event type, instrument): the same few, event after event.
         self._streams: dict[tuple[type, str], tuple[bytes, ...]] = {}
         self._lost: set[str] = set()
@@ -116,13 +121,13 @@ class RedisPublisher:
     def publish(self, events: Iterable[AnyEvent]) -> None:
         """Queue events; never blocks, never raises."""
         buffer = self._buffer
-        buffer.extend(events)
+        buffer.extend(map(self._packed, events))
         overflow = len(buffer) - self.max_buffer
         for _ in range(max(0, overflow)):
-            dropped = buffer.popleft()
+            _, _, instrument, _ = buffer.popleft()
             self.stats.dropped += 1
-            if isinstance(dropped, MarketEvent):
-                self._lost.add(dropped.instrument)
+            if instrument is not None:
+                self._lost.add(instrument)
         if buffer:
             self._idle.clear()
             self._wakeup.set()
@@ -161,10 +166,11 @@ class RedisPublisher:
         """Write up to ``max_batch`` buffered events; False (events kept) if Redis failed."""
         batch = list(islice(self._buffer, self.max_batch))
         gaps = self._gaps_for_lost()
+        records = [*map(self._packed, gaps), *batch]
+        entries = b"".join([record[0] for record in records])
+        quotes = b"".join([record[1] for record in records])
         try:
-            await self._publish_batch(
-                keys=[QUOTES_HASH], args=[EVENT_FIELD, *self._packed([*gaps, *batch])]
-            )
+            await self._publish_batch(keys=[QUOTES_HASH], args=[EVENT_FIELD, entries, quotes])
         except (RedisError, OSError) as error:
             self.stats.errors += 1
             if self.stats.redis_ok:
@@ -180,7 +186,7 @@ class RedisPublisher:
         self.stats.published += len(batch) + len(gaps)
         self.stats.batches += 1
         if batch and self._on_batch_written is not None:
-            self._on_batch_written((time.time_ns() - batch[0].receive_ts_ns) / 1e9)
+            self._on_batch_written((time.time_ns() - batch[0][3]) / 1e9)
         return True
 
     def _gaps_for_lost(self) -> list[Gap]:
@@ -190,31 +196,33 @@ class RedisPublisher:
             for i in sorted(self._lost)
         ]
 
-    def _packed(self, events: list[AnyEvent]) -> tuple[bytes, bytes]:
-        """The batch as the script reads it: stream entries, then latest quotes."""
-        entries: list[bytes] = []
-        quotes: list[bytes] = []
+    def _packed(self, event: AnyEvent) -> _Packed:
+        """One event as the script reads it: its stream entries, its latest-quote record."""
+        payload = encode_event(event)
+        size = len(payload)
         header = _RECORD_HEADER.pack
+        if isinstance(event, FeedStatus):
+            name = status_stream_key(event.venue).encode()
+            return (
+                b"".join((header(len(name), STATUS_STREAM_MAXLEN, size), name, payload)),
+                b"",
+                None,
+                event.receive_ts_ns,
+            )
+        assert isinstance(event, MarketEvent)
+        kind = (event.__class__, event.instrument)
+        names = self._streams.get(kind)
+        if names is None:
+            names = self._streams[kind] = self._stream_names(event)
         maxlen = self.maxlen
-        streams = self._streams
-        for event in events:
-            payload = encode_event(event)
-            size = len(payload)
-            if isinstance(event, FeedStatus):
-                name = status_stream_key(event.venue).encode()
-                entries += (header(len(name), STATUS_STREAM_MAXLEN, size), name, payload)
-                continue
-            assert isinstance(event, MarketEvent)
-            kind = (event.__class__, event.instrument)
-            names = streams.get(kind)
-            if names is None:
-                names = streams[kind] = self._stream_names(event)
-            for name in names:
-                entries += (header(len(name), maxlen, size), name, payload)
-            if isinstance(event, Quote):
-                name = event.instrument.encode()
-                quotes += (header(len(name), 0, size), name, payload)
-        return b"".join(entries), b"".join(quotes)
+        entries = b"".join(
+            [part for name in names for part in (header(len(name), maxlen, size), name, payload)]
+        )
+        quote = b""
+        if isinstance(event, Quote):
+            name = event.instrument.encode()
+            quote = b"".join((header(len(name), 0, size), name, payload))
+        return entries, quote, event.instrument, event.receive_ts_ns
 
     @staticmethod
     def _stream_names(event: MarketEvent) -> tuple[bytes, ...]:

@@ -165,8 +165,10 @@ class OkxMarket:
         if self.with_seq:
             data["prevSeqId"] = prev_seq
             data["seqId"] = seq
+        # Compact, as OKX writes it.
         return json.dumps(
-            {"arg": {"channel": "books", "instId": inst_id}, "action": action, "data": [data]}
+            {"arg": {"channel": "books", "instId": inst_id}, "action": action, "data": [data]},
+            separators=(",", ":"),
         )
 
     def snapshot_frame(self, inst_id: str) -> str:

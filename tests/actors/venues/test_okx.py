@@ -356,6 +356,34 @@ def test_books_with_crossing_update_report_crossed_book_and_resync() -> None:
     assert not adapter.books[INSTRUMENT]
 
 
+def test_books_in_any_json_spelling_give_the_same_events() -> None:
+    market = OkxMarket([SYMBOL], seed=5)
+    compact = [market.snapshot_frame(SYMBOL), *(market.update_frame(SYMBOL) for _ in range(50))]
+    assert all(frame.startswith('{"arg":{"channel":"books",') for frame in compact)
+    # The same frames with spaces and the fields in another order.
+    respelled = [
+        json.dumps({"data": parsed["data"], "action": parsed["action"], "arg": parsed["arg"]})
+        for parsed in map(json.loads, compact)
+    ]
+
+    as_sent = feed(*open_adapter(channels=["book"])[:2], *compact)
+    other = feed(*open_adapter(channels=["book"])[:2], *respelled)
+
+    assert not as_sent.problems and not other.problems
+    assert as_sent.events == other.events and len(as_sent.events) == 51
+
+
+def test_books_frame_broken_after_a_well_formed_start_is_counted_and_missed() -> None:
+    adapter, conn, market = synced_book()
+    frame = market.update_frame(SYMBOL)
+
+    broken = feed(adapter, conn, frame[: len(frame) // 2])
+    after = feed(adapter, conn, market.update_frame(SYMBOL))
+
+    assert kinds(broken) == ["parse_error"] and not broken.events
+    assert_resubscribed(after, "sequence_error")
+
+
 def test_books_with_malformed_update_emit_gap_and_resubscribe() -> None:
     adapter, conn, market = synced_book()
     frame = json.loads(market.update_frame(SYMBOL))
