@@ -591,11 +591,16 @@ book_set_ask(OrderBook *self, PyObject *const *args, Py_ssize_t nargs)
     return book_set_level(&self->asks, args, nargs, "set_ask");
 }
 
-/* Both sides' levels validated before either side changes. */
+/* Both sides' levels (the call's two arguments) validated before either side changes. */
 static int
-parse_both(PyObject *bids, PyObject *asks, Parsed **bid_levels, Py_ssize_t *n_bids,
-           Parsed **ask_levels, Py_ssize_t *n_asks)
+parse_both(PyObject *const *args, Py_ssize_t nargs, const char *method, Parsed **bid_levels,
+           Py_ssize_t *n_bids, Parsed **ask_levels, Py_ssize_t *n_asks)
 {
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "%s() takes bids and asks", method);
+        return -1;
+    }
+    PyObject *bids = args[0], *asks = args[1];
     *bid_levels = parse_levels(bids, n_bids);
     if (*bid_levels == NULL) {
         return -1;
@@ -611,13 +616,9 @@ parse_both(PyObject *bids, PyObject *asks, Parsed **bid_levels, Py_ssize_t *n_bi
 static PyObject *
 book_apply(OrderBook *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "apply() takes bids and asks");
-        return NULL;
-    }
     Parsed *bids, *asks;
     Py_ssize_t n_bids, n_asks;
-    if (parse_both(args[0], args[1], &bids, &n_bids, &asks, &n_asks) < 0) {
+    if (parse_both(args, nargs, "apply", &bids, &n_bids, &asks, &n_asks) < 0) {
         return NULL;
     }
     int failed = 0;
@@ -638,13 +639,9 @@ book_apply(OrderBook *self, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *
 book_replace(OrderBook *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "replace() takes bids and asks");
-        return NULL;
-    }
     Parsed *bids, *asks;
     Py_ssize_t n_bids, n_asks;
-    if (parse_both(args[0], args[1], &bids, &n_bids, &asks, &n_asks) < 0) {
+    if (parse_both(args, nargs, "replace", &bids, &n_bids, &asks, &n_asks) < 0) {
         return NULL;
     }
     int failed = side_replace(&self->bids, bids, n_bids) < 0 ||
@@ -734,24 +731,27 @@ book_asks(OrderBook *self, PyObject *const *args, Py_ssize_t nargs)
     return book_side_levels(&self->asks, args, nargs);
 }
 
+/* side_top for a depth given from Python. */
 static PyObject *
-book_top_bids(OrderBook *self, PyObject *arg)
+top_of(Side *side, PyObject *arg)
 {
     Py_ssize_t depth;
     if (depth_arg(arg, &depth) < 0) {
         return NULL;
     }
-    return side_top(&self->bids, depth);
+    return side_top(side, depth);
+}
+
+static PyObject *
+book_top_bids(OrderBook *self, PyObject *arg)
+{
+    return top_of(&self->bids, arg);
 }
 
 static PyObject *
 book_top_asks(OrderBook *self, PyObject *arg)
 {
-    Py_ssize_t depth;
-    if (depth_arg(arg, &depth) < 0) {
-        return NULL;
-    }
-    return side_top(&self->asks, depth);
+    return top_of(&self->asks, arg);
 }
 
 static PyObject *
