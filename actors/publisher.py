@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from itertools import islice
 
+import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
@@ -121,7 +122,14 @@ class RedisPublisher:
     def publish(self, events: Iterable[AnyEvent]) -> None:
         """Queue events; never blocks, never raises."""
         buffer = self._buffer
-        buffer.extend(map(self._packed, events))
+        for event in events:
+            try:
+                buffer.append(self._packed(event))
+            except (TypeError, msgspec.EncodeError) as error:
+                # A field msgpack cannot carry is an adapter's bug: the event is dropped, loudly,
+                # and the feed goes on.
+                self.stats.dropped += 1
+                log.error("dropped an event that cannot be encoded (%s): %r", error, event)
         overflow = len(buffer) - self.max_buffer
         for _ in range(max(0, overflow)):
             _, _, instrument, _ = buffer.popleft()

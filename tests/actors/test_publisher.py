@@ -5,6 +5,7 @@ import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import msgspec
 import pytest
 import redis.asyncio as aioredis
 
@@ -149,3 +150,19 @@ async def test_publisher_with_overflowing_buffer_drops_oldest_and_publishes_gap(
     assert isinstance(events[0], Gap) and events[0].reason == "publisher buffer overflow"
     assert [e.trade_id for e in events[1:] if isinstance(e, Trade)] == [str(n) for n in range(30, 80)]
     assert publisher.stats.dropped == 30
+
+
+async def test_publisher_with_an_event_it_cannot_encode_drops_it_and_publishes_the_rest(
+    redis_url: str, redis_client: aioredis.Redis
+) -> None:
+    publisher = RedisPublisher(redis_url)
+    publisher.start()
+    broken = msgspec.structs.replace(trade("okx:BTC-USDT", 2), price=object())  # type: ignore[arg-type]
+
+    publisher.publish([trade("okx:BTC-USDT", 1), broken, trade("okx:BTC-USDT", 3)])
+    await publisher.drain(10)
+    await publisher.close()
+
+    published = await stream_events(redis_client, stream_key("trades", "okx:BTC-USDT"))
+    assert [event.trade_id for event in published] == ["1", "3"]  # type: ignore[attr-defined]
+    assert publisher.stats.dropped == 1
