@@ -191,7 +191,13 @@ async def test_feed_actor_with_redis_restarted_underneath_resumes_publishing(
         await wait_until(publishing, 30, "trades in Redis")
         server.process.stop()
         await asyncio.sleep(1.0)
-        assert (await actor.status.remote())["redis_ok"] is False
+        down = await actor.status.remote()
+        assert down["redis_ok"] is False
+
+        async def holding() -> bool:
+            return (await actor.status.remote())["unpublished"] > 0
+
+        await wait_until(holding, 30, "events held while Redis is down")
         server.process.start()
         count_after_restart = 0
 
@@ -205,6 +211,12 @@ async def test_feed_actor_with_redis_restarted_underneath_resumes_publishing(
             return status["redis_ok"] and status["state"] == "live" and count_after_restart > 10
 
         await wait_until(resumed, 60, "publishing to resume")
+
+        async def caught_up() -> bool:
+            status = await actor.status.remote()
+            return status["published"] > down["published"] and status["unpublished"] < 100
+
+        await wait_until(caught_up, 30, "the held events to reach Redis")
     finally:
         await actor.shutdown.remote()
         ray.kill(actor, no_restart=True)
