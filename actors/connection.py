@@ -36,7 +36,7 @@ from actors.capture import CaptureWriter
 from actors.venues.base import ConnectionSpec, Output, Problem, RestRequest, VenueAdapter
 from cluster.events import feed_status_now
 
-__all__ = ["ConnectionRunner", "ConnectionStats", "Backoff", "Emit"]
+__all__ = ["ConnectionRunner", "ConnectionStats", "Backoff", "Emit", "FRAMES_BETWEEN_YIELDS"]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,9 @@ Emit = Callable[[Output], Awaitable[None]]
 # A frame and when it was received (ns).
 Received = tuple[Data, int]
 REST_ATTEMPTS = 3
+# Frames handled between turns given to the rest of the event loop (the publisher above all)
+# while frames keep coming; as many as one socket read brings, roughly.
+FRAMES_BETWEEN_YIELDS = 16
 # A connection that stayed up this long was healthy: its loss restarts the backoff from the bottom.
 STABLE_AFTER_S = 30.0
 ROTATION = "rotation"
@@ -244,7 +247,14 @@ class ConnectionRunner:
             for frame, received in backlog:
                 if await self._on_frame(ws, frame, received):
                     return await self._close(ws, self._adapter_reason(), "resync")
+            unyielded = 0
             while True:
+                # recv() returns queued frames without giving the loop a turn, and a busy venue
+                # keeps the queue full: the publisher and status calls get one every few frames.
+                unyielded += 1
+                if unyielded >= FRAMES_BETWEEN_YIELDS:
+                    unyielded = 0
+                    await asyncio.sleep(0)
                 frame = await ws.recv()
                 if await self._on_frame(ws, frame, time.time_ns()):
                     return await self._close(ws, self._adapter_reason(), "resync")

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from actors.capture import CaptureLine, CaptureWriter, read_capture
-from actors.connection import ConnectionStats, Emit
+from actors.connection import FRAMES_BETWEEN_YIELDS, ConnectionStats, Emit
 from actors.venues.base import (
     ConnectionSpec,
     Output,
@@ -36,8 +36,6 @@ __all__ = [
 ]
 
 EventSink = Callable[[list[AnyEvent]], None]
-# An unpaced replay lets the event loop run this often (about what one socket read delivers).
-FRAMES_BETWEEN_YIELDS = 16
 
 
 @dataclass

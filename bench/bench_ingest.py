@@ -8,7 +8,10 @@ sequence ids, and trades, from the OKX test market), it measures, side by side i
   actor    a real feed actor on a local Ray cluster replaying the capture as fast as possible,
            looped (the replay venue), into a real Redis: events/s and frames/s written to Redis,
            read from the actor's status over a window (the gap and status events each pass ends
-           with count too: under 2% of them).
+           with count too: under 2% of them),
+  live     the same feed actor on its live path: the capture's frames, looped, from a local
+           WebSocket server in another process, through the connection runner (OKX streams;
+           Binance's needs REST snapshots the stand-in does not serve).
 Then the peak RSS of a feed actor holding 100 OKX books of 400 levels a side, beside the same
 actor holding none, and the heap the books themselves take.
 Target on these 2-core machines: >= 50,000 book/trade events/s into Redis per feed actor.
@@ -21,6 +24,7 @@ import argparse
 import asyncio
 import gc
 import json
+import multiprocessing
 import statistics
 import sys
 import tempfile
@@ -32,6 +36,8 @@ from pathlib import Path
 
 import msgspec
 import ray
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.protocol import State
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -130,12 +136,70 @@ def timed(fn: object, repeats: int) -> list[float]:
     return results
 
 
-async def feed_actor_rates(
+def websocket_frames(texts: list[str]) -> bytes:
+    """The frames as a server sends them on the wire (unmasked text frames)."""
+    wire = bytearray()
+    for text in texts:
+        payload = text.encode()
+        if len(payload) < 126:
+            wire += bytes((0x81, len(payload)))
+        elif len(payload) < 1 << 16:
+            wire += bytes((0x81, 126)) + len(payload).to_bytes(2, "big")
+        else:
+            wire += bytes((0x81, 127)) + len(payload).to_bytes(8, "big")
+        wire += payload
+    return bytes(wire)
+
+
+def serve_frames_for_ever(texts: list[str], ports: multiprocessing.Queue) -> None:
+    """A venue stand-in (its own process): every client gets ``texts`` again and again, as fast
+    as its socket takes them; what the client sends (subscriptions) is ignored."""
+    wire = websocket_frames(texts)
+
+    async def blast(connection: ServerConnection) -> None:
+        transport = connection.transport
+        while connection.state is State.OPEN:
+            transport.write(wire)
+            while transport.get_write_buffer_size() > len(wire):
+                await asyncio.sleep(0.001)
+
+    async def run() -> None:
+        async with serve(blast, "127.0.0.1", 0, compression=None) as server:
+            ports.put(server.sockets[0].getsockname()[1])
+            await asyncio.Future()
+
+    asyncio.run(run())
+
+
+async def live_feed_actor_rates(
     recording: Recording, redis_url: str, windows: int, window_s: float
 ) -> list[tuple[float, float]]:
-    """(frames/s, events/s) written to Redis by a feed actor replaying ``recording`` looped, for
-    each of ``windows`` consecutive windows after a warm-up."""
-    config = recording.replay_config()
+    """``feed_actor_rates`` for the live path: the capture's frames over a real local WebSocket,
+    through the connection runner, instead of the replay venue."""
+    ports: multiprocessing.Queue = multiprocessing.get_context("spawn").Queue()
+    server = multiprocessing.get_context("spawn").Process(
+        target=serve_frames_for_ever, args=([f.text for f in recording.frames], ports), daemon=True
+    )
+    server.start()
+    try:
+        url = f"ws://127.0.0.1:{ports.get(timeout=60)}"
+        config = msgspec.structs.replace(recording.replay_config(), replay_file=None, ws_url=url)
+        return await feed_actor_rates(recording, redis_url, windows, window_s, config)
+    finally:
+        server.terminate()
+        server.join()
+
+
+async def feed_actor_rates(
+    recording: Recording,
+    redis_url: str,
+    windows: int,
+    window_s: float,
+    config: VenueConfig | None = None,
+) -> list[tuple[float, float]]:
+    """(frames/s, events/s) written to Redis by a feed actor replaying ``recording`` looped (or
+    streaming ``config``), for each of ``windows`` consecutive windows after a warm-up."""
+    config = config or recording.replay_config()
     connection = recording.adapter_type(config).connections()[0].name
     actor = FeedActor.remote(config, connection, redis_url, stream_maxlen=100_000)
     try:
@@ -284,6 +348,17 @@ async def main() -> None:
                 levels_per_event = recording.levels() / recording.run(None)
                 rows[venue].append(
                     f"{venue:10} {'actor':8} {frame_rate:>11,.0f} {event_rate:>11,.0f} "
+                    f"{event_rate * levels_per_event:>11,.0f}"
+                )
+                if recording.replies:
+                    continue  # the stand-in venue serves frames only, no REST snapshots
+                rates = await live_feed_actor_rates(
+                    recording, services.redis_url, args.repeats, args.window
+                )
+                frame_rate = statistics.median(f for f, _ in rates)
+                event_rate = statistics.median(e for _, e in rates)
+                rows[venue].append(
+                    f"{venue:10} {'live':8} {frame_rate:>11,.0f} {event_rate:>11,.0f} "
                     f"{event_rate * levels_per_event:>11,.0f}"
                 )
             with_books = await feed_actor_peak_rss_mib(
