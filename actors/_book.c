@@ -101,21 +101,46 @@ scan_decimal(const char *s, Py_ssize_t n, double *value)
     return 0;
 }
 
-/* The value of a decimal string; -1 with ValueError set when it breaks the number rule (or is
- * zero and must not be). */
-static int
-parse_decimal(PyObject *text, int allow_zero, double *value)
+/* NULL, with ValueError naming the text as the venue spelled it. */
+static PyObject *
+bad_number(const char *text, Py_ssize_t n, const char *reason)
 {
-    Py_ssize_t n;
-    const char *s;
-    if (!PyUnicode_Check(text) || (s = PyUnicode_AsUTF8AndSize(text, &n)) == NULL ||
-        scan_decimal(s, n, value) < 0) {
-        PyErr_Clear();
-        PyErr_Format(PyExc_ValueError, "not a decimal number: %R", text);
+    PyObject *shown = PyUnicode_DecodeUTF8(text, n, "replace");
+    if (shown != NULL) {
+        PyErr_Format(PyExc_ValueError, "%s: %R", reason ? reason : "not a decimal number", shown);
+        Py_DECREF(shown);
+    }
+    return NULL;
+}
+
+/* A level's price (positive) and size (zero allowed: it removes the level) read from their
+ * text; -1 with ValueError naming the first that breaks the number rule. */
+static int
+check_numbers(const char *price, Py_ssize_t n_price, const char *size, Py_ssize_t n_size,
+              double *price_value, double *size_value)
+{
+    if (scan_decimal(price, n_price, price_value) < 0) {
+        bad_number(price, n_price, NULL);
         return -1;
     }
-    if (*value == 0.0 && !allow_zero) {
-        PyErr_Format(PyExc_ValueError, "must be positive: %R", text);
+    if (*price_value == 0.0) {
+        bad_number(price, n_price, "must be positive");
+        return -1;
+    }
+    if (scan_decimal(size, n_size, size_value) < 0) {
+        bad_number(size, n_size, NULL);
+        return -1;
+    }
+    return 0;
+}
+
+/* The UTF-8 text of a str; -1 with ValueError for anything else (no number is spelled so). */
+static int
+text_of(PyObject *value, const char **text, Py_ssize_t *n)
+{
+    if (!PyUnicode_Check(value) || (*text = PyUnicode_AsUTF8AndSize(value, n)) == NULL) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_ValueError, "not a decimal number: %R", value);
         return -1;
     }
     return 0;
@@ -146,7 +171,10 @@ parse_level(PyObject *item, Parsed *out)
         PyErr_Format(PyExc_ValueError, "a price level needs a price and a size, got %R", item);
         return -1;
     }
-    if (parse_decimal(price, 0, &out->price) < 0 || parse_decimal(size, 1, &out->size) < 0) {
+    const char *price_text, *size_text;
+    Py_ssize_t n_price, n_size;
+    if (text_of(price, &price_text, &n_price) < 0 || text_of(size, &size_text, &n_size) < 0 ||
+        check_numbers(price_text, n_price, size_text, n_size, &out->price, &out->size) < 0) {
         return -1;
     }
     if (PyTuple_CheckExact(item) && PyTuple_GET_SIZE(item) == 2 && PyUnicode_CheckExact(price) &&
@@ -916,25 +944,13 @@ ascii_text(const char *text, Py_ssize_t n)
     return str;
 }
 
-/* NULL, with ValueError naming the text as it stood in the JSON. */
-static PyObject *
-bad_number(const char *text, Py_ssize_t n, const char *reason)
-{
-    PyObject *shown = PyUnicode_DecodeUTF8(text, n, "replace");
-    if (shown != NULL) {
-        PyErr_Format(PyExc_ValueError, "%s: %R", reason ? reason : "not a decimal number", shown);
-        Py_DECREF(shown);
-    }
-    return NULL;
-}
-
 /* One level, [price, size, ...], with both numbers checked. */
 static PyObject *
 read_level(Cursor *c)
 {
     const char *price, *size;
     Py_ssize_t n_price, n_size;
-    double value;
+    double price_value, size_value;
     if (!expect(c, '[') || !read_plain_string(c, &price, &n_price) || !expect(c, ',') ||
         !read_plain_string(c, &size, &n_size)) {
         return NULL;
@@ -947,14 +963,8 @@ read_level(Cursor *c)
     if (!expect(c, ']')) {
         return NULL;
     }
-    if (scan_decimal(price, n_price, &value) < 0) {
-        return bad_number(price, n_price, NULL);
-    }
-    if (value == 0.0) {
-        return bad_number(price, n_price, "must be positive");
-    }
-    if (scan_decimal(size, n_size, &value) < 0) {
-        return bad_number(size, n_size, NULL);
+    if (check_numbers(price, n_price, size, n_size, &price_value, &size_value) < 0) {
+        return NULL;
     }
     PyObject *level = PyTuple_New(2);
     if (level == NULL) {
