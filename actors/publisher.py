@@ -209,20 +209,19 @@ class RedisPublisher:
         payload = encode_event(event)
         size = len(payload)
         header = _RECORD_HEADER.pack
+        instrument: str | None = None
         if isinstance(event, FeedStatus):
-            name = status_stream_key(event.venue).encode()
-            return (
-                b"".join((header(len(name), STATUS_STREAM_MAXLEN, size), name, payload)),
-                b"",
-                None,
-                event.receive_ts_ns,
-            )
-        assert isinstance(event, MarketEvent)
-        kind = (event.__class__, event.instrument)
-        names = self._streams.get(kind)
-        if names is None:
-            names = self._streams[kind] = self._stream_names(event)
-        maxlen = self.maxlen
+            names: tuple[bytes, ...] = (status_stream_key(event.venue).encode(),)
+            maxlen = STATUS_STREAM_MAXLEN
+        else:
+            assert isinstance(event, MarketEvent)
+            instrument = event.instrument
+            kind = (event.__class__, instrument)
+            cached = self._streams.get(kind)
+            if cached is None:
+                cached = self._streams[kind] = self._stream_names(event)
+            names = cached
+            maxlen = self.maxlen
         entries = b"".join(
             [part for name in names for part in (header(len(name), maxlen, size), name, payload)]
         )
@@ -230,7 +229,7 @@ class RedisPublisher:
         if isinstance(event, Quote):
             name = event.instrument.encode()
             quote = b"".join((header(len(name), 0, size), name, payload))
-        return entries, quote, event.instrument, event.receive_ts_ns
+        return entries, quote, instrument, event.receive_ts_ns
 
     @staticmethod
     def _stream_names(event: MarketEvent) -> tuple[bytes, ...]:
