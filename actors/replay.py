@@ -30,7 +30,7 @@ __all__ = [
     "Replay",
     "ReplayRunner",
     "ReplaySummary",
-    "read_capture_file",
+    "read_capture_files",
     "replay_files",
     "replay_lines",
 ]
@@ -192,21 +192,18 @@ def replay_files(
 ) -> tuple[VenueAdapter, ReplaySummary]:
     """Replay one recorded connection, as fast as possible unless ``realtime`` (the recorded
     pacing between frames); ``sink`` is given each output's events."""
-    return replay_lines(
-        adapter_type,
-        read_capture_file(ws_file),
-        [line for path in rest_files for line in read_capture(path)],
-        sink=sink,
-        realtime=realtime,
-    )
+    lines, rest_lines = read_capture_files(ws_file, rest_files)
+    return replay_lines(adapter_type, lines, rest_lines, sink=sink, realtime=realtime)
 
 
-def read_capture_file(ws_file: Path) -> list[CaptureLine]:
-    """A WebSocket capture's lines, refused when it records no connection opening."""
+def read_capture_files(
+    ws_file: Path, rest_files: Iterable[Path] = ()
+) -> tuple[list[CaptureLine], list[CaptureLine]]:
+    """One connection's capture lines, refused when it records no opening, and its REST replies."""
     lines = list(read_capture(ws_file))
     if not any(line.kind == "opened" for line in lines):
         raise ValueError(f"{ws_file} records no connection opening (a `URL <-> time` line)")
-    return lines
+    return lines, [line for path in rest_files for line in read_capture(path)]
 
 
 def replay_lines(
@@ -268,8 +265,9 @@ class ReplayRunner:
         self._restart = False
 
     async def run(self, stop: asyncio.Event) -> None:
-        lines = await asyncio.to_thread(read_capture_file, self.ws_file)
-        rest_lines = [line for path in self.rest_files for line in read_capture(path)]
+        lines, rest_lines = await asyncio.to_thread(
+            read_capture_files, self.ws_file, self.rest_files
+        )
         while not stop.is_set():
             self._restart = False
             self.stats.state = "live"

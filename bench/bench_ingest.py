@@ -44,9 +44,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from local_services import local_services  # noqa: E402
 
 from actors.book import okx_checksum  # noqa: E402
-from actors.capture import CaptureLine, CaptureWriter, read_capture  # noqa: E402
+from actors.capture import CaptureWriter  # noqa: E402
 from actors.feed import FeedActor  # noqa: E402
-from actors.replay import replay_lines  # noqa: E402
+from actors.replay import read_capture_files, replay_lines  # noqa: E402
 from actors.venues.base import VenueAdapter, VenueConfig  # noqa: E402
 from actors.venues.binance import BinanceAdapter  # noqa: E402
 from actors.venues.okx import OkxAdapter  # noqa: E402
@@ -66,9 +66,8 @@ class Recording:
         self.adapter_type = adapter_type
         self.ws = ws
         self.rest = rest
-        self.lines = list(read_capture(ws))
+        self.lines, self.replies = read_capture_files(ws, rest)
         self.frames = [line for line in self.lines if line.kind == "received"]
-        self.replies: list[CaptureLine] = [line for path in rest for line in read_capture(path)]
 
     def levels(self) -> int:
         """Book levels carried by one pass's events (the work behind a book event)."""
