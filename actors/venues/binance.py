@@ -242,11 +242,6 @@ class _Route:
     event_type: str | None
 
 
-def _checked_levels(levels: list[PriceLevel]) -> None:
-    """Raise ValueError at the first bad number (levels decode as tuples already)."""
-    checked_levels(levels)
-
-
 def _quote_side(price: str, size: str) -> tuple[str | None, str | None]:
     checked_decimal(size, allow_zero=True)
     checked_decimal(price, allow_zero=True)
@@ -401,8 +396,8 @@ class BinanceAdapter(VenueAdapter):
         if status == 200:
             try:
                 snapshot = _SNAPSHOT.decode(body)
-                _checked_levels(snapshot.bids)
-                _checked_levels(snapshot.asks)
+                checked_levels(snapshot.bids)
+                checked_levels(snapshot.asks)
             except (msgspec.DecodeError, ValueError) as error:
                 detail = f"depth snapshot for {market.venue_symbol}: {error}"
                 kind = "exchange_error" if self._api_error(body) is not None else "parse_error"
@@ -547,8 +542,8 @@ class BinanceAdapter(VenueAdapter):
 
     def _on_depth(self, market: _Market, data: msgspec.Raw, receive_ts_ns: int) -> Output:
         update = _DEPTH.decode(data)
-        _checked_levels(update.b)
-        _checked_levels(update.a)
+        checked_levels(update.b)
+        checked_levels(update.a)
         sync = market.sync
         book = market.book
         assert book is not None
