@@ -292,22 +292,22 @@ def _decode(fields: dict[bytes, bytes]) -> AnyEvent | None:
         return None
 
 
-def _is_valid_trade(event: Trade) -> bool:
+def _positive_decimals(*texts: str) -> bool:
+    """Whether the trades table can take these as a price and a size."""
     try:
-        checked_decimal(event.price)
-        checked_decimal(event.size)
-    except ValueError:
-        return False
-    return event.side in (None, "buy", "sell")
-
-
-def _is_valid_correction(event: TradeCorrection) -> bool:
-    try:
-        checked_decimal(event.corrected_price)
-        checked_decimal(event.corrected_size)
+        for text in texts:
+            checked_decimal(text)
     except ValueError:
         return False
     return True
+
+
+def _is_valid_trade(event: Trade) -> bool:
+    return _positive_decimals(event.price, event.size) and event.side in (None, "buy", "sell")
+
+
+def _is_valid_correction(event: TradeCorrection) -> bool:
+    return _positive_decimals(event.corrected_price, event.corrected_size)
 
 
 def _is_valid_bar(event: Bar) -> bool:
