@@ -228,6 +228,192 @@ parse_levels(PyObject *levels, Py_ssize_t *count)
     return parsed;
 }
 
+/* ---- levels straight from JSON ------------------------------------------------------- */
+
+typedef struct {
+    const char *at;
+    const char *end;
+} Cursor;
+
+static void
+skip_space(Cursor *c)
+{
+    while (c->at < c->end && (*c->at == ' ' || *c->at == '\t' || *c->at == '\n' || *c->at == '\r')) {
+        c->at++;
+    }
+}
+
+static int
+expect(Cursor *c, char wanted)
+{
+    skip_space(c);
+    if (c->at < c->end && *c->at == wanted) {
+        c->at++;
+        return 1;
+    }
+    return 0;
+}
+
+/* A JSON string without escapes (numbers never need them): its text between the quotes. */
+static int
+read_plain_string(Cursor *c, const char **text, Py_ssize_t *n)
+{
+    if (!expect(c, '"')) {
+        return 0;
+    }
+    const char *start = c->at;
+    while (c->at < c->end && *c->at != '"') {
+        if (*c->at == '\\' || (unsigned char)*c->at < 0x20) {
+            return 0;
+        }
+        c->at++;
+    }
+    if (c->at >= c->end) {
+        return 0;
+    }
+    *text = start;
+    *n = c->at - start;
+    c->at++;
+    return 1;
+}
+
+/* Skips one scalar JSON value (the extra entries venues add to a level, such as OKX's order
+ * count). */
+static int
+skip_scalar(Cursor *c)
+{
+    skip_space(c);
+    if (c->at < c->end && *c->at == '"') {
+        const char *text;
+        Py_ssize_t n;
+        return read_plain_string(c, &text, &n);
+    }
+    const char *start = c->at;
+    while (c->at < c->end && *c->at != ',' && *c->at != ']' && *c->at != ' ' && *c->at != '\t' &&
+           *c->at != '\n' && *c->at != '\r' && *c->at != '[' && *c->at != '{' && *c->at != '"') {
+        c->at++;
+    }
+    return c->at > start;
+}
+
+static PyObject *
+ascii_text(const char *text, Py_ssize_t n)
+{
+    PyObject *str = PyUnicode_New(n, 127);
+    if (str != NULL) {
+        memcpy(PyUnicode_DATA(str), text, n);
+    }
+    return str;
+}
+
+/* One level, [price, size, ...], with both numbers checked, as a validated level. */
+static int
+read_level(Cursor *c, Parsed *out)
+{
+    const char *price, *size;
+    Py_ssize_t n_price, n_size;
+    if (!expect(c, '[') || !read_plain_string(c, &price, &n_price) || !expect(c, ',') ||
+        !read_plain_string(c, &size, &n_size)) {
+        return -1;
+    }
+    while (expect(c, ',')) {
+        if (!skip_scalar(c)) {
+            return -1;
+        }
+    }
+    if (!expect(c, ']')) {
+        return -1;
+    }
+    if (check_numbers(price, n_price, size, n_size, &out->price, &out->size) < 0) {
+        return -1;
+    }
+    PyObject *level = PyTuple_New(2);
+    if (level == NULL) {
+        return -1;
+    }
+    PyObject *price_text = ascii_text(price, n_price);
+    PyObject *size_text = price_text ? ascii_text(size, n_size) : NULL;
+    if (size_text == NULL) {
+        Py_XDECREF(price_text);
+        Py_DECREF(level);
+        return -1;
+    }
+    PyTuple_SET_ITEM(level, 0, price_text);
+    PyTuple_SET_ITEM(level, 1, size_text);
+    out->level = level;
+    return 0;
+}
+
+/* Every level of a JSON level array (any buffer: bytes, msgspec.Raw), validated, or NULL with
+ * ValueError naming the first bad number or where the JSON went wrong. */
+static Parsed *
+parse_json_levels(PyObject *raw, Py_ssize_t *count)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(raw, &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    Cursor c = {.at = view.buf, .end = (const char *)view.buf + view.len};
+    Py_ssize_t n = 0, cap = 32;
+    Parsed *parsed = PyMem_Malloc(cap * sizeof(Parsed));
+    int ok = parsed != NULL && expect(&c, '[');
+    if (parsed == NULL) {
+        PyErr_NoMemory();
+    }
+    if (ok && !expect(&c, ']')) {
+        do {
+            if (n == cap) {
+                Parsed *grown = PyMem_Realloc(parsed, 2 * cap * sizeof(Parsed));
+                if (grown == NULL) {
+                    PyErr_NoMemory();
+                    ok = 0;
+                    break;
+                }
+                parsed = grown;
+                cap *= 2;
+            }
+            ok = read_level(&c, &parsed[n]) == 0;
+            n += ok;
+        } while (ok && expect(&c, ','));
+        ok = ok && expect(&c, ']');
+    }
+    if (ok) {
+        skip_space(&c);
+        ok = c.at == c.end;
+    }
+    Py_ssize_t offset = c.at - (const char *)view.buf;
+    PyBuffer_Release(&view);
+    if (!ok) {
+        if (!PyErr_Occurred()) {
+            PyErr_Format(PyExc_ValueError,
+                         "price levels must be a JSON array of [price, size, ...] arrays of "
+                         "plain strings (at byte %zd)",
+                         offset);
+        }
+        if (parsed != NULL) {
+            release_parsed(parsed, n);
+        }
+        return NULL;
+    }
+    *count = n;
+    return parsed;
+}
+
+/* A list of the parsed levels (new references; the parsed keep theirs). */
+static PyObject *
+parsed_list(const Parsed *parsed, Py_ssize_t n)
+{
+    PyObject *list = PyList_New(n);
+    if (list == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_INCREF(parsed[i].level);
+        PyList_SET_ITEM(list, i, parsed[i].level);
+    }
+    return list;
+}
+
 /* ---- one side of a book --------------------------------------------------------------- */
 
 /* Levels sit worst first, so that the changes, which nearly all land near the top, move few
@@ -528,6 +714,93 @@ side_best_key(const Side *side)
     return KEYS(side)[side->len - 1];
 }
 
+/* ---- OKX's book checksum ------------------------------------------------------------ */
+
+static uint32_t crc_table[256];
+
+static void
+crc_table_init(void)
+{
+    for (uint32_t n = 0; n < 256; n++) {
+        uint32_t c = n;
+        for (int k = 0; k < 8; k++) {
+            c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        }
+        crc_table[n] = c;
+    }
+}
+
+static uint32_t
+crc_update(uint32_t crc, const char *data, Py_ssize_t n)
+{
+    crc = ~crc;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        crc = crc_table[(crc ^ (unsigned char)data[i]) & 0xFF] ^ (crc >> 8);
+    }
+    return ~crc;
+}
+
+/* CRC32 of a level's price and size, each followed by ':' unless it is the very first text. */
+static int
+crc_level(uint32_t *crc, PyObject *level, int *first)
+{
+    PyObject *parts[2];
+    if (PyTuple_Check(level) && PyTuple_GET_SIZE(level) >= 2) {
+        parts[0] = PyTuple_GET_ITEM(level, 0);
+        parts[1] = PyTuple_GET_ITEM(level, 1);
+    }
+    else if (PyList_Check(level) && PyList_GET_SIZE(level) >= 2) {
+        parts[0] = PyList_GET_ITEM(level, 0);
+        parts[1] = PyList_GET_ITEM(level, 1);
+    }
+    else {
+        PyErr_Format(PyExc_ValueError, "not a price level: %R", level);
+        return -1;
+    }
+    for (int part = 0; part < 2; part++) {
+        PyObject *text = parts[part];
+        if (!PyUnicode_Check(text)) {
+            PyErr_Format(PyExc_ValueError, "not a price level: %R", level);
+            return -1;
+        }
+        Py_ssize_t n;
+        const char *s = PyUnicode_AsUTF8AndSize(text, &n);
+        if (s == NULL) {
+            return -1;
+        }
+        if (!*first) {
+            *crc = crc_update(*crc, ":", 1);
+        }
+        *first = 0;
+        *crc = crc_update(*crc, s, n);
+    }
+    return 0;
+}
+
+#define OKX_CHECKSUM_DEPTH 25
+
+/* OKX's checksum over levels given best first: the best 25 a side, interleaved bid, ask, bid..
+ * (the longer side's rest at the end), each level's price and size, all joined by ':'. */
+static int
+okx_crc(PyObject **bid, Py_ssize_t n_bids, PyObject **ask, Py_ssize_t n_asks, int32_t *out)
+{
+    n_bids = n_bids > OKX_CHECKSUM_DEPTH ? OKX_CHECKSUM_DEPTH : n_bids;
+    n_asks = n_asks > OKX_CHECKSUM_DEPTH ? OKX_CHECKSUM_DEPTH : n_asks;
+    uint32_t crc = 0;
+    int first = 1;
+    Py_ssize_t most = n_bids > n_asks ? n_bids : n_asks;
+    for (Py_ssize_t i = 0; i < most; i++) {
+        if (i < n_bids && crc_level(&crc, bid[i], &first) < 0) {
+            return -1;
+        }
+        if (i < n_asks && crc_level(&crc, ask[i], &first) < 0) {
+            return -1;
+        }
+    }
+    *out = (int32_t)crc;
+    return 0;
+}
+
 /* ---- OrderBook ------------------------------------------------------------------------ */
 
 typedef struct {
@@ -535,6 +808,11 @@ typedef struct {
     PyObject *instrument;
     Side bids;
     Side asks;
+    /* okx_checksum's last result and the top tuples it was computed over: while side_top
+     * returns the same two, nothing it covers has changed. */
+    PyObject *summed_bids;
+    PyObject *summed_asks;
+    int32_t checksum;
 } OrderBook;
 
 static int
@@ -551,6 +829,8 @@ book_init(OrderBook *self, PyObject *args, PyObject *kwargs)
     side_free(&self->asks);
     side_init(&self->bids, -1.0);
     side_init(&self->asks, 1.0);
+    Py_CLEAR(self->summed_bids);
+    Py_CLEAR(self->summed_asks);
     return 0;
 }
 
@@ -570,6 +850,8 @@ book_dealloc(OrderBook *self)
 {
     side_free(&self->bids);
     side_free(&self->asks);
+    Py_XDECREF(self->summed_bids);
+    Py_XDECREF(self->summed_asks);
     Py_XDECREF(self->instrument);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
@@ -619,21 +901,23 @@ book_set_ask(OrderBook *self, PyObject *const *args, Py_ssize_t nargs)
     return book_set_level(&self->asks, args, nargs, "set_ask");
 }
 
-/* Both sides' levels (the call's two arguments) validated before either side changes. */
+/* Reads every level of one side's argument, validated, or NULL with ValueError set. */
+typedef Parsed *(*LevelReader)(PyObject *levels, Py_ssize_t *count);
+
+/* Both sides' levels (the call's two arguments) read and validated before either side changes. */
 static int
-parse_both(PyObject *const *args, Py_ssize_t nargs, const char *method, Parsed **bid_levels,
-           Py_ssize_t *n_bids, Parsed **ask_levels, Py_ssize_t *n_asks)
+parse_both(PyObject *const *args, Py_ssize_t nargs, const char *method, LevelReader read,
+           Parsed **bid_levels, Py_ssize_t *n_bids, Parsed **ask_levels, Py_ssize_t *n_asks)
 {
     if (nargs != 2) {
         PyErr_Format(PyExc_TypeError, "%s() takes bids and asks", method);
         return -1;
     }
-    PyObject *bids = args[0], *asks = args[1];
-    *bid_levels = parse_levels(bids, n_bids);
+    *bid_levels = read(args[0], n_bids);
     if (*bid_levels == NULL) {
         return -1;
     }
-    *ask_levels = parse_levels(asks, n_asks);
+    *ask_levels = read(args[1], n_asks);
     if (*ask_levels == NULL) {
         release_parsed(*bid_levels, *n_bids);
         return -1;
@@ -641,14 +925,10 @@ parse_both(PyObject *const *args, Py_ssize_t nargs, const char *method, Parsed *
     return 0;
 }
 
-static PyObject *
-book_apply(OrderBook *self, PyObject *const *args, Py_ssize_t nargs)
+/* Set every parsed level, then release them all; -1 (out of memory) leaves the rest unset. */
+static int
+apply_parsed(OrderBook *self, Parsed *bids, Py_ssize_t n_bids, Parsed *asks, Py_ssize_t n_asks)
 {
-    Parsed *bids, *asks;
-    Py_ssize_t n_bids, n_asks;
-    if (parse_both(args, nargs, "apply", &bids, &n_bids, &asks, &n_asks) < 0) {
-        return NULL;
-    }
     int failed = 0;
     for (Py_ssize_t i = 0; i < n_bids && !failed; i++) {
         failed = side_set(&self->bids, &bids[i]) < 0;
@@ -658,18 +938,56 @@ book_apply(OrderBook *self, PyObject *const *args, Py_ssize_t nargs)
     }
     release_parsed(bids, n_bids);
     release_parsed(asks, n_asks);
-    if (failed) {
+    return failed ? -1 : 0;
+}
+
+static PyObject *
+book_apply(OrderBook *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Parsed *bids, *asks;
+    Py_ssize_t n_bids, n_asks;
+    if (parse_both(args, nargs, "apply", parse_levels, &bids, &n_bids, &asks, &n_asks) < 0 ||
+        apply_parsed(self, bids, n_bids, asks, n_asks) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
 }
 
 static PyObject *
-book_replace(OrderBook *self, PyObject *const *args, Py_ssize_t nargs)
+book_apply_json(OrderBook *self, PyObject *const *args, Py_ssize_t nargs)
 {
     Parsed *bids, *asks;
     Py_ssize_t n_bids, n_asks;
-    if (parse_both(args, nargs, "replace", &bids, &n_bids, &asks, &n_asks) < 0) {
+    if (parse_both(args, nargs, "apply_json", parse_json_levels, &bids, &n_bids, &asks,
+                   &n_asks) < 0) {
+        return NULL;
+    }
+    PyObject *changed = PyTuple_New(2);
+    PyObject *bid_list = changed ? parsed_list(bids, n_bids) : NULL;
+    PyObject *ask_list = bid_list ? parsed_list(asks, n_asks) : NULL;
+    if (ask_list == NULL) {
+        Py_XDECREF(bid_list);
+        Py_XDECREF(changed);
+        release_parsed(bids, n_bids);
+        release_parsed(asks, n_asks);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(changed, 0, bid_list);
+    PyTuple_SET_ITEM(changed, 1, ask_list);
+    if (apply_parsed(self, bids, n_bids, asks, n_asks) < 0) {
+        Py_DECREF(changed);
+        return NULL;
+    }
+    return changed;
+}
+
+static PyObject *
+book_replace_with(OrderBook *self, PyObject *const *args, Py_ssize_t nargs, const char *method,
+                  LevelReader read)
+{
+    Parsed *bids, *asks;
+    Py_ssize_t n_bids, n_asks;
+    if (parse_both(args, nargs, method, read, &bids, &n_bids, &asks, &n_asks) < 0) {
         return NULL;
     }
     int failed = side_replace(&self->bids, bids, n_bids) < 0 ||
@@ -683,10 +1001,24 @@ book_replace(OrderBook *self, PyObject *const *args, Py_ssize_t nargs)
 }
 
 static PyObject *
+book_replace(OrderBook *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return book_replace_with(self, args, nargs, "replace", parse_levels);
+}
+
+static PyObject *
+book_replace_json(OrderBook *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return book_replace_with(self, args, nargs, "replace_json", parse_json_levels);
+}
+
+static PyObject *
 book_clear(OrderBook *self, PyObject *Py_UNUSED(ignored))
 {
     side_clear(&self->bids);
     side_clear(&self->asks);
+    Py_CLEAR(self->summed_bids);
+    Py_CLEAR(self->summed_asks);
     Py_RETURN_NONE;
 }
 
@@ -783,6 +1115,37 @@ book_top_asks(OrderBook *self, PyObject *arg)
 }
 
 static PyObject *
+book_okx_checksum(OrderBook *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *bids = side_top(&self->bids, OKX_CHECKSUM_DEPTH);
+    if (bids == NULL) {
+        return NULL;
+    }
+    PyObject *asks = side_top(&self->asks, OKX_CHECKSUM_DEPTH);
+    if (asks == NULL) {
+        Py_DECREF(bids);
+        return NULL;
+    }
+    if (bids != self->summed_bids || asks != self->summed_asks) {
+        int32_t crc;
+        if (okx_crc(&PyTuple_GET_ITEM(bids, 0), PyTuple_GET_SIZE(bids), &PyTuple_GET_ITEM(asks, 0),
+                    PyTuple_GET_SIZE(asks), &crc) < 0) {
+            Py_DECREF(bids);
+            Py_DECREF(asks);
+            return NULL;
+        }
+        self->checksum = crc;
+        Py_XSETREF(self->summed_bids, bids);
+        Py_XSETREF(self->summed_asks, asks);
+    }
+    else {
+        Py_DECREF(bids);
+        Py_DECREF(asks);
+    }
+    return PyLong_FromLong((long)self->checksum);
+}
+
+static PyObject *
 book_depth(OrderBook *self, PyObject *Py_UNUSED(ignored))
 {
     return Py_BuildValue("(nn)", self->bids.len, self->asks.len);
@@ -798,6 +1161,12 @@ static PyMethodDef book_methods[] = {
      "Every level is checked first: on ValueError the book is unchanged."},
     {"replace", (PyCFunction)(void (*)(void))book_replace, METH_FASTCALL,
      "replace(bids, asks): the book becomes these levels (a snapshot); zero sizes are left out."},
+    {"apply_json", (PyCFunction)(void (*)(void))book_apply_json, METH_FASTCALL,
+     "apply_json(bids, asks): apply changed levels read from the JSON text of two level arrays\n"
+     "([[\"price\", \"size\", ...], ...]); returns them as (bids, asks) lists of (price, size).\n"
+     "Every level is read and checked first: on ValueError the book is unchanged."},
+    {"replace_json", (PyCFunction)(void (*)(void))book_replace_json, METH_FASTCALL,
+     "replace_json(bids, asks): the book becomes the levels of two JSON level arrays."},
     {"clear", (PyCFunction)book_clear, METH_NOARGS, "Remove every level."},
     {"truncate", (PyCFunction)book_truncate, METH_O,
      "truncate(depth): keep only the best depth levels per side (fixed-depth venues)."},
@@ -815,6 +1184,9 @@ static PyMethodDef book_methods[] = {
     {"top_asks", (PyCFunction)book_top_asks, METH_O,
      "top_asks(depth): the best depth asks as a tuple, the same object until a change reaches "
      "them."},
+    {"okx_checksum", (PyCFunction)book_okx_checksum, METH_NOARGS,
+     "okx_checksum(): okx_checksum over this book's best levels, recomputed only when a change\n"
+     "reached them."},
     {"depth", (PyCFunction)book_depth, METH_NOARGS, "(bid levels, ask levels)."},
     {NULL, NULL, 0, NULL},
 };
@@ -866,222 +1238,6 @@ checked_levels(PyObject *module, PyObject *levels)
     return list;
 }
 
-/* ---- levels straight from JSON ------------------------------------------------------- */
-
-typedef struct {
-    const char *at;
-    const char *end;
-} Cursor;
-
-static void
-skip_space(Cursor *c)
-{
-    while (c->at < c->end && (*c->at == ' ' || *c->at == '\t' || *c->at == '\n' || *c->at == '\r')) {
-        c->at++;
-    }
-}
-
-static int
-expect(Cursor *c, char wanted)
-{
-    skip_space(c);
-    if (c->at < c->end && *c->at == wanted) {
-        c->at++;
-        return 1;
-    }
-    return 0;
-}
-
-/* A JSON string without escapes (numbers never need them): its text between the quotes. */
-static int
-read_plain_string(Cursor *c, const char **text, Py_ssize_t *n)
-{
-    if (!expect(c, '"')) {
-        return 0;
-    }
-    const char *start = c->at;
-    while (c->at < c->end && *c->at != '"') {
-        if (*c->at == '\\' || (unsigned char)*c->at < 0x20) {
-            return 0;
-        }
-        c->at++;
-    }
-    if (c->at >= c->end) {
-        return 0;
-    }
-    *text = start;
-    *n = c->at - start;
-    c->at++;
-    return 1;
-}
-
-/* Skips one scalar JSON value (the extra entries venues add to a level, such as OKX's order
- * count). */
-static int
-skip_scalar(Cursor *c)
-{
-    skip_space(c);
-    if (c->at < c->end && *c->at == '"') {
-        const char *text;
-        Py_ssize_t n;
-        return read_plain_string(c, &text, &n);
-    }
-    const char *start = c->at;
-    while (c->at < c->end && *c->at != ',' && *c->at != ']' && *c->at != ' ' && *c->at != '\t' &&
-           *c->at != '\n' && *c->at != '\r' && *c->at != '[' && *c->at != '{' && *c->at != '"') {
-        c->at++;
-    }
-    return c->at > start;
-}
-
-static PyObject *
-ascii_text(const char *text, Py_ssize_t n)
-{
-    PyObject *str = PyUnicode_New(n, 127);
-    if (str != NULL) {
-        memcpy(PyUnicode_DATA(str), text, n);
-    }
-    return str;
-}
-
-/* One level, [price, size, ...], with both numbers checked. */
-static PyObject *
-read_level(Cursor *c)
-{
-    const char *price, *size;
-    Py_ssize_t n_price, n_size;
-    double price_value, size_value;
-    if (!expect(c, '[') || !read_plain_string(c, &price, &n_price) || !expect(c, ',') ||
-        !read_plain_string(c, &size, &n_size)) {
-        return NULL;
-    }
-    while (expect(c, ',')) {
-        if (!skip_scalar(c)) {
-            return NULL;
-        }
-    }
-    if (!expect(c, ']')) {
-        return NULL;
-    }
-    if (check_numbers(price, n_price, size, n_size, &price_value, &size_value) < 0) {
-        return NULL;
-    }
-    PyObject *level = PyTuple_New(2);
-    if (level == NULL) {
-        return NULL;
-    }
-    PyObject *price_text = ascii_text(price, n_price);
-    PyObject *size_text = price_text ? ascii_text(size, n_size) : NULL;
-    if (size_text == NULL) {
-        Py_XDECREF(price_text);
-        Py_DECREF(level);
-        return NULL;
-    }
-    PyTuple_SET_ITEM(level, 0, price_text);
-    PyTuple_SET_ITEM(level, 1, size_text);
-    return level;
-}
-
-static PyObject *
-price_levels(PyObject *module, PyObject *raw)
-{
-    Py_buffer view;
-    if (PyObject_GetBuffer(raw, &view, PyBUF_SIMPLE) < 0) {
-        return NULL;
-    }
-    Cursor c = {.at = view.buf, .end = (const char *)view.buf + view.len};
-    PyObject *levels = PyList_New(0);
-    int ok = levels != NULL && expect(&c, '[');
-    if (ok && !expect(&c, ']')) {
-        do {
-            PyObject *level = read_level(&c);
-            ok = level != NULL && PyList_Append(levels, level) == 0;
-            Py_XDECREF(level);
-        } while (ok && expect(&c, ','));
-        ok = ok && expect(&c, ']');
-    }
-    if (ok) {
-        skip_space(&c);
-        ok = c.at == c.end;
-    }
-    Py_ssize_t offset = c.at - (const char *)view.buf;
-    PyBuffer_Release(&view);
-    if (!ok) {
-        if (!PyErr_Occurred()) {
-            PyErr_Format(PyExc_ValueError,
-                         "price levels must be a JSON array of [price, size, ...] arrays of "
-                         "plain strings (at byte %zd)",
-                         offset);
-        }
-        Py_XDECREF(levels);
-        return NULL;
-    }
-    return levels;
-}
-
-static uint32_t crc_table[256];
-
-static void
-crc_table_init(void)
-{
-    for (uint32_t n = 0; n < 256; n++) {
-        uint32_t c = n;
-        for (int k = 0; k < 8; k++) {
-            c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-        }
-        crc_table[n] = c;
-    }
-}
-
-static uint32_t
-crc_update(uint32_t crc, const char *data, Py_ssize_t n)
-{
-    crc = ~crc;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        crc = crc_table[(crc ^ (unsigned char)data[i]) & 0xFF] ^ (crc >> 8);
-    }
-    return ~crc;
-}
-
-/* CRC32 of a level's price and size, each followed by ':' unless it is the very first text. */
-static int
-crc_level(uint32_t *crc, PyObject *level, int *first)
-{
-    PyObject *parts[2];
-    if (PyTuple_Check(level) && PyTuple_GET_SIZE(level) >= 2) {
-        parts[0] = PyTuple_GET_ITEM(level, 0);
-        parts[1] = PyTuple_GET_ITEM(level, 1);
-    }
-    else if (PyList_Check(level) && PyList_GET_SIZE(level) >= 2) {
-        parts[0] = PyList_GET_ITEM(level, 0);
-        parts[1] = PyList_GET_ITEM(level, 1);
-    }
-    else {
-        PyErr_Format(PyExc_ValueError, "not a price level: %R", level);
-        return -1;
-    }
-    for (int part = 0; part < 2; part++) {
-        PyObject *text = parts[part];
-        if (!PyUnicode_Check(text)) {
-            PyErr_Format(PyExc_ValueError, "not a price level: %R", level);
-            return -1;
-        }
-        Py_ssize_t n;
-        const char *s = PyUnicode_AsUTF8AndSize(text, &n);
-        if (s == NULL) {
-            return -1;
-        }
-        if (!*first) {
-            *crc = crc_update(*crc, ":", 1);
-        }
-        *first = 0;
-        *crc = crc_update(*crc, s, n);
-    }
-    return 0;
-}
-
-#define OKX_CHECKSUM_DEPTH 25
-
 static PyObject *
 okx_checksum(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -1098,29 +1254,15 @@ okx_checksum(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         Py_DECREF(bids);
         return NULL;
     }
-    Py_ssize_t n_bids = PySequence_Fast_GET_SIZE(bids);
-    Py_ssize_t n_asks = PySequence_Fast_GET_SIZE(asks);
-    n_bids = n_bids > OKX_CHECKSUM_DEPTH ? OKX_CHECKSUM_DEPTH : n_bids;
-    n_asks = n_asks > OKX_CHECKSUM_DEPTH ? OKX_CHECKSUM_DEPTH : n_asks;
-    PyObject **bid = PySequence_Fast_ITEMS(bids);
-    PyObject **ask = PySequence_Fast_ITEMS(asks);
-    uint32_t crc = 0;
-    int first = 1, failed = 0;
-    Py_ssize_t most = n_bids > n_asks ? n_bids : n_asks;
-    for (Py_ssize_t i = 0; i < most && !failed; i++) {
-        if (i < n_bids) {
-            failed = crc_level(&crc, bid[i], &first) < 0;
-        }
-        if (i < n_asks && !failed) {
-            failed = crc_level(&crc, ask[i], &first) < 0;
-        }
-    }
+    int32_t crc;
+    int failed = okx_crc(PySequence_Fast_ITEMS(bids), PySequence_Fast_GET_SIZE(bids),
+                         PySequence_Fast_ITEMS(asks), PySequence_Fast_GET_SIZE(asks), &crc);
     Py_DECREF(bids);
     Py_DECREF(asks);
     if (failed) {
         return NULL;
     }
-    return PyLong_FromLong((long)(int32_t)crc);
+    return PyLong_FromLong((long)crc);
 }
 
 static PyMethodDef module_methods[] = {
@@ -1128,10 +1270,6 @@ static PyMethodDef module_methods[] = {
      "checked_levels(levels): [(price, size), ...] from sequences whose first two items are a\n"
      "price and a size, every number checked (positive prices, non-negative sizes).\n"
      "Raises ValueError naming the first bad level."},
-    {"price_levels", (PyCFunction)price_levels, METH_O,
-     "price_levels(raw): [(price, size), ...] from the JSON text of a venue's level array,\n"
-     "[[\"price\", \"size\", ...], ...], every number checked (positive prices, non-negative\n"
-     "sizes). Raises ValueError naming the first bad number or where the JSON went wrong."},
     {"okx_checksum", (PyCFunction)(void (*)(void))okx_checksum, METH_FASTCALL,
      "okx_checksum(bids, asks): OKX's CRC32 (signed) over the best 25 levels per side, best\n"
      "first, in the exchange's spelling: bid:size:ask:size:... interleaved, then the longer\n"
@@ -1159,7 +1297,7 @@ PyInit__book(void)
         return NULL;
     }
     PyObject *exported =
-        Py_BuildValue("[ssss]", "OrderBook", "checked_levels", "okx_checksum", "price_levels");
+        Py_BuildValue("[sss]", "OrderBook", "checked_levels", "okx_checksum");
     if (PyModule_AddObjectRef(module, "OrderBook", (PyObject *)&OrderBookType) < 0 ||
         exported == NULL || PyModule_AddObject(module, "__all__", exported) < 0) {
         Py_XDECREF(exported);

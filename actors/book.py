@@ -14,21 +14,26 @@ Levels are ordered by the price's value, best first. Methods:
   ``replace(bids, asks)``: the book becomes a snapshot. Both take any sequences whose items'
   first two entries are a price and a size, check every number first and raise ``ValueError``
   naming the first bad one with the book unchanged. ``set_bid``/``set_ask`` change one level.
+- ``apply_json(bids, asks)``/``replace_json(bids, asks)``: the same, with the levels read
+  straight from the JSON text of the frame's two level arrays (``[["price", "size", ...],
+  ...]``, as OKX and Binance send them; bytes or ``msgspec.Raw``); ``apply_json`` returns the
+  levels it applied as ``(bids, asks)`` lists, the delta to publish. Decoding a level list
+  through a general JSON decoder first, then checking each number, then reading it again to
+  place it, cost twice the rest of the message; here each number is read once.
 - ``truncate(depth)``, ``clear()``, ``depth()``, ``best_bid()``/``best_ask()``, ``is_crossed()``,
   ``bids(depth=None)``/``asks(depth=None)`` as lists.
 - ``top_bids(depth)``/``top_asks(depth)``: the best levels as a tuple that stays the same object
   until a change reaches them, so a venue recomputes its checksum only when the top changed.
+- ``okx_checksum()``: ``okx_checksum`` of the book's best levels, recomputed only when a change
+  reached them.
 
-``price_levels(raw)`` reads a level array straight from the frame's JSON text
-(``[["price", "size", ...], ...]``, as OKX and Binance send them) into checked ``(price, size)``
-tuples: decoding a level list through a general JSON decoder first costs twice the rest of the
-message. ``checked_levels(levels)`` checks levels already decoded. Both hold numbers to the rule of
-``cluster.events.checked_decimal`` (positive prices, non-negative sizes).
+``checked_levels(levels)`` checks levels already decoded. Every reader of levels holds numbers to
+the rule of ``cluster.events.checked_decimal`` (positive prices, non-negative sizes).
 ``okx_checksum(bids, asks)`` is OKX's signed CRC32 over the best 25 levels per side.
 """
 
 from __future__ import annotations
 
-from actors._book import OrderBook, checked_levels, okx_checksum, price_levels
+from actors._book import OrderBook, checked_levels, okx_checksum
 
-__all__ = ["OrderBook", "checked_levels", "okx_checksum", "price_levels"]
+__all__ = ["OrderBook", "checked_levels", "okx_checksum"]

@@ -23,7 +23,7 @@ import math
 import random
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
@@ -40,7 +40,8 @@ __all__ = ["ConnectionRunner", "ConnectionStats", "Backoff", "Emit", "FRAMES_BET
 
 log = logging.getLogger(__name__)
 
-Emit = Callable[[Output], Awaitable[None]]
+# Called for every adapter output with events or problems, on the frame's path: never blocks.
+Emit = Callable[[Output], None]
 # A frame and when it was received (ns).
 Received = tuple[Data, int]
 REST_ATTEMPTS = 3
@@ -138,11 +139,11 @@ class ConnectionRunner:
     async def run(self, stop: asyncio.Event) -> None:
         """Hold the connection until ``stop`` is set or the adapter says retrying is futile."""
         if self.spec.open_delay_s > 0:
-            await self._status("connecting", f"opening in {self.spec.open_delay_s:.1f} s")
+            self._status("connecting", f"opening in {self.spec.open_delay_s:.1f} s")
             await _pause(stop, self.spec.open_delay_s)
         attempt = 0
         while not stop.is_set():
-            await self._status("connecting", f"attempt {attempt + 1}")
+            self._status("connecting", f"attempt {attempt + 1}")
             started = time.monotonic()
             reason = await self._one_connection(stop)
             await self._handle(self.adapter.on_close(self.spec, reason, time.time_ns()), None)
@@ -150,7 +151,7 @@ class ConnectionRunner:
             if stop.is_set():
                 break
             if self._fatal is not None:
-                await self._status("failed", self._fatal)
+                self._status("failed", self._fatal)
                 return
             self.stats.reconnects += 1
             if reason == ROTATION:
@@ -159,9 +160,9 @@ class ConnectionRunner:
                 stable = time.monotonic() - started >= STABLE_AFTER_S
                 attempt = 1 if stable else attempt + 1
                 delay = self.backoff.delay(attempt)
-            await self._status("reconnecting", f"{reason}; retrying in {delay:.1f} s")
+            self._status("reconnecting", f"{reason}; retrying in {delay:.1f} s")
             await _pause(stop, delay)
-        await self._status("stopped", "")
+        self._status("stopped", "")
 
     def close_now(self) -> None:
         """Drop the current connection (operator restart); ``run`` reconnects."""
@@ -192,7 +193,7 @@ class ConnectionRunner:
             self.stats.connected_since_ns = now
             if self.capture:
                 self.capture.opened(self.spec.url, now)
-            await self._status("live", "")
+            self._status("live", "")
             if await self._handle(self.adapter.on_open(self.spec, now), self._ws):
                 return self._adapter_reason()
             return await self._hold(stop)
@@ -221,7 +222,7 @@ class ConnectionRunner:
                 self._ws, backlog = replacement.ws, await replacement.take_over()
                 # No "opened" line in a capture: a replay would take it for a reconnect and gap.
                 self.stats.connected_since_ns = replacement.opened_ns
-                await self._status("live", "replaced ahead of its age limit, without a gap")
+                self._status("live", "replaced ahead of its age limit, without a gap")
         finally:
             if self._replacement is not None:
                 await self._replacement.discard()
@@ -245,7 +246,7 @@ class ConnectionRunner:
     async def _read(self, ws: ClientConnection, backlog: list[Received]) -> str:
         try:
             for frame, received in backlog:
-                if await self._on_frame(ws, frame, received):
+                if await self._act(self._adapter_output(frame, received), ws):
                     return await self._close(ws, self._adapter_reason(), "resync")
             unyielded = 0
             while True:
@@ -256,13 +257,16 @@ class ConnectionRunner:
                     unyielded = 0
                     await asyncio.sleep(0)
                 frame = await ws.recv()
-                if await self._on_frame(ws, frame, time.time_ns()):
-                    return await self._close(ws, self._adapter_reason(), "resync")
+                out = self._adapter_output(frame, time.time_ns())
+                # Nearly every frame only brings events: handled without another coroutine.
+                if out.send or out.rest or out.reconnect is not None or out.fatal is not None:
+                    if await self._act(out, ws):
+                        return await self._close(ws, self._adapter_reason(), "resync")
         except websockets.ConnectionClosed as closed:
             return self._closing or _describe(closed)
 
-    async def _on_frame(self, ws: ClientConnection, frame: Data, received: int) -> bool:
-        """Hand one frame to the adapter; True when it asked for a reconnect."""
+    def _adapter_output(self, frame: Data, received: int) -> Output:
+        """The adapter's output for one frame, its events and problems delivered already."""
         self._last_message_monotonic = time.monotonic()
         self.stats.messages += 1
         self.stats.last_message_ns = received
@@ -270,11 +274,11 @@ class ConnectionRunner:
             text = frame if isinstance(frame, str) else frame.decode("utf-8", "replace")
             self.capture.received(text, received)
         if len(frame) > self.adapter.config.max_frame_bytes:
-            await self._handle(
-                Output(problems=[Problem("oversized_frame", f"{len(frame)} bytes")]), ws
-            )
-            return False
-        return await self._handle(self.adapter.on_message(self.spec, frame, received), ws)
+            out = Output(problems=[Problem("oversized_frame", f"{len(frame)} bytes")])
+        else:
+            out = self.adapter.on_message(self.spec, frame, received)
+        self._deliver(out)
+        return out
 
     async def _close(self, ws: ClientConnection, reason: str, wire_reason: str) -> str:
         """Close ``ws`` for ``reason``; the first reason given is the one reported."""
@@ -386,8 +390,21 @@ class ConnectionRunner:
     # -- carrying out what the adapter asked ------------------------------------------------
 
     async def _handle(self, out: Output, ws: ClientConnection | None) -> bool:
-        """Carry out what the adapter asked, sending on ``ws``; True when that includes a
-        reconnect."""
+        """Deliver what the adapter said and carry out what it asked, sending on ``ws``; True
+        when that includes a reconnect."""
+        self._deliver(out)
+        return await self._act(out, ws)
+
+    def _deliver(self, out: Output) -> None:
+        for problem in out.problems:
+            self._count(problem)
+        if out.events or out.problems:
+            self.stats.events += len(out.events)
+            self.emit(out)
+
+    async def _act(self, out: Output, ws: ClientConnection | None) -> bool:
+        """Carry out what the adapter asked (its output delivered already); True when that
+        includes a reconnect."""
         if out.fatal is not None:
             self._fatal = out.fatal
         if ws is not None:
@@ -395,11 +412,6 @@ class ConnectionRunner:
                 await ws.send(text)
                 if self.capture:
                     self.capture.sent(self.spec.url, self.adapter.redact_outbound(text))
-        for problem in out.problems:
-            self._count(problem)
-        if out.events or out.problems:
-            self.stats.events += len(out.events)
-            await self.emit(out)
         reconnect = out.reconnect is not None or out.fatal is not None
         for request in out.rest:
             reconnect = await self._handle(await self._fetch(request), ws) or reconnect
@@ -428,10 +440,10 @@ class ConnectionRunner:
             self._logged_kinds.add(problem.kind)
             log.warning("%s %s: %s (further ones are only counted)", self.spec.name, problem.kind, problem.detail)
 
-    async def _status(self, state: str, detail: str) -> None:
+    def _status(self, state: str, detail: str) -> None:
         self.stats.state = state
         status = feed_status_now(self.adapter.venue, self.spec.name, state, detail)
-        await self.emit(Output(events=[status]))
+        self.emit(Output(events=[status]))
 
 
 async def _pause(stop: asyncio.Event, seconds: float) -> None:

@@ -87,6 +87,34 @@ class _FeedMetrics:
         self.publish_seconds.observe(seconds, tags=self.tags)
 
 
+class _FeedSink:
+    """Where a feed's runner hands every adapter output: its events go to the publisher and are
+    counted, its problems to the metrics. A plain object rather than a method of the actor: Ray
+    wraps every method of an actor class for tracing, a cost the per-frame path would pay."""
+
+    def __init__(self, publisher: RedisPublisher, metrics: _FeedMetrics) -> None:
+        self._publisher = publisher
+        self._metrics = metrics
+        # Counted here and handed to the metric once a second (by the actor): a metric update
+        # per frame costs the feed as much as the order book does.
+        self.market_events = 0
+        self.gaps = 0
+
+    def __call__(self, out: Output) -> None:
+        if out.events:
+            self._publisher.publish(out.events)
+            for event in out.events:
+                kind = event.__class__
+                if kind is FeedStatus:
+                    continue
+                self.market_events += 1
+                if kind is Gap:
+                    self.gaps += 1
+                    self._metrics.gaps.inc(tags=self._metrics.tags)
+        for problem in out.problems:
+            self._metrics.problems.inc(tags={**self._metrics.tags, "kind": problem.kind})
+
+
 @ray.remote(max_restarts=-1, num_cpus=0.1)
 class FeedActor:
     def __init__(
@@ -117,8 +145,7 @@ class FeedActor:
         self._http = httpx.AsyncClient()
         self._runner: ConnectionRunner | ReplayRunner | None = None
         self._error: str | None = None
-        self._gaps = 0
-        self._market_events = 0
+        self._sink = _FeedSink(self._publisher, self._metrics)
         self._samples: deque[tuple[float, int, int]] = deque()
         try:
             adapter = adapter_for(config.venue)(config)
@@ -133,14 +160,14 @@ class FeedActor:
             self._runner = ReplayRunner(
                 type(adapter),
                 spec,
-                self._emit,
+                self._sink,
                 ws_file=Path(config.replay_file),
                 rest_files=tuple(Path(path) for path in config.replay_rest_files),
                 pace_s=config.replay_pace_s,
                 loop=config.replay_loop,
             )
         else:
-            self._runner = ConnectionRunner(adapter, spec, self._emit, http=self._http, backoff=Backoff())
+            self._runner = ConnectionRunner(adapter, spec, self._sink, http=self._http, backoff=Backoff())
         if record and isinstance(self._runner, ConnectionRunner):
             self._start_recording()
         loop = asyncio.get_running_loop()
@@ -155,22 +182,6 @@ class FeedActor:
             if spec.name == name:
                 return spec
         raise ConfigError(f"the venue no longer plans a connection named {name!r}")
-
-    async def _emit(self, out: Output) -> None:
-        if out.events:
-            self._publisher.publish(out.events)
-            m = self._metrics
-            for event in out.events:
-                if isinstance(event, FeedStatus):
-                    continue
-                # Counted here and handed to the metric once a second: a metric update per
-                # frame costs the feed as much as the order book does.
-                self._market_events += 1
-                if isinstance(event, Gap):
-                    self._gaps += 1
-                    m.gaps.inc(tags=m.tags)
-        for problem in out.problems:
-            self._metrics.problems.inc(tags={**self._metrics.tags, "kind": problem.kind})
 
     def _publish_status(self, state: str, detail: str) -> None:
         self._publisher.publish([feed_status_now(self.config.venue, self.connection, state, detail)])
@@ -190,10 +201,10 @@ class FeedActor:
                 m.messages.inc(stats.messages - reported_messages, tags=m.tags)
             if stats.reconnects > reported_reconnects:
                 m.reconnects.inc(stats.reconnects - reported_reconnects, tags=m.tags)
-            if self._market_events > reported_events:
-                m.events.inc(self._market_events - reported_events, tags=m.tags)
+            if self._sink.market_events > reported_events:
+                m.events.inc(self._sink.market_events - reported_events, tags=m.tags)
             reported_messages, reported_reconnects = stats.messages, stats.reconnects
-            reported_events = self._market_events
+            reported_events = self._sink.market_events
             m.live.set(1.0 if stats.state == "live" else 0.0, tags=m.tags)
             if stats.last_message_ns is not None:
                 m.last_message_age.set((time.time_ns() - stats.last_message_ns) / 1e9, tags=m.tags)
@@ -227,7 +238,7 @@ class FeedActor:
             "events": stats.events,
             "messages_per_s": round(messages_per_s, 1),
             "events_per_s": round(events_per_s, 1),
-            "gaps": self._gaps,
+            "gaps": self._sink.gaps,
             "reconnects": stats.reconnects,
             "problems": dict(stats.problems),
             "recording": self._runner.capture is not None,

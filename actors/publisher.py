@@ -3,10 +3,12 @@
 Events are buffered and written with ``XADD`` (approximate ``MAXLEN`` retention) to one stream per
 instrument and channel, and quotes also land in the latest-quote hash. A batch goes out when it
 is full or a few milliseconds after its first event, whichever comes first, as one Lua script
-call whose payload is the whole batch in two length-prefixed blobs (Redis's Lua reads them with
-its built-in ``struct``). Packing commands argument by argument is where redis-py spends its
-time, so this is several times the throughput of pipelined ``XADD``. The script writes keys it is not
-given as KEYS, so the platform expects a single-shard Redis (not Redis Cluster).
+call. Packing commands argument by argument is where redis-py spends its time, and so is any
+Python work per event: the feed pays it on its own core. So an event costs the feed one encode
+and one append; a batch is three blobs built by C-level joins (where each event goes, its size,
+the encoded events), which the script takes apart with Redis's built-in ``struct``. The script
+writes keys it is not given as KEYS, so the platform expects a single-shard Redis (not Redis
+Cluster).
 
 When Redis is unreachable the buffer holds events (bounded); if it overflows, the oldest events
 are dropped and a ``Gap`` is published for every instrument that lost some, once Redis is back.
@@ -21,7 +23,8 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from itertools import islice
+from itertools import chain, islice
+from operator import itemgetter
 
 import msgspec
 import redis.asyncio as aioredis
@@ -41,34 +44,59 @@ __all__ = ["RedisPublisher", "PublisherStats"]
 log = logging.getLogger(__name__)
 
 STATUS_STREAM_MAXLEN = 1_000
-_RECORD_HEADER = struct.Struct(">HII")
-# One queued event, encoded: (its stream entries, its latest-quote record or b"", its instrument
-# if it has one, its receive time).
-_Packed = tuple[bytes, bytes, str | None, int]
-# ARGV[1]: the event field name. ARGV[2]: stream entries, ARGV[3]: latest quotes, each a run of
-# records: >HII (name length, maxlen, payload length), name, payload. KEYS[1]: the quotes hash.
+# One queued event: (its route's id, its encoded size, the encoded event, its receive time).
+_Queued = tuple[int, int, bytes, int]
+_ROUTE_ID = itemgetter(0)
+_ROUTE_ID_AND_SIZE = itemgetter(0, 1)
+_PAYLOAD = itemgetter(2)
+# ARGV[1]: the event field name. ARGV[2]: the batch's routes, each >IIB (id, maxlen, stream
+# count), then per stream >H + name, then >H + latest-quote field (empty: none).
+# ARGV[3]: per event >II (route id, size). ARGV[4]: the encoded events back to back.
+# KEYS[1]: the quotes hash.
 _PUBLISH_BATCH = """
-local field = ARGV[1]
-local function each(data, apply)
-  local pos = 1
-  while pos <= #data do
-    local name_len, maxlen, payload_len, start = struct.unpack('>HII', data, pos)
-    local name = string.sub(data, start, start + name_len - 1)
-    local payload = string.sub(data, start + name_len, start + name_len + payload_len - 1)
-    apply(name, maxlen, payload)
-    pos = start + name_len + payload_len
+local field, routes_blob, index, payloads = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local routes = {}
+local pos = 1
+while pos <= #routes_blob do
+  local id, maxlen, count
+  id, maxlen, count, pos = struct.unpack('>IIB', routes_blob, pos)
+  local streams = {}
+  for i = 1, count do
+    streams[i], pos = struct.unpack('>Hc0', routes_blob, pos)
   end
+  local quote
+  quote, pos = struct.unpack('>Hc0', routes_blob, pos)
+  routes[id] = {streams, maxlen, quote}
 end
 local written = 0
-each(ARGV[2], function(stream, maxlen, payload)
-  redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', field, payload)
+local at = 1
+for i = 1, #index, 8 do
+  local id, size = struct.unpack('>II', index, i)
+  local payload = string.sub(payloads, at, at + size - 1)
+  at = at + size
+  local route = routes[id]
+  local maxlen = route[2]
+  for _, stream in ipairs(route[1]) do
+    redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', field, payload)
+  end
+  if route[3] ~= '' then
+    redis.call('HSET', KEYS[1], route[3], payload)
+  end
   written = written + 1
-end)
-each(ARGV[3], function(instrument, _, payload)
-  redis.call('HSET', KEYS[1], instrument, payload)
-end)
+end
 return written
 """
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """Where one kind of event about one instrument (or one venue's status) is written."""
+
+    id: int
+    # As the script reads it (ARGV[2]).
+    record: bytes
+    # Whose events are lost when the buffer overflows (None: feed status).
+    instrument: str | None
 
 
 @dataclass
@@ -106,9 +134,11 @@ class RedisPublisher:
         self.stats = PublisherStats()
         # Events are encoded as they are queued, while the adapter's objects are still in the
         # CPU's caches (encoding a batch later costs twice as much) and can be freed at once.
-        self._buffer: deque[_Packed] = deque()
-        # Encoded stream names per (event type, instrument): the same few, event after event.
-        self._streams: dict[tuple[type, str], tuple[bytes, ...]] = {}
+        self._buffer: deque[_Queued] = deque()
+        # Routes per (event type, instrument), or (FeedStatus, venue): the same few, event after
+        # event; by id for the batches.
+        self._routes: dict[tuple[type, str], _Route] = {}
+        self._routes_by_id: list[_Route] = []
         self._lost: set[str] = set()
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
@@ -122,17 +152,24 @@ class RedisPublisher:
     def publish(self, events: Iterable[AnyEvent]) -> None:
         """Queue events; never blocks, never raises."""
         buffer = self._buffer
+        routes = self._routes
         for event in events:
             try:
-                buffer.append(self._packed(event))
+                route = routes[event.__class__, event.instrument]  # type: ignore[union-attr]
+            except (KeyError, AttributeError):
+                route = self._route(event)
+            try:
+                payload = encode_event(event)
             except (TypeError, msgspec.EncodeError) as error:
                 # A field msgpack cannot carry is an adapter's bug: the event is dropped, loudly,
                 # and the feed goes on.
                 self.stats.dropped += 1
                 log.error("dropped an event that cannot be encoded (%s): %r", error, event)
+                continue
+            buffer.append((route.id, len(payload), payload, event.receive_ts_ns))
         overflow = len(buffer) - self.max_buffer
         for _ in range(max(0, overflow)):
-            _, _, instrument, _ = buffer.popleft()
+            instrument = self._routes_by_id[buffer.popleft()[0]].instrument
             self.stats.dropped += 1
             if instrument is not None:
                 self._lost.add(instrument)
@@ -174,11 +211,15 @@ class RedisPublisher:
         """Write up to ``max_batch`` buffered events; False (events kept) if Redis failed."""
         batch = list(islice(self._buffer, self.max_batch))
         gaps = self._gaps_for_lost()
-        records = [*map(self._packed, gaps), *batch]
-        entries = b"".join([record[0] for record in records])
-        quotes = b"".join([record[1] for record in records])
+        queued = [*map(self._queued, gaps), *batch]
+        routes = b"".join([self._routes_by_id[i].record for i in set(map(_ROUTE_ID, queued))])
+        flat = list(chain.from_iterable(map(_ROUTE_ID_AND_SIZE, queued)))
+        index = struct.pack(f">{len(flat)}I", *flat)
+        payloads = b"".join(map(_PAYLOAD, queued))
         try:
-            await self._publish_batch(keys=[QUOTES_HASH], args=[EVENT_FIELD, entries, quotes])
+            await self._publish_batch(
+                keys=[QUOTES_HASH], args=[EVENT_FIELD, routes, index, payloads]
+            )
         except (RedisError, OSError) as error:
             self.stats.errors += 1
             if self.stats.redis_ok:
@@ -204,33 +245,34 @@ class RedisPublisher:
             for i in sorted(self._lost)
         ]
 
-    def _packed(self, event: AnyEvent) -> _Packed:
-        """One event as the script reads it: its stream entries, its latest-quote record."""
+    def _queued(self, event: AnyEvent) -> _Queued:
         payload = encode_event(event)
-        size = len(payload)
-        header = _RECORD_HEADER.pack
-        instrument: str | None = None
+        return self._route(event).id, len(payload), payload, event.receive_ts_ns
+
+    def _route(self, event: AnyEvent) -> _Route:
+        """The route of an event not seen before (kind and instrument), made once."""
         if isinstance(event, FeedStatus):
-            names: tuple[bytes, ...] = (status_stream_key(event.venue).encode(),)
-            maxlen = STATUS_STREAM_MAXLEN
+            key: tuple[type, str] = (FeedStatus, event.venue)
+            names = [status_stream_key(event.venue)]
+            maxlen, quote_field, instrument = STATUS_STREAM_MAXLEN, "", None
         else:
             assert isinstance(event, MarketEvent)
-            instrument = event.instrument
-            kind = (event.__class__, instrument)
-            cached = self._streams.get(kind)
-            if cached is None:
-                cached = self._streams[kind] = self._stream_names(event)
-            names = cached
-            maxlen = self.maxlen
-        entries = b"".join(
-            [part for name in names for part in (header(len(name), maxlen, size), name, payload)]
-        )
-        quote = b""
-        if isinstance(event, Quote):
-            name = event.instrument.encode()
-            quote = b"".join((header(len(name), 0, size), name, payload))
-        return entries, quote, instrument, event.receive_ts_ns
+            key = (event.__class__, event.instrument)
+            names = [stream_key(channel, event.instrument) for channel in channels_of(event)]
+            maxlen, instrument = self.maxlen, event.instrument
+            quote_field = instrument if isinstance(event, Quote) else ""
+        route = self._routes.get(key)
+        if route is None:
+            route_id = len(self._routes_by_id)
+            record = struct.pack(">IIB", route_id, maxlen, len(names)) + b"".join(
+                _with_length(text) for text in [*names, quote_field]
+            )
+            route = _Route(route_id, record, instrument)
+            self._routes[key] = route
+            self._routes_by_id.append(route)
+        return route
 
-    @staticmethod
-    def _stream_names(event: MarketEvent) -> tuple[bytes, ...]:
-        return tuple(stream_key(c, event.instrument).encode() for c in channels_of(event))
+
+def _with_length(text: str) -> bytes:
+    data = text.encode()
+    return struct.pack(">H", len(data)) + data

@@ -167,6 +167,8 @@ class Replay:
         return out
 
     def _answer_due(self, now_ns: int | None) -> list[Output]:
+        if not self._pending:
+            return []
         due = [
             (request, reply)
             for request, reply in self._pending
@@ -275,16 +277,16 @@ class ReplayRunner:
             live = feed_status_now(
                 self.adapter_type.venue, self.spec.name, "live", f"replaying {self.ws_file.name}"
             )
-            await self.emit(Output(events=[live]))
+            self.emit(Output(events=[live]))
             replay = Replay(self.adapter_type, lines, rest_lines, summarize=False)
             await self._play(replay, stop)
-            await self.emit(replay.adapter.on_close(self.spec, "replay restarted", time.time_ns()))
+            self._emit_all([replay.adapter.on_close(self.spec, "replay restarted", time.time_ns())])
             if not (self.loop or self._restart):
                 break
             self.stats.reconnects += 1
         self.stats.state = "stopped"
         stopped = feed_status_now(self.adapter_type.venue, self.spec.name, "stopped")
-        await self.emit(Output(events=[stopped]))
+        self.emit(Output(events=[stopped]))
 
     async def _play(self, replay: Replay, stop: asyncio.Event) -> None:
         stats = self.stats
@@ -303,17 +305,17 @@ class ReplayRunner:
                         await asyncio.sleep(0)
                 stats.messages += 1
                 stats.last_message_ns = time.time_ns()
-            await self._emit_all(replay.step(line))
-        await self._emit_all(replay.finish())
+            self._emit_all(replay.step(line))
+        self._emit_all(replay.finish())
 
-    async def _emit_all(self, outputs: list[Output]) -> None:
+    def _emit_all(self, outputs: list[Output]) -> None:
         for out in outputs:
             # Counted in the status and, through the feed actor, in its metrics, as live.
             for problem in out.problems:
                 self.stats.problems[problem.kind] += 1
             self.stats.events += len(out.events)
             if out.events or out.problems:
-                await self.emit(out)
+                self.emit(out)
 
     def close_now(self) -> None:
         """Start the replay over from the beginning (the operator's restart)."""

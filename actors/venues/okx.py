@@ -25,7 +25,7 @@ from typing import ClassVar, Literal
 
 import msgspec
 
-from actors.book import OrderBook, okx_checksum, price_levels
+from actors.book import OrderBook
 from actors.venues.base import (
     ConfigError,
     ConnectionSpec,
@@ -40,7 +40,6 @@ from cluster.events import (
     BookSnapshot,
     Gap,
     MarketChannel,
-    PriceLevel,
     Quote,
     Trade,
     checked_decimal,
@@ -57,7 +56,6 @@ _OKX_CHANNEL: dict[MarketChannel, str] = {"trades": "trades", "quotes": "tickers
 _OUR_CHANNEL: dict[str, MarketChannel] = {okx: ours for ours, okx in _OKX_CHANNEL.items()}
 
 BOOK_DEPTH = 400
-CHECKSUM_DEPTH = 25
 # No channel count per connection is documented; this keeps one subscribe request far below
 # the 64 KB limit (about 150 bytes per symbol for three channels) and bounds what a single
 # reconnect puts at risk.
@@ -107,7 +105,7 @@ class _Ticker(msgspec.Struct, gc=False):
 
 
 class _Book(msgspec.Struct, gc=False):
-    # [price, size, deprecated liquidation count, order count] per level, read by price_levels.
+    # [price, size, deprecated liquidation count, order count] per level, read by the book.
     asks: msgspec.Raw
     bids: msgspec.Raw
     ts: str
@@ -147,29 +145,18 @@ def _ms_to_ns(ms: str) -> int:
 class _BookState:
     """A book and whether it is in step with the exchange (publishable)."""
 
-    __slots__ = ("symbol", "book", "synced", "seq", "_summed", "_checksum")
+    __slots__ = ("symbol", "book", "synced", "seq")
 
     def __init__(self, symbol: str, book: OrderBook) -> None:
         self.symbol = symbol
         self.book = book
         self.synced = False
         self.seq: int | None = None
-        self._summed: tuple[tuple[PriceLevel, ...], tuple[PriceLevel, ...]] | None = None
-        self._checksum = 0
 
     def reset(self) -> None:
         self.book.clear()
         self.synced = False
         self.seq = None
-
-    def checksum(self) -> int:
-        """Our checksum of the book; recomputed only when an update reached its best levels."""
-        tops = (self.book.top_bids(CHECKSUM_DEPTH), self.book.top_asks(CHECKSUM_DEPTH))
-        summed = self._summed
-        if summed is None or summed[0] is not tops[0] or summed[1] is not tops[1]:
-            self._checksum = okx_checksum(*tops)
-            self._summed = tops
-        return self._checksum
 
 
 class OkxAdapter(VenueAdapter):
@@ -378,11 +365,10 @@ class OkxAdapter(VenueAdapter):
                     continue
             try:
                 exchange_ts_ns = _ms_to_ns(message.ts)
-                bids, asks = price_levels(message.bids), price_levels(message.asks)
                 if action == "snapshot":
-                    book.replace(bids, asks)
+                    book.replace_json(message.bids, message.asks)
                 else:
-                    book.apply(bids, asks)
+                    bids, asks = book.apply_json(message.bids, message.asks)
             except ValueError as error:
                 # A book message we cannot read is one we miss: the book is no longer trustworthy.
                 self._resync(conn, state, "parse_error", f"books: {error}", receive_ts_ns, out)
@@ -391,7 +377,7 @@ class OkxAdapter(VenueAdapter):
                 # Levels pushed out of OKX's 400 come with no delete.
                 book.truncate(BOOK_DEPTH)
             if message.checksum is not None:
-                ours = state.checksum()
+                ours = book.okx_checksum()
                 if ours != message.checksum:
                     detail = f"checksum {ours} != exchange's {message.checksum}"
                     self._resync(conn, state, "checksum_failure", detail, receive_ts_ns, out)

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.book import OrderBook, checked_levels, okx_checksum, price_levels
+from actors.book import OrderBook, checked_levels, okx_checksum
 from cluster.events import checked_decimal
 
 PRICES = [f"{100 + n * 0.5:.2f}" for n in range(40)]
@@ -116,8 +116,8 @@ def test_levels_follow_the_schema_number_rule(text: str) -> None:
     assert _accepted(lambda: checked_levels([(text, "1")])) == price_ok
     assert _accepted(lambda: checked_levels([("1", text)])) == size_ok
     as_json = json.dumps(text).encode()
-    assert _accepted(lambda: price_levels(b'[[%s, "1"]]' % as_json)) == price_ok
-    assert _accepted(lambda: price_levels(b'[["1", %s, "0", "4"]]' % as_json)) == size_ok
+    assert _accepted(lambda: json_levels(b'[[%s, "1"]]' % as_json)) == price_ok
+    assert _accepted(lambda: json_levels(b'[["1", %s, "0", "4"]]' % as_json)) == size_ok
     if price_ok:
         book = OrderBook("test:X-Y")
         book.set_bid(text, "1")
@@ -128,6 +128,12 @@ def test_levels_follow_the_schema_number_rule(text: str) -> None:
         book.set_bid("5", "1")
         book.set_bid("5", text)
         assert book.depth() == ((0, 0) if float(text) == 0.0 else (1, 0))
+
+
+def json_levels(raw: bytes) -> list[tuple[str, str]]:
+    """The bid levels ``apply_json`` reads from ``raw`` into an empty book."""
+    bids, _ = OrderBook("test:X-Y").apply_json(raw, b"[]")
+    return bids
 
 
 def _accepted(call: Callable[[], object]) -> bool:
@@ -180,9 +186,9 @@ def test_levels_read_from_json_as_venues_send_them() -> None:
     okx = b'[["8476.98", "415", "0", "13"], ["8477", "7", "0", "2"]]'
     binance = b' [ ["0.0024","10"] ,\n["0.0023", "0.000"]]'
 
-    assert price_levels(okx) == [("8476.98", "415"), ("8477", "7")]
-    assert price_levels(binance) == [("0.0024", "10"), ("0.0023", "0.000")]
-    assert price_levels(b"[]") == []
+    assert json_levels(okx) == [("8476.98", "415"), ("8477", "7")]
+    assert json_levels(binance) == [("0.0024", "10"), ("0.0023", "0.000")]
+    assert json_levels(b"[]") == []
 
     for bad in (
         b'[["1"]]',  # no size
@@ -196,7 +202,36 @@ def test_levels_read_from_json_as_venues_send_them() -> None:
         b'[["1", "-1"]]',
     ):
         with pytest.raises(ValueError):
-            price_levels(bad)
+            json_levels(bad)
+
+
+def test_json_levels_change_the_book_as_decoded_levels_do() -> None:
+    snapshot_bids = [["100", "1", "0", "1"], ["99", "2", "0", "1"], ["98", "3", "0", "1"]]
+    snapshot_asks = [["101", "1", "0", "1"], ["102", "2", "0", "1"]]
+    bids = [["99", "0", "0", "0"], ["99.5", "4", "0", "1"]]
+    asks = [["101", "1.5", "0", "2"]]
+    from_json, decoded = OrderBook("test:X-Y"), OrderBook("test:X-Y")
+    from_json.replace_json(json.dumps(snapshot_bids).encode(), json.dumps(snapshot_asks).encode())
+    decoded.replace(snapshot_bids, snapshot_asks)
+
+    changed = from_json.apply_json(json.dumps(bids).encode(), json.dumps(asks).encode())
+    decoded.apply(bids, asks)
+
+    assert changed == ([("99", "0"), ("99.5", "4")], [("101", "1.5")])
+    assert (from_json.bids(), from_json.asks()) == (decoded.bids(), decoded.asks())
+    assert from_json.bids() == [("100", "1"), ("99.5", "4"), ("98", "3")]
+
+
+def test_json_levels_with_one_bad_number_change_nothing() -> None:
+    book = OrderBook("test:X-Y")
+    book.replace_json(b'[["100", "1"]]', b'[["101", "1"]]')
+
+    with pytest.raises(ValueError, match="abc"):
+        book.apply_json(b'[["99", "5"]]', b'[["101", "0"], ["102", "abc"]]')
+    with pytest.raises(ValueError):
+        book.replace_json(b'[["99", "5"]]', b'[["0", "1"]]')
+
+    assert (book.bids(), book.asks()) == ([("100", "1")], [("101", "1")])
 
 
 def test_levels_are_released_when_the_book_lets_them_go() -> None:
@@ -207,6 +242,7 @@ def test_levels_are_released_when_the_book_lets_them_go() -> None:
         book.replace([(price, size)], [[price + "1", size, "0", "1"]])
         book.apply([(price, size), (price, "0")], [])
         book.top_bids(5)
+        book.okx_checksum()
         book.set_ask(price + "1", size)
         book.truncate(0)
     book.replace([(price, size)], [])
@@ -222,3 +258,30 @@ def test_okx_checksum_reads_lists_and_tuples_alike() -> None:
     assert okx_checksum(bids, asks) == okx_checksum([tuple(b[:2]) for b in bids], asks)
     with pytest.raises(ValueError):
         okx_checksum([("3366.1",)], asks)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.booleans(),
+            st.integers(min_value=1, max_value=60),
+            st.sampled_from(["0", "1", "2.5", "10"]),
+        ),
+        max_size=80,
+    )
+)
+def test_book_checksum_follows_every_change_that_reaches_the_top(
+    changes: list[tuple[bool, int, str]],
+) -> None:
+    book = OrderBook("test:X-Y")
+    book.replace([(str(1000 - n), "1") for n in range(30)], [(str(1001 + n), "1") for n in range(30)])
+    for is_bid, offset, size in changes:
+        if is_bid:
+            book.set_bid(str(1000 - offset), size)
+        else:
+            book.set_ask(str(1000 + offset), size)
+        if book.is_crossed():
+            book.set_ask(str(1000 + offset), "0")
+            book.set_bid(str(1000 - offset), "0")
+        assert book.okx_checksum() == okx_checksum(book.bids(), book.asks())

@@ -74,7 +74,7 @@ async def test_runner_reading_a_flood_of_frames_gives_other_tasks_their_turns(
             turns += 1
             await asyncio.sleep(0)
 
-    async def emit(out: Output) -> None:
+    def emit(out: Output) -> None:
         pass
 
     async with httpx.AsyncClient() as http:

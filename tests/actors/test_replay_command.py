@@ -98,7 +98,7 @@ async def test_replay_feed_counts_bad_frames_as_a_live_feed_does(tmp_path: Path)
     capture.write_text(recorded + "\n1652459236.5: {not json\n1652459236.6: [1, 2]\n")
     emitted: list[Output] = []
 
-    async def emit(out: Output) -> None:
+    def emit(out: Output) -> None:
         emitted.append(out)
 
     spec = ConnectionSpec(name="okx-replay", url="", symbols=("BTC-USDT",))

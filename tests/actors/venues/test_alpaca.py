@@ -530,7 +530,7 @@ class Collected:
     def __init__(self) -> None:
         self.outputs: list[Output] = []
 
-    async def emit(self, out: Output) -> None:
+    def emit(self, out: Output) -> None:
         self.outputs.append(out)
 
     @property

@@ -719,12 +719,12 @@ def test_replay_with_recorded_binance_session_keeps_every_book_consistent() -> N
 
 
 class Collector:
-    """The ``emit`` coroutine of a runner: keeps every Output for the test to inspect."""
+    """The ``emit`` of a runner: keeps every Output for the test to inspect."""
 
     def __init__(self) -> None:
         self.outputs: list[Output] = []
 
-    async def __call__(self, out: Output) -> None:
+    def __call__(self, out: Output) -> None:
         self.outputs.append(out)
 
     def events(self, kind: type[E]) -> list[E]:

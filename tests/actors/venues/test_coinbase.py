@@ -576,7 +576,7 @@ def test_error_reply_about_nothing_we_stream_is_reported_without_instrument() ->
 class Collected:
     outputs: list[Output] = field(default_factory=list)
 
-    async def emit(self, out: Output) -> None:
+    def emit(self, out: Output) -> None:
         self.outputs.append(out)
 
     @property

@@ -538,12 +538,11 @@ class Feed:
     """What a running ConnectionRunner emitted."""
 
     outputs: list[Output] = field(default_factory=list)
-    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def emit(self, out: Output) -> None:
-        async with self.changed:
-            self.outputs.append(out)
-            self.changed.notify_all()
+    def emit(self, out: Output) -> None:
+        self.outputs.append(out)
+        self.changed.set()
 
     def events(self, kind: type[AnyEvent]) -> list[Any]:
         return [event for out in self.outputs for event in out.events if isinstance(event, kind)]
@@ -556,8 +555,9 @@ class Feed:
 
     async def wait_until(self, condition: Callable[[], bool], timeout: float = 5.0) -> None:
         async with asyncio.timeout(timeout):
-            async with self.changed:
-                await self.changed.wait_for(condition)
+            while not condition():
+                self.changed.clear()
+                await self.changed.wait()
 
 
 @asynccontextmanager

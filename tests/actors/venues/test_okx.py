@@ -551,7 +551,7 @@ class Collector:
     def __init__(self) -> None:
         self.outputs: list[Output] = []
 
-    async def __call__(self, out: Output) -> None:
+    def __call__(self, out: Output) -> None:
         self.outputs.append(out)
 
     def events(self, kind: type[T], instrument: str | None = None) -> list[T]:
