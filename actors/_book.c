@@ -246,6 +246,11 @@ skip_space(Cursor *c)
 static int
 expect(Cursor *c, char wanted)
 {
+    /* Venues write compact JSON: the wanted character is nearly always the next one. */
+    if (c->at < c->end && *c->at == wanted) {
+        c->at++;
+        return 1;
+    }
     skip_space(c);
     if (c->at < c->end && *c->at == wanted) {
         c->at++;
@@ -254,26 +259,22 @@ expect(Cursor *c, char wanted)
     return 0;
 }
 
-/* A JSON string without escapes (numbers never need them): its text between the quotes. */
+/* A JSON string's text up to its closing quote. Numbers never hold escapes, and the number
+ * check refuses any text that does; an escaped quote ends the text early and breaks the JSON
+ * after it, which is refused too. */
 static int
 read_plain_string(Cursor *c, const char **text, Py_ssize_t *n)
 {
     if (!expect(c, '"')) {
         return 0;
     }
-    const char *start = c->at;
-    while (c->at < c->end && *c->at != '"') {
-        if (*c->at == '\\' || (unsigned char)*c->at < 0x20) {
-            return 0;
-        }
-        c->at++;
-    }
-    if (c->at >= c->end) {
+    const char *close = memchr(c->at, '"', c->end - c->at);
+    if (close == NULL) {
         return 0;
     }
-    *text = start;
-    *n = c->at - start;
-    c->at++;
+    *text = c->at;
+    *n = close - c->at;
+    c->at = close + 1;
     return 1;
 }
 
@@ -716,7 +717,10 @@ side_best_key(const Side *side)
 
 /* ---- OKX's book checksum ------------------------------------------------------------ */
 
-static uint32_t crc_table[256];
+/* CRC32 (IEEE, as zlib) eight bytes at a step: table k holds the CRC of a byte followed by k
+ * zero bytes. The checksummed text of a book is ~700 bytes; a byte at a time cost more than the
+ * rest of the checksum. */
+static uint32_t crc_tables[8][256];
 
 static void
 crc_table_init(void)
@@ -726,54 +730,118 @@ crc_table_init(void)
         for (int k = 0; k < 8; k++) {
             c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
         }
-        crc_table[n] = c;
+        crc_tables[0][n] = c;
+    }
+    for (int k = 1; k < 8; k++) {
+        for (uint32_t n = 0; n < 256; n++) {
+            uint32_t previous = crc_tables[k - 1][n];
+            crc_tables[k][n] = (previous >> 8) ^ crc_tables[0][previous & 0xFF];
+        }
     }
 }
 
 static uint32_t
-crc_update(uint32_t crc, const char *data, Py_ssize_t n)
+little_endian_32(const unsigned char *p)
 {
-    crc = ~crc;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        crc = crc_table[(crc ^ (unsigned char)data[i]) & 0xFF] ^ (crc >> 8);
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint32_t
+crc32_of(const char *data, Py_ssize_t n)
+{
+    const unsigned char *p = (const unsigned char *)data;
+    uint32_t crc = 0xFFFFFFFFu;
+    for (; n >= 8; p += 8, n -= 8) {
+        uint32_t one = little_endian_32(p) ^ crc, two = little_endian_32(p + 4);
+        crc = crc_tables[7][one & 0xFF] ^ crc_tables[6][(one >> 8) & 0xFF] ^
+              crc_tables[5][(one >> 16) & 0xFF] ^ crc_tables[4][one >> 24] ^
+              crc_tables[3][two & 0xFF] ^ crc_tables[2][(two >> 8) & 0xFF] ^
+              crc_tables[1][(two >> 16) & 0xFF] ^ crc_tables[0][two >> 24];
+    }
+    for (; n > 0; p++, n--) {
+        crc = crc_tables[0][(crc ^ *p) & 0xFF] ^ (crc >> 8);
     }
     return ~crc;
 }
 
-/* CRC32 of a level's price and size, each followed by ':' unless it is the very first text. */
+/* The text a checksum covers, gathered in one buffer: on the stack while it fits. */
+typedef struct {
+    char *data;
+    Py_ssize_t len;
+    Py_ssize_t cap;
+    char small[2048];
+} Text;
+
+/* Room for ``extra`` more bytes. */
 static int
-crc_level(uint32_t *crc, PyObject *level, int *first)
+text_reserve(Text *text, Py_ssize_t extra)
 {
-    PyObject *parts[2];
+    if (text->len + extra <= text->cap) {
+        return 0;
+    }
+    Py_ssize_t cap = 2 * (text->len + extra);
+    char *grown = text->data == text->small ? PyMem_Malloc(cap) : PyMem_Realloc(text->data, cap);
+    if (grown == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (text->data == text->small) {
+        memcpy(grown, text->small, text->len);
+    }
+    text->data = grown;
+    text->cap = cap;
+    return 0;
+}
+
+/* The UTF-8 text of a str: read in place for the compact ASCII strings that levels hold. */
+static const char *
+utf8_of(PyObject *value, Py_ssize_t *n)
+{
+    if (PyUnicode_CheckExact(value) && PyUnicode_IS_COMPACT_ASCII(value)) {
+        *n = PyUnicode_GET_LENGTH(value);
+        return (const char *)PyUnicode_DATA(value);
+    }
+    return PyUnicode_Check(value) ? PyUnicode_AsUTF8AndSize(value, n) : NULL;
+}
+
+/* A level's price and size added to the text, each after a ':' unless it is the very first. */
+static int
+text_add_level(Text *text, PyObject *level)
+{
+    PyObject *price, *size;
     if (PyTuple_Check(level) && PyTuple_GET_SIZE(level) >= 2) {
-        parts[0] = PyTuple_GET_ITEM(level, 0);
-        parts[1] = PyTuple_GET_ITEM(level, 1);
+        price = PyTuple_GET_ITEM(level, 0);
+        size = PyTuple_GET_ITEM(level, 1);
     }
     else if (PyList_Check(level) && PyList_GET_SIZE(level) >= 2) {
-        parts[0] = PyList_GET_ITEM(level, 0);
-        parts[1] = PyList_GET_ITEM(level, 1);
+        price = PyList_GET_ITEM(level, 0);
+        size = PyList_GET_ITEM(level, 1);
     }
     else {
         PyErr_Format(PyExc_ValueError, "not a price level: %R", level);
         return -1;
     }
-    for (int part = 0; part < 2; part++) {
-        PyObject *text = parts[part];
-        if (!PyUnicode_Check(text)) {
+    Py_ssize_t n_price, n_size;
+    const char *price_text = utf8_of(price, &n_price);
+    const char *size_text = price_text ? utf8_of(size, &n_size) : NULL;
+    if (size_text == NULL) {
+        if (!PyErr_Occurred()) {
             PyErr_Format(PyExc_ValueError, "not a price level: %R", level);
-            return -1;
         }
-        Py_ssize_t n;
-        const char *s = PyUnicode_AsUTF8AndSize(text, &n);
-        if (s == NULL) {
-            return -1;
-        }
-        if (!*first) {
-            *crc = crc_update(*crc, ":", 1);
-        }
-        *first = 0;
-        *crc = crc_update(*crc, s, n);
+        return -1;
     }
+    if (text_reserve(text, n_price + n_size + 2) < 0) {
+        return -1;
+    }
+    char *at = text->data + text->len;
+    if (text->len > 0) {
+        *at++ = ':';
+    }
+    memcpy(at, price_text, n_price);
+    at += n_price;
+    *at++ = ':';
+    memcpy(at, size_text, n_size);
+    text->len = at + n_size - text->data;
     return 0;
 }
 
@@ -786,19 +854,24 @@ okx_crc(PyObject **bid, Py_ssize_t n_bids, PyObject **ask, Py_ssize_t n_asks, in
 {
     n_bids = n_bids > OKX_CHECKSUM_DEPTH ? OKX_CHECKSUM_DEPTH : n_bids;
     n_asks = n_asks > OKX_CHECKSUM_DEPTH ? OKX_CHECKSUM_DEPTH : n_asks;
-    uint32_t crc = 0;
-    int first = 1;
+    /* Set field by field: an initializer would zero the whole stack buffer first. */
+    Text text;
+    text.data = text.small;
+    text.len = 0;
+    text.cap = sizeof(text.small);
+    int failed = 0;
     Py_ssize_t most = n_bids > n_asks ? n_bids : n_asks;
-    for (Py_ssize_t i = 0; i < most; i++) {
-        if (i < n_bids && crc_level(&crc, bid[i], &first) < 0) {
-            return -1;
-        }
-        if (i < n_asks && crc_level(&crc, ask[i], &first) < 0) {
-            return -1;
-        }
+    for (Py_ssize_t i = 0; i < most && !failed; i++) {
+        failed = (i < n_bids && text_add_level(&text, bid[i]) < 0) ||
+                 (i < n_asks && text_add_level(&text, ask[i]) < 0);
     }
-    *out = (int32_t)crc;
-    return 0;
+    if (!failed) {
+        *out = (int32_t)crc32_of(text.data, text.len);
+    }
+    if (text.data != text.small) {
+        PyMem_Free(text.data);
+    }
+    return failed ? -1 : 0;
 }
 
 /* ---- OrderBook ------------------------------------------------------------------------ */
