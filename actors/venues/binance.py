@@ -170,8 +170,9 @@ class _KlineEvent(msgspec.Struct, tag_field="e", tag="kline", gc=False):
 
 class _DepthSnapshot(msgspec.Struct):
     lastUpdateId: int
-    bids: list[PriceLevel]
-    asks: list[PriceLevel]
+    # Up to 1,000 levels a side, read (and checked) by the book straight from the JSON text.
+    bids: msgspec.Raw
+    asks: msgspec.Raw
 
 
 class _ApiError(msgspec.Struct):
@@ -392,12 +393,10 @@ class BinanceAdapter(VenueAdapter):
         if market.rejected or sync.synced:
             return Output()
         out = Output()
-        snapshot = None
         if status == 200:
             try:
-                snapshot = _SNAPSHOT.decode(body)
-                checked_levels(snapshot.bids)
-                checked_levels(snapshot.asks)
+                self._sync_from(market, _SNAPSHOT.decode(body), receive_ts_ns, out)
+                return out
             except (msgspec.DecodeError, ValueError) as error:
                 detail = f"depth snapshot for {market.venue_symbol}: {error}"
                 kind = "exchange_error" if self._api_error(body) is not None else "parse_error"
@@ -408,11 +407,8 @@ class BinanceAdapter(VenueAdapter):
             out.problems.append(Problem("exchange_error", detail, market.instrument))
             if api_error is not None and api_error.code in _SYMBOL_REJECTED:
                 return self._reject(market, out)
-        if snapshot is None:
-            # The venue answered but refused or garbled: asking again at once rarely helps.
-            self._retry_later(market, receive_ts_ns, out, first_at_once=False)
-            return out
-        self._sync_from(market, snapshot, receive_ts_ns, out)
+        # The venue answered but refused or garbled: asking again at once rarely helps.
+        self._retry_later(market, receive_ts_ns, out, first_at_once=False)
         return out
 
     # -- replay ---------------------------------------------------------------------------
@@ -542,12 +538,13 @@ class BinanceAdapter(VenueAdapter):
 
     def _on_depth(self, market: _Market, data: msgspec.Raw, receive_ts_ns: int) -> Output:
         update = _DEPTH.decode(data)
-        checked_levels(update.b)
-        checked_levels(update.a)
         sync = market.sync
         book = market.book
         assert book is not None
         if not sync.synced:
+            # Held until the snapshot arrives, so checked now; in sync, applying checks them.
+            checked_levels(update.b)
+            checked_levels(update.a)
             if sync.buffer and update.u <= sync.buffer[-1].u:
                 # A replacement connection repeating what the old one delivered.
                 return Output()
@@ -569,6 +566,8 @@ class BinanceAdapter(VenueAdapter):
                 f"does not follow {sync.last_update_id}"
             )
             return self._lose_sync(market, update, "sequence_error", detail, receive_ts_ns)
+        # Every level is checked before any is applied: a bad one raises with the book unchanged
+        # (and the next update, not following, resyncs).
         book.apply(update.b, update.a)
         if book.is_crossed():
             detail = (
@@ -645,6 +644,8 @@ class BinanceAdapter(VenueAdapter):
     def _sync_from(
         self, market: _Market, snapshot: _DepthSnapshot, receive_ts_ns: int, out: Output
     ) -> None:
+        """Bring the book in step from ``snapshot`` and the updates buffered meanwhile. Raises
+        ValueError, the book unchanged, when a level of the snapshot is not a valid number."""
         sync = market.sync
         book = market.book
         assert book is not None
@@ -669,7 +670,7 @@ class BinanceAdapter(VenueAdapter):
                 self._retry_later(market, receive_ts_ns, out)
                 return
             previous = update.u
-        book.replace(snapshot.bids, snapshot.asks)
+        book.replace_json(snapshot.bids, snapshot.asks)
         for update in buffer:
             book.apply(update.b, update.a)
         if book.is_crossed():

@@ -415,6 +415,25 @@ def test_snapshot_reply_with_error_status_reports_exchange_error_and_refetches_l
     assert of_type([failed, soon, later, garbled, retried, backed_off], BookSnapshot) == []
 
 
+def test_snapshot_with_a_bad_level_reports_parse_error_keeps_book_empty_and_refetches() -> None:
+    adapter = make_adapter()
+    [conn] = adapter.connections()
+    adapter.on_open(conn, T0)
+    [request] = adapter.on_message(conn, depth(1, 1), T0).rest
+    body = json.loads(snapshot_body(5))
+    body["asks"].append(["-101.00", "1.0"])
+
+    bad = adapter.on_rest_reply(request, 200, json.dumps(body).encode(), T0)
+    after_bad = best(adapter)
+    later = adapter.on_message(conn, depth(2, 2), T0 + 2 * SECOND)
+    good = adapter.on_rest_reply(later.rest[0], 200, snapshot_body(5), T0 + 2 * SECOND)
+
+    assert problem_kinds(bad) == ["parse_error"] and "-101.00" in bad.problems[0].detail
+    assert of_type(bad, BookSnapshot) == [] and after_bad == (None, None)
+    assert [s.sequence for s in of_type(good, BookSnapshot)] == [5]
+    assert best(adapter) == (("100.00", "1.0"), ("101.00", "1.0"))
+
+
 def test_snapshot_reply_with_invalid_symbol_stops_subscribing_to_it() -> None:
     adapter = make_adapter(["BTC-USDT", "NOPE-USDT"], ["trades", "book"])
     [conn] = adapter.connections()
