@@ -129,18 +129,22 @@ class LocalStack:
             updates["mlflow_tracking_uri"] = self._mlflow.url
             self._mlflow.process.start()
         if s.ray_address is None:
-            self._ray_head = RayHead(
-                self.data_dir,
-                s.host,
-                s.ray_port,
-                s.dashboard_port,
-                s.metrics_port,
-                s.ray_num_cpus,
-                self.env,
-            )
+            self._ray_head = self._new_ray_head()
             updates["ray_address"] = self._ray_head.address
             self._ray_head.process.start()
         self.resolved = s.model_copy(update=updates)
+
+    def _new_ray_head(self) -> RayHead:
+        s = self.settings
+        return RayHead(
+            self.data_dir,
+            s.host,
+            s.ray_port,
+            s.dashboard_port,
+            s.metrics_port,
+            s.ray_num_cpus,
+            self.env,
+        )
 
     async def _wait_until_ready(self) -> None:
         probes: list[tuple[ManagedProcess, _Probe]] = []
@@ -150,9 +154,27 @@ class LocalStack:
             probes.append((self._postgres.process, self._postgres_ready))
         if self._mlflow is not None:
             probes.append((self._mlflow.process, self._mlflow_ready))
+        waits = [self._wait_for(process, ready) for process, ready in probes]
         if self._ray_head is not None:
-            probes.append((self._ray_head.process, self._ray_head_ready))
-        await asyncio.gather(*(self._wait_for(process, ready) for process, ready in probes))
+            waits.append(self._wait_for_ray_head())
+        await asyncio.gather(*waits)
+
+    async def _wait_for_ray_head(self) -> None:
+        """The head's internal listeners get ports that were free a moment before `ray start`
+        binds them; another process can take one meanwhile (seen in CI: the runtime-env agent's),
+        and the head then exits at once. It is started again, once, on fresh ports."""
+        assert self._ray_head is not None
+        try:
+            await self._wait_for(self._ray_head.process, self._ray_head_ready)
+            return
+        except PlatformError as error:
+            if self._ray_head.process.exit_code() is None:
+                raise
+            log.warning("%s; starting the Ray head again on fresh internal ports", error)
+        self._ray_head.process.stop()
+        self._ray_head = self._new_ray_head()
+        self._ray_head.process.start()
+        await self._wait_for(self._ray_head.process, self._ray_head_ready)
 
     async def _wait_for(self, process: ManagedProcess, ready: _Probe) -> None:
         await process.wait_until_ready(
