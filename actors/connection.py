@@ -75,6 +75,15 @@ class ConnectionStats:
     reconnects: int = 0
     problems: Counter[str] = field(default_factory=Counter)
 
+    def count(self, connection: str, problem: Problem) -> None:
+        """Count a problem of ``connection``, logging the first of each kind only: a venue
+        sending garbage must not flood the logs."""
+        if not self.problems[problem.kind]:
+            log.warning(
+                "%s %s: %s (further ones are only counted)", connection, problem.kind, problem.detail
+            )
+        self.problems[problem.kind] += 1
+
 
 class _Replacement:
     """A connection opened to take over from one at its age limit. Its frames are kept aside
@@ -128,7 +137,6 @@ class ConnectionRunner:
         self.backoff = backoff
         self.capture = capture
         self.stats = ConnectionStats()
-        self._logged_kinds: set[str] = set()
         self._ws: ClientConnection | None = None
         self._last_message_monotonic = 0.0
         self._fatal: str | None = None
@@ -397,7 +405,7 @@ class ConnectionRunner:
 
     def _deliver(self, out: Output) -> None:
         for problem in out.problems:
-            self._count(problem)
+            self.stats.count(self.spec.name, problem)
         if out.events or out.problems:
             self.stats.events += len(out.events)
             self.emit(out)
@@ -432,13 +440,6 @@ class ConnectionRunner:
             await asyncio.sleep(self.backoff.delay(attempt))
         failed = Problem("exchange_error", f"{request.endpoint} {request.symbol} failed: {detail}")
         return Output(problems=[failed], reconnect="rest request failed")
-
-    def _count(self, problem: Problem) -> None:
-        self.stats.problems[problem.kind] += 1
-        if problem.kind not in self._logged_kinds:
-            # Logged once per kind: a venue sending garbage must not flood the logs.
-            self._logged_kinds.add(problem.kind)
-            log.warning("%s %s: %s (further ones are only counted)", self.spec.name, problem.kind, problem.detail)
 
     def _status(self, state: str, detail: str) -> None:
         self.stats.state = state

@@ -312,7 +312,7 @@ class ReplayRunner:
         for out in outputs:
             # Counted in the status and, through the feed actor, in its metrics, as live.
             for problem in out.problems:
-                self.stats.problems[problem.kind] += 1
+                self.stats.count(self.spec.name, problem)
             self.stats.events += len(out.events)
             if out.events or out.problems:
                 self.emit(out)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -92,7 +93,9 @@ def test_replay_of_a_garbled_file_names_the_line(tmp_path: Path) -> None:
 
 
 @needs_captures
-async def test_replay_feed_counts_bad_frames_as_a_live_feed_does(tmp_path: Path) -> None:
+async def test_replay_feed_counts_bad_frames_as_a_live_feed_does(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     capture = tmp_path / "OKX.ws.1.0"
     recorded = (CAPTURES / "OKX.ws.1.0").read_text().rstrip("\n")
     capture.write_text(recorded + "\n1652459236.5: {not json\n1652459236.6: [1, 2]\n")
@@ -103,8 +106,12 @@ async def test_replay_feed_counts_bad_frames_as_a_live_feed_does(tmp_path: Path)
 
     spec = ConnectionSpec(name="okx-replay", url="", symbols=("BTC-USDT",))
     runner = ReplayRunner(OkxAdapter, spec, emit, ws_file=capture)
-    await runner.run(asyncio.Event())
+    with caplog.at_level(logging.WARNING, logger="actors.connection"):
+        await runner.run(asyncio.Event())
 
-    assert runner.stats.problems["parse_error"] >= 1
+    assert runner.stats.problems["parse_error"] >= 2
     reported = Counter(p.kind for out in emitted for p in out.problems)
     assert reported == runner.stats.problems
+    # Logged once per kind, as live: the rest only counted.
+    logged = Counter(record.getMessage().split()[1].rstrip(":") for record in caplog.records)
+    assert logged == {kind: 1 for kind in runner.stats.problems}
