@@ -199,10 +199,17 @@ class RedisPublisher:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
-            if len(self._buffer) < self.max_batch:
-                # Let a batch fill for a few milliseconds: one round trip carries many events.
-                await asyncio.sleep(self.max_delay_s)
+            filling_since = time.monotonic()
             while self._buffer or self._lost:
+                if len(self._buffer) < self.max_batch:
+                    # Let a batch fill for a few milliseconds from when the last one left: one
+                    # round trip carries many events. Writing whatever had come whenever the
+                    # feed gave the loop a turn made many small batches, each costing the feed's
+                    # core a Redis call.
+                    await asyncio.sleep(
+                        max(0.0, self.max_delay_s - (time.monotonic() - filling_since))
+                    )
+                filling_since = time.monotonic()
                 if not await self._write_batch():
                     await asyncio.sleep(self.retry_delay_s)
             self._idle.set()
