@@ -155,19 +155,29 @@ typedef struct {
     PyObject *level;
 } Parsed;
 
+/* The price and size of a level, the first two items of a tuple or list (borrowed); 0 when it
+ * has no such two. */
+static int
+level_parts(PyObject *level, PyObject **price, PyObject **size)
+{
+    if (PyTuple_Check(level) && PyTuple_GET_SIZE(level) >= 2) {
+        *price = PyTuple_GET_ITEM(level, 0);
+        *size = PyTuple_GET_ITEM(level, 1);
+        return 1;
+    }
+    if (PyList_Check(level) && PyList_GET_SIZE(level) >= 2) {
+        *price = PyList_GET_ITEM(level, 0);
+        *size = PyList_GET_ITEM(level, 1);
+        return 1;
+    }
+    return 0;
+}
+
 static int
 parse_level(PyObject *item, Parsed *out)
 {
     PyObject *price, *size;
-    if (PyTuple_CheckExact(item) && PyTuple_GET_SIZE(item) >= 2) {
-        price = PyTuple_GET_ITEM(item, 0);
-        size = PyTuple_GET_ITEM(item, 1);
-    }
-    else if (PyList_CheckExact(item) && PyList_GET_SIZE(item) >= 2) {
-        price = PyList_GET_ITEM(item, 0);
-        size = PyList_GET_ITEM(item, 1);
-    }
-    else {
+    if (!level_parts(item, &price, &size)) {
         PyErr_Format(PyExc_ValueError, "a price level needs a price and a size, got %R", item);
         return -1;
     }
@@ -809,15 +819,7 @@ static int
 text_add_level(Text *text, PyObject *level)
 {
     PyObject *price, *size;
-    if (PyTuple_Check(level) && PyTuple_GET_SIZE(level) >= 2) {
-        price = PyTuple_GET_ITEM(level, 0);
-        size = PyTuple_GET_ITEM(level, 1);
-    }
-    else if (PyList_Check(level) && PyList_GET_SIZE(level) >= 2) {
-        price = PyList_GET_ITEM(level, 0);
-        size = PyList_GET_ITEM(level, 1);
-    }
-    else {
+    if (!level_parts(level, &price, &size)) {
         PyErr_Format(PyExc_ValueError, "not a price level: %R", level);
         return -1;
     }
