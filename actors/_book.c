@@ -138,6 +138,12 @@ check_numbers(const char *price, Py_ssize_t n_price, const char *size, Py_ssize_
 static int
 text_of(PyObject *value, const char **text, Py_ssize_t *n)
 {
+    /* Read in place for the compact ASCII strings that levels hold. */
+    if (PyUnicode_CheckExact(value) && PyUnicode_IS_COMPACT_ASCII(value)) {
+        *n = PyUnicode_GET_LENGTH(value);
+        *text = (const char *)PyUnicode_DATA(value);
+        return 0;
+    }
     if (!PyUnicode_Check(value) || (*text = PyUnicode_AsUTF8AndSize(value, n)) == NULL) {
         PyErr_Clear();
         PyErr_Format(PyExc_ValueError, "not a decimal number: %R", value);
@@ -803,17 +809,6 @@ text_reserve(Text *text, Py_ssize_t extra)
     return 0;
 }
 
-/* The UTF-8 text of a str: read in place for the compact ASCII strings that levels hold. */
-static const char *
-utf8_of(PyObject *value, Py_ssize_t *n)
-{
-    if (PyUnicode_CheckExact(value) && PyUnicode_IS_COMPACT_ASCII(value)) {
-        *n = PyUnicode_GET_LENGTH(value);
-        return (const char *)PyUnicode_DATA(value);
-    }
-    return PyUnicode_Check(value) ? PyUnicode_AsUTF8AndSize(value, n) : NULL;
-}
-
 /* A level's price and size added to the text, each after a ':' unless it is the very first. */
 static int
 text_add_level(Text *text, PyObject *level)
@@ -823,16 +818,10 @@ text_add_level(Text *text, PyObject *level)
         PyErr_Format(PyExc_ValueError, "not a price level: %R", level);
         return -1;
     }
+    const char *price_text, *size_text;
     Py_ssize_t n_price, n_size;
-    const char *price_text = utf8_of(price, &n_price);
-    const char *size_text = price_text ? utf8_of(size, &n_size) : NULL;
-    if (size_text == NULL) {
-        if (!PyErr_Occurred()) {
-            PyErr_Format(PyExc_ValueError, "not a price level: %R", level);
-        }
-        return -1;
-    }
-    if (text_reserve(text, n_price + n_size + 2) < 0) {
+    if (text_of(price, &price_text, &n_price) < 0 || text_of(size, &size_text, &n_size) < 0 ||
+        text_reserve(text, n_price + n_size + 2) < 0) {
         return -1;
     }
     char *at = text->data + text->len;

@@ -257,26 +257,30 @@ class RedisPublisher:
         return self._route(event).id, len(payload), payload, event.receive_ts_ns
 
     def _route(self, event: AnyEvent) -> _Route:
-        """The route of an event not seen before (kind and instrument), made once."""
+        """The route of an event's kind and instrument (or venue, for feed status), made the
+        first time it is needed."""
         if isinstance(event, FeedStatus):
             key: tuple[type, str] = (FeedStatus, event.venue)
-            names = [status_stream_key(event.venue)]
-            maxlen, quote_field, instrument = STATUS_STREAM_MAXLEN, "", None
         else:
             assert isinstance(event, MarketEvent)
             key = (event.__class__, event.instrument)
+        route = self._routes.get(key)
+        if route is not None:
+            return route
+        if isinstance(event, FeedStatus):
+            names = [status_stream_key(event.venue)]
+            maxlen, quote_field, instrument = STATUS_STREAM_MAXLEN, "", None
+        else:
             names = [stream_key(channel, event.instrument) for channel in channels_of(event)]
             maxlen, instrument = self.maxlen, event.instrument
             quote_field = instrument if isinstance(event, Quote) else ""
-        route = self._routes.get(key)
-        if route is None:
-            route_id = len(self._routes_by_id)
-            record = struct.pack(">IIB", route_id, maxlen, len(names)) + b"".join(
-                _with_length(text) for text in [*names, quote_field]
-            )
-            route = _Route(route_id, record, instrument)
-            self._routes[key] = route
-            self._routes_by_id.append(route)
+        route_id = len(self._routes_by_id)
+        record = struct.pack(">IIB", route_id, maxlen, len(names)) + b"".join(
+            _with_length(text) for text in [*names, quote_field]
+        )
+        route = _Route(route_id, record, instrument)
+        self._routes[key] = route
+        self._routes_by_id.append(route)
         return route
 
 
