@@ -1,5 +1,7 @@
 # The platform image: the head (`finone up`), Ray workers and the MLflow server all run it.
-FROM python:3.11-slim-bookworm
+# Three stages: the platform itself, the web app built with the API types generated from that
+# platform's OpenAPI document, and the platform again with the built app beside it.
+FROM python:3.11-slim-bookworm AS platform
 
 ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -19,6 +21,7 @@ RUN if [ -n "$TORCH_INDEX_URL" ]; then \
         pip install torch==2.13.0; \
     fi
 COPY pyproject.toml README.md ./
+COPY core ./core
 COPY cluster ./cluster
 COPY actors ./actors
 COPY serve ./serve
@@ -31,6 +34,20 @@ RUN apt-get update \
     && apt-get purge --yes --auto-remove gcc libc6-dev \
     && rm -rf /var/lib/apt/lists/*
 
+FROM platform AS openapi
+RUN finone openapi --output /openapi.json
+
+FROM node:20-bookworm-slim AS web
+WORKDIR /web
+COPY web/package.json web/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY web/ ./
+COPY --from=openapi /openapi.json ./openapi.json
+RUN npm run build
+
+FROM platform
+COPY --from=web /web/dist ./web/dist
+ENV FINONE_WEB_DIST=/app/web/dist
 RUN useradd --create-home --uid 1000 finone \
     && mkdir -p /data /mlartifacts \
     && chown finone:finone /data /mlartifacts

@@ -14,6 +14,33 @@ $(INSTALLED): pyproject.toml actors/_book.c
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $@
 
+# The web app: npm packages from the lock file, its API types generated from the API's OpenAPI
+# document (an API change that breaks the app breaks its build), rebuilt when either changed.
+WEB := web
+WEB_DEPS := $(WEB)/node_modules/.installed
+WEB_BUILT := $(WEB)/dist/.built
+WEB_SOURCES := $(shell find $(WEB)/src $(WEB)/scripts $(WEB)/public -type f ! -name schema.d.ts 2>/dev/null) \
+	$(wildcard $(WEB)/index.html $(WEB)/package.json $(WEB)/tsconfig*.json $(WEB)/vite.config.ts)
+API_SOURCES := $(shell find core serve -name '*.py')
+# Browser tests drive Debian's Chromium; the test command installs it when missing.
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+
+$(WEB_DEPS): $(WEB)/package-lock.json
+	npm --prefix $(WEB) ci --no-audit --no-fund
+	touch $@
+
+$(WEB)/openapi.json: $(INSTALLED) $(API_SOURCES)
+	$(BIN)/finone openapi --output $@
+
+$(WEB_BUILT): $(WEB_DEPS) $(WEB)/openapi.json $(WEB_SOURCES)
+	npm --prefix $(WEB) run build
+	touch $@
+
+$(CHROMIUM):
+	$(SUDO) apt-get update
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install --yes --no-install-recommends chromium
+
 .PHONY: help
 help: ## List the targets with what they do
 	@grep -E '^[a-z][a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -22,16 +49,29 @@ help: ## List the targets with what they do
 .PHONY: install
 install: $(INSTALLED) ## Create .venv/ and install the platform with its test tools
 
+.PHONY: web
+web: $(WEB_BUILT) ## Build the web app into web/dist (only when its sources or the API changed)
+
 .PHONY: run
-run: $(INSTALLED) ## Bring up the whole platform in the foreground (Ctrl-C stops it)
+run: $(INSTALLED) $(WEB_BUILT) ## Bring up the whole platform in the foreground (Ctrl-C stops it)
 	$(BIN)/finone up
 
 .PHONY: demo
-demo: $(INSTALLED) ## Bring up the platform streaming bundled stock history (no internet needed)
+demo: $(INSTALLED) $(WEB_BUILT) ## Bring up the platform on bundled stock history and a simulated crypto market (no internet needed)
 	$(BIN)/finone up --demo
 
+PACKAGES := core training actors serve cluster
+
+.PHONY: check
+check: $(INSTALLED) ## The house checks: the layer contracts, ruff, mypy
+	$(BIN)/lint-imports
+	$(BIN)/ruff check $(PACKAGES) bench tests
+	$(BIN)/ruff format --check $(PACKAGES) bench tests
+	$(BIN)/mypy
+
 .PHONY: test
-test: $(INSTALLED) ## Run the test suite (what CI runs)
+test: check $(WEB_BUILT) $(CHROMIUM) ## Run the house checks, the web app's unit tests and the suite (CI)
+	npm --prefix $(WEB) test
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
 	exit $$status
@@ -59,4 +99,4 @@ compose-up: ## Build the image and start the platform with Docker Compose (2 Ray
 
 .PHONY: clean
 clean: ## Remove the virtual environment and caches (keeps .finone/ data)
-	rm -rf $(VENV) .pytest_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

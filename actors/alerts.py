@@ -13,7 +13,6 @@ import logging
 import time
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
-from typing import Any
 
 import asyncpg
 import msgspec
@@ -21,14 +20,16 @@ import ray
 import redis.asyncio as aioredis
 import redis.exceptions
 from ray.util.metrics import Counter, Gauge
+from redis.typing import KeyT, StreamIdT
 
 from actors.alert_engine import AlertEngine, Fired
 from actors.alert_store import mark_triggered, waiting_rules
-from cluster.events import AlertTriggered, Bar, Trade, decode_event, encode_event
-from cluster.redis_keys import EVENT_FIELD, alert_stream_key, stream_key
-from cluster.stream_ids import read_lag_s
+from core.events import AlertTriggered, Bar, Trade, decode_event, encode_event
+from core.redis_keys import EVENT_FIELD, alert_stream_key, stream_key
+from core.redis_replies import stream_entries, stream_reads
+from core.stream_ids import read_lag_s
 
-__all__ = ["ALERTS_ACTOR_NAME", "AlertEvaluator", "AlertEvaluatorCore"]
+__all__ = ["ALERTS_ACTOR_NAME", "AlertEvaluator", "AlertsReport", "AlertEvaluatorCore"]
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,8 @@ class AlertEvaluatorCore:
         self._database_url = database_url
         self._pool: asyncpg.Pool | None = None
         self._engine = AlertEngine()
-        self._positions: dict[str, str] = {}
+        # Typed as XREAD takes it: redis-py asks for a Dict of any key and id spelling.
+        self._positions: dict[KeyT, StreamIdT] = {}
         self.fired = 0
         self.errors = 0
         self.waiting = 0
@@ -92,14 +94,16 @@ class AlertEvaluatorCore:
         for key in set(self._positions) - wanted:
             del self._positions[key]
         for key in wanted - set(self._positions):
-            newest = await self._redis.xrevrange(key, count=1)
+            newest = stream_entries(await self._redis.xrevrange(key, count=1))
             self._positions[key] = newest[0][0].decode() if newest else "0-0"
 
     async def _evaluate(self) -> None:
         if not self._positions:
             await asyncio.sleep(_BLOCK_MS / 1000)
             return
-        replies = await self._redis.xread(self._positions, count=1_000, block=_BLOCK_MS)
+        replies = stream_reads(
+            await self._redis.xread(self._positions, count=1_000, block=_BLOCK_MS)
+        )
         if self._on_read is not None:
             self._on_read(read_lag_s(replies))
         for key, entries in replies:
@@ -153,6 +157,13 @@ class AlertEvaluatorCore:
             self._on_fired()
 
 
+class AlertsReport(msgspec.Struct, frozen=True, kw_only=True):
+    running: bool
+    waiting: int
+    fired: int
+    errors: int
+
+
 @ray.remote(max_restarts=-1, num_cpus=0.1)
 class AlertEvaluator:
     """The evaluator as a long-lived Ray actor; restarted by Ray if its process dies."""
@@ -169,13 +180,13 @@ class AlertEvaluator:
         self._stop = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._core.run(self._stop))
 
-    async def status(self) -> dict[str, Any]:
-        return {
-            "running": not self._task.done(),
-            "waiting": self._core.waiting,
-            "fired": self._core.fired,
-            "errors": self._core.errors,
-        }
+    async def status(self) -> AlertsReport:
+        return AlertsReport(
+            running=not self._task.done(),
+            waiting=self._core.waiting,
+            fired=self._core.fired,
+            errors=self._core.errors,
+        )
 
     async def shutdown(self) -> None:
         self._stop.set()

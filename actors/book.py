@@ -28,7 +28,7 @@ Levels are ordered by the price's value, best first. Methods:
   reached them.
 
 ``checked_levels(levels)`` checks levels already decoded. Every reader of levels holds numbers to
-the rule of ``cluster.events.checked_decimal`` (positive prices, non-negative sizes).
+the rule of ``core.events.checked_decimal`` (positive prices, non-negative sizes).
 ``okx_checksum(bids, asks)`` is OKX's signed CRC32 over the best 25 levels per side.
 """
 

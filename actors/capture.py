@@ -3,11 +3,11 @@
 The format is the one of the recordings in ``../shared/captures`` (cryptofeed's), so the feed
 actors' own recordings and those replay through the same code:
 
-    wss://host/path <-> 1633998511.159679                 a connection opened at that unix time
-    wss://host/path <- 1652459225.29: {"op":"subscribe"}    a frame the client sent
-    1633998512.0633569: {"stream":"...","data":{...}}       a frame received
-    https://host/path?query -> 1633998512.32: {...}          a REST reply (``*.http.*`` / ``*.0`` files)
-    configuration: {...}                                     what was subscribed (ignored on replay)
+    wss://host/path <-> 1633998511.159679               a connection opened at that unix time
+    wss://host/path <- 1652459225.29: {"op":"subscribe"}  a frame the client sent
+    1633998512.0633569: {"stream":"...","data":{...}}     a frame received
+    https://host/path?query -> 1633998512.32: {...}       a REST reply (``*.http.*``, ``*.0``)
+    configuration: {...}                                  what was subscribed (ignored on replay)
 """
 
 from __future__ import annotations

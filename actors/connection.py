@@ -34,7 +34,7 @@ from websockets.typing import Data
 
 from actors.capture import CaptureWriter
 from actors.venues.base import ConnectionSpec, Output, Problem, RestRequest, VenueAdapter
-from cluster.events import feed_status_now
+from core.events import feed_status_now
 
 __all__ = ["ConnectionRunner", "ConnectionStats", "Backoff", "Emit", "FRAMES_BETWEEN_YIELDS"]
 
@@ -68,6 +68,8 @@ class Backoff:
 @dataclass
 class ConnectionStats:
     state: str = "connecting"
+    # Why the state is what it is, where that is not plain from the state itself.
+    detail: str = ""
     connected_since_ns: int | None = None
     last_message_ns: int | None = None
     messages: int = 0
@@ -80,7 +82,10 @@ class ConnectionStats:
         sending garbage must not flood the logs."""
         if not self.problems[problem.kind]:
             log.warning(
-                "%s %s: %s (further ones are only counted)", connection, problem.kind, problem.detail
+                "%s %s: %s (further ones are only counted)",
+                connection,
+                problem.kind,
+                problem.detail,
             )
         self.problems[problem.kind] += 1
 

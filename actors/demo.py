@@ -1,9 +1,15 @@
-"""The demo market: real daily stock history replayed as a live feed, on any machine.
+"""The demo markets, on any machine: real daily stock history replayed as a live feed, and a
+simulated crypto exchange streaming trades, quotes and books.
 
 The history is the public-domain Quandl WIKI prices bundled in ``bokeh_sampledata`` (AAPL, GOOG,
-IBM, MSFT up to 2013-03-01), adjusted for splits and dividends. It is written once as an Alpaca-protocol capture file — daily bars,
-``{"T": "d", ...}``, one frame per trading day — and streamed by the replay venue through the
-same Alpaca adapter a live feed uses, a trading day every ``FINONE_DEMO_PACE_S`` seconds.
+IBM, MSFT up to 2013-03-01), adjusted for splits and dividends. It is written once as an
+Alpaca-protocol capture file (daily bars, ``{"T": "d", ...}``, one frame per trading day) and
+streamed by the replay venue through the same Alpaca adapter a live feed uses, a trading day
+every ``FINONE_DEMO_PACE_S`` seconds. At its end (2013-03-01) the feed stops and says so: starting
+over would send prices back two years beside the history already recorded.
+
+The crypto market is ``actors.simulated``'s: made-up prices served over OKX's protocol by the
+SimulatedVenue actor, streamed by a feed of the ``simulated`` venue.
 """
 
 from __future__ import annotations
@@ -15,12 +21,24 @@ import msgspec
 import pandas as pd
 
 from actors.capture import CaptureWriter
+from actors.simulated.market import LISTINGS
 from actors.venues.alpaca import AlpacaAdapter
 from actors.venues.base import VenueConfig
+from actors.venues.simulated import SimulatedAdapter
 
-__all__ = ["DEMO_SYMBOLS", "demo_capture", "demo_config", "stock_history"]
+__all__ = [
+    "DEMO_SYMBOLS",
+    "DEMO_REPLAY_FROM",
+    "demo_capture",
+    "demo_config",
+    "simulated_config",
+    "stock_history",
+]
 
 DEMO_SYMBOLS = ("AAPL", "GOOG", "IBM", "MSFT")
+# The demo loads the days before this as history and replays the rest as the live market, so
+# live bars carry the history on instead of starting over years before its end.
+DEMO_REPLAY_FROM = pd.Timestamp("2011-01-01")
 _URL = "wss://stream.data.alpaca.markets/v2/iex"
 _encode = msgspec.json.Encoder().encode
 
@@ -59,11 +77,14 @@ def _bar_message(row: pd.Series) -> dict[str, object]:
 
 
 def demo_capture(directory: Path, symbols: tuple[str, ...] = DEMO_SYMBOLS) -> Path:
-    """The history as a capture file (written on first use), in the Alpaca stream's protocol."""
-    path = directory / f"demo-adjusted-{'-'.join(symbols)}.ws"
+    """The history from ``DEMO_REPLAY_FROM`` on as a capture file (written on first use), in
+    the Alpaca stream's protocol."""
+    since = DEMO_REPLAY_FROM.strftime("%Y%m%d")
+    path = directory / f"demo-adjusted-{'-'.join(symbols)}-from-{since}.ws"
     if path.exists():
         return path
     history = stock_history(symbols)
+    history = history[history["date"] >= DEMO_REPLAY_FROM]
     partial = path.with_suffix(".partial")
     writer = CaptureWriter(partial)
     now = time.time_ns()
@@ -73,7 +94,9 @@ def demo_capture(directory: Path, symbols: tuple[str, ...] = DEMO_SYMBOLS) -> Pa
     writer.received(_encode([{"T": "success", "msg": "authenticated"}]).decode(), now)
     writer.sent(_URL, _encode({"action": "subscribe", "bars": list(symbols)}).decode(), now)
     writer.received(
-        _encode([{"T": "subscription", "trades": [], "quotes": [], "bars": list(symbols)}]).decode(),
+        _encode(
+            [{"T": "subscription", "trades": [], "quotes": [], "bars": list(symbols)}]
+        ).decode(),
         now,
     )
     for day, rows in history.groupby("date", sort=True):
@@ -85,7 +108,7 @@ def demo_capture(directory: Path, symbols: tuple[str, ...] = DEMO_SYMBOLS) -> Pa
 
 
 def demo_config(capture_dir: Path, pace_s: float) -> VenueConfig:
-    """The replay-venue feed that streams the demo history, looping."""
+    """The replay-venue feed that streams the demo history once."""
     return VenueConfig(
         venue=AlpacaAdapter.venue,
         symbols=list(DEMO_SYMBOLS),
@@ -95,5 +118,15 @@ def demo_config(capture_dir: Path, pace_s: float) -> VenueConfig:
         api_secret="demo",
         replay_file=str(demo_capture(capture_dir)),
         replay_pace_s=pace_s,
-        replay_loop=True,
+        replay_loop=False,
+    )
+
+
+def simulated_config(ws_url: str | None) -> VenueConfig:
+    """The feed of the simulated exchange listening at ``ws_url``: every listing, every channel."""
+    return VenueConfig(
+        venue=SimulatedAdapter.venue,
+        symbols=[listing.inst_id for listing in LISTINGS],
+        channels=["trades", "quotes", "book"],
+        ws_url=ws_url,
     )

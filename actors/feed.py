@@ -16,9 +16,9 @@ import os
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any
 
 import httpx
+import msgspec
 import ray
 from ray.util.metrics import Counter, Gauge, Histogram
 
@@ -28,16 +28,29 @@ from actors.publisher import RedisPublisher
 from actors.replay import ReplayRunner
 from actors.venues import adapter_for
 from actors.venues.base import ConfigError, ConnectionSpec, Output, VenueConfig
-from cluster.events import FeedStatus, Gap, feed_status_now
+from core.events import FeedStatus, Gap, feed_status_now
 
-__all__ = ["FeedActor", "feed_actor_name"]
+__all__ = ["FeedActor", "FeedReport"]
 
 log = logging.getLogger(__name__)
 
 RATE_WINDOW_S = 10.0
 # Seconds: batches leave within milliseconds (5 ms batching); seconds mean Redis is struggling.
 PUBLISH_BUCKETS_S = [
-    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
+    0.0005,
+    0.001,
+    0.002,
+    0.005,
+    0.01,
+    0.02,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
 ]
 
 
@@ -45,8 +58,30 @@ PUBLISH_BUCKETS_S = [
 GC_YOUNG_THRESHOLD = 10_000
 
 
-def feed_actor_name(connection: str) -> str:
-    return f"feed:{connection}"
+class FeedReport(msgspec.Struct, frozen=True, kw_only=True):
+    """One feed connection as its actor reports it. ``state`` is the runner's (connecting, live,
+    reconnecting, ...), ``failed`` when the adapter could not start, ``unreachable`` when a
+    reader got no answer; the counters are absent then."""
+
+    venue: str
+    connection: str
+    state: str
+    detail: str = ""
+    symbols: list[str] = []
+    connected_since_ns: int | None = None
+    last_message_age_s: float | None = None
+    messages: int | None = None
+    events: int | None = None
+    messages_per_s: float | None = None
+    events_per_s: float | None = None
+    gaps: int | None = None
+    reconnects: int | None = None
+    problems: dict[str, int] = {}
+    recording: bool | None = None
+    # Events written to Redis, and those queued for it (grows while Redis is unreachable).
+    published: int | None = None
+    unpublished: int | None = None
+    redis_ok: bool | None = None
 
 
 def _tune_garbage_collection() -> None:
@@ -144,7 +179,7 @@ class FeedActor:
         self._stop = asyncio.Event()
         self._http = httpx.AsyncClient()
         self._runner: ConnectionRunner | ReplayRunner | None = None
-        self._error: str | None = None
+        self._error = ""
         self._sink = _FeedSink(self._publisher, self._metrics)
         self._samples: deque[tuple[float, int, int]] = deque()
         try:
@@ -167,7 +202,9 @@ class FeedActor:
                 loop=config.replay_loop,
             )
         else:
-            self._runner = ConnectionRunner(adapter, spec, self._sink, http=self._http, backoff=Backoff())
+            self._runner = ConnectionRunner(
+                adapter, spec, self._sink, http=self._http, backoff=Backoff()
+            )
         if record and isinstance(self._runner, ConnectionRunner):
             self._start_recording()
         loop = asyncio.get_running_loop()
@@ -184,7 +221,9 @@ class FeedActor:
         raise ConfigError(f"the venue no longer plans a connection named {name!r}")
 
     def _publish_status(self, state: str, detail: str) -> None:
-        self._publisher.publish([feed_status_now(self.config.venue, self.connection, state, detail)])
+        self._publisher.publish(
+            [feed_status_now(self.config.venue, self.connection, state, detail)]
+        )
 
     async def _sample_rates(self) -> None:
         """Keep a window of (time, messages, events) so status can report per-second rates."""
@@ -217,35 +256,40 @@ class FeedActor:
         elapsed = max(t1 - t0, 1e-9)
         return (m1 - m0) / elapsed, (e1 - e0) / elapsed
 
-    async def status(self) -> dict[str, Any]:
-        """What an operator needs to judge this connection, as plain data."""
-        base: dict[str, Any] = {"venue": self.config.venue, "connection": self.connection}
+    async def status(self) -> FeedReport:
+        """What an operator needs to judge this connection."""
         if self._runner is None:
-            return {**base, "state": "failed", "detail": self._error}
+            return FeedReport(
+                venue=self.config.venue,
+                connection=self.connection,
+                state="failed",
+                detail=self._error,
+            )
         stats = self._runner.stats
         now = time.time_ns()
         messages_per_s, events_per_s = self._rates()
-        return {
-            **base,
-            "state": stats.state,
-            "detail": "",
-            "symbols": list(self._runner.spec.symbols),
-            "connected_since_ns": stats.connected_since_ns,
-            "last_message_age_s": (
+        return FeedReport(
+            venue=self.config.venue,
+            connection=self.connection,
+            state=stats.state,
+            detail=stats.detail,
+            symbols=list(self._runner.spec.symbols),
+            connected_since_ns=stats.connected_since_ns,
+            last_message_age_s=(
                 None if stats.last_message_ns is None else (now - stats.last_message_ns) / 1e9
             ),
-            "messages": stats.messages,
-            "events": stats.events,
-            "messages_per_s": round(messages_per_s, 1),
-            "events_per_s": round(events_per_s, 1),
-            "gaps": self._sink.gaps,
-            "reconnects": stats.reconnects,
-            "problems": dict(stats.problems),
-            "recording": self._runner.capture is not None,
-            "published": self._publisher.stats.published,
-            "unpublished": self._publisher.backlog(),
-            "redis_ok": self._publisher.stats.redis_ok,
-        }
+            messages=stats.messages,
+            events=stats.events,
+            messages_per_s=round(messages_per_s, 1),
+            events_per_s=round(events_per_s, 1),
+            gaps=self._sink.gaps,
+            reconnects=stats.reconnects,
+            problems=dict(stats.problems),
+            recording=self._runner.capture is not None,
+            published=self._publisher.stats.published,
+            unpublished=self._publisher.backlog(),
+            redis_ok=self._publisher.stats.redis_ok,
+        )
 
     async def pid(self) -> int:
         """The actor's process (operators and tests kill it, benchmarks read its memory)."""

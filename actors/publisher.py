@@ -30,8 +30,8 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from cluster.events import AnyEvent, FeedStatus, Gap, MarketEvent, Quote, encode_event
-from cluster.redis_keys import (
+from core.events import AnyEvent, FeedStatus, Gap, MarketEvent, Quote, encode_event
+from core.redis_keys import (
     EVENT_FIELD,
     QUOTES_HASH,
     channels_of,
@@ -248,7 +248,12 @@ class RedisPublisher:
     def _gaps_for_lost(self) -> list[Gap]:
         now = time.time_ns()
         return [
-            Gap(instrument=i, exchange_ts_ns=now, receive_ts_ns=now, reason="publisher buffer overflow")
+            Gap(
+                instrument=i,
+                exchange_ts_ns=now,
+                receive_ts_ns=now,
+                reason="publisher buffer overflow",
+            )
             for i in sorted(self._lost)
         ]
 

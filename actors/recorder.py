@@ -24,7 +24,6 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import asyncpg
 import msgspec
@@ -33,8 +32,7 @@ import redis.asyncio as aioredis
 from ray.util.metrics import Counter, Gauge
 from redis.exceptions import RedisError, ResponseError
 
-from cluster.bars_import import INTERVAL_NS
-from cluster.events import (
+from core.events import (
     AnyEvent,
     Bar,
     Trade,
@@ -43,9 +41,18 @@ from cluster.events import (
     checked_decimal,
     decode_event,
 )
-from cluster.redis_keys import EVENT_FIELD, stream_key
+from core.intervals import INTERVAL_NS
+from core.redis_keys import EVENT_FIELD, stream_key
+from core.redis_replies import StreamReads, stream_reads
 
-__all__ = ["Recorder", "RecorderCore", "BAR_INTERVALS", "RECORDER_ACTOR_NAME", "CONSUMER_GROUP"]
+__all__ = [
+    "Recorder",
+    "RecorderReport",
+    "RecorderCore",
+    "BAR_INTERVALS",
+    "RECORDER_ACTOR_NAME",
+    "CONSUMER_GROUP",
+]
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +94,8 @@ INSERT INTO bars (instrument_id, interval, start_ts_ns, open, high, low, close, 
 SELECT t.instrument_id, $3::text, t.bucket,
        (array_agg(t.price ORDER BY t.exchange_ts_ns, t.receive_ts_ns, t.trade_id))[1],
        max(t.price), min(t.price),
-       (array_agg(t.price ORDER BY t.exchange_ts_ns DESC, t.receive_ts_ns DESC, t.trade_id DESC))[1],
+       (array_agg(t.price
+                  ORDER BY t.exchange_ts_ns DESC, t.receive_ts_ns DESC, t.trade_id DESC))[1],
        sum(t.size), count(*), sum(t.price * t.size) / sum(t.size)
 FROM (
     SELECT trades.*, trades.exchange_ts_ns - trades.exchange_ts_ns % $4 AS bucket
@@ -190,12 +198,14 @@ class RecorderCore:
             if not self._streams:
                 await asyncio.sleep(self.block_ms / 1000)
                 continue
-            replies = await self._redis.xreadgroup(
-                CONSUMER_GROUP,
-                self.consumer,
-                {key: ">" for key in self._streams},
-                count=self.batch_size,
-                block=self.block_ms,
+            replies = stream_reads(
+                await self._redis.xreadgroup(
+                    CONSUMER_GROUP,
+                    self.consumer,
+                    {key: ">" for key in self._streams},
+                    count=self.batch_size,
+                    block=self.block_ms,
+                )
             )
             if replies:
                 await self._record(replies)
@@ -207,7 +217,9 @@ class RecorderCore:
         found: set[str] = set()
         for channel in ("trades", "bars"):
             pattern = stream_key(channel, "*")
-            found |= {key.decode() async for key in self._redis.scan_iter(match=pattern, _type="stream")}
+            found |= {
+                key.decode() async for key in self._redis.scan_iter(match=pattern, _type="stream")
+            }
         for key in found - self._streams:
             try:
                 await self._redis.xgroup_create(key, CONSUMER_GROUP, id="0", mkstream=True)
@@ -220,19 +232,24 @@ class RecorderCore:
 
     async def _drain_pending(self) -> None:
         while self._streams:
-            replies = await self._redis.xreadgroup(
-                CONSUMER_GROUP, self.consumer, {key: "0" for key in self._streams}, count=self.batch_size
+            replies = stream_reads(
+                await self._redis.xreadgroup(
+                    CONSUMER_GROUP,
+                    self.consumer,
+                    {key: "0" for key in self._streams},
+                    count=self.batch_size,
+                )
             )
             if not any(entries for _, entries in replies):
                 return
             await self._record(replies)
 
-    async def _record(self, replies: list[Any]) -> None:
+    async def _record(self, replies: StreamReads) -> None:
         acks: dict[str, list[bytes]] = {}
         steps: list[_Step] = []
         venue_bars: list[Bar] = []
         for key, entries in replies:
-            stream = key.decode() if isinstance(key, bytes) else key
+            stream = key.decode()
             for entry_id, fields in entries:
                 acks.setdefault(stream, []).append(entry_id)
                 event = _decode(fields)
@@ -347,7 +364,15 @@ async def _insert_trades(conn: asyncpg.Connection, rows: list[_TradeRow]) -> int
     await conn.copy_records_to_table(
         "incoming_trades",
         records=rows,
-        columns=["instrument_id", "trade_id", "exchange_ts_ns", "receive_ts_ns", "price", "size", "side"],
+        columns=[
+            "instrument_id",
+            "trade_id",
+            "exchange_ts_ns",
+            "receive_ts_ns",
+            "price",
+            "size",
+            "side",
+        ],
     )
     result = await conn.execute(
         "INSERT INTO trades SELECT * FROM incoming_trades ON CONFLICT DO NOTHING"
@@ -361,8 +386,18 @@ async def _insert_venue_bars(conn: asyncpg.Connection, bars: list[Bar]) -> int:
     columns = list(
         zip(
             *(
-                (b.instrument, b.interval, b.start_ts_ns, b.open, b.high, b.low, b.close,
-                 b.volume, b.trade_count, b.vwap)
+                (
+                    b.instrument,
+                    b.interval,
+                    b.start_ts_ns,
+                    b.open,
+                    b.high,
+                    b.low,
+                    b.close,
+                    b.volume,
+                    b.trade_count,
+                    b.vwap,
+                )
                 for b in bars
             ),
             strict=True,
@@ -405,6 +440,21 @@ def _stream_lag_s(stats: RecorderStats) -> float:
     return time.time() - stats.newest_committed_ms / 1000
 
 
+class RecorderReport(msgspec.Struct, frozen=True, kw_only=True):
+    """What the recorder has done since it started; ``last_commit_ns`` is None before the first."""
+
+    running: bool
+    streams: int
+    batches: int
+    entries: int
+    trades_written: int
+    trades_revised: int
+    bars_written: int
+    skipped: int
+    errors: int
+    last_commit_ns: int | None
+
+
 @ray.remote(max_restarts=-1, num_cpus=0.1)
 class Recorder:
     """The recorder as a long-lived Ray actor; restarted by Ray if its process dies."""
@@ -414,7 +464,9 @@ class Recorder:
         self._stop = asyncio.Event()
         tags_keys = ("consumer",)
         self._tags = {"consumer": consumer}
-        self._trades_metric = Counter("finone_recorder_trades", "Trades written to Postgres", tags_keys)
+        self._trades_metric = Counter(
+            "finone_recorder_trades", "Trades written to Postgres", tags_keys
+        )
         self._batches_metric = Counter("finone_recorder_batches", "Batches committed", tags_keys)
         self._lag_metric = Gauge(
             "finone_recorder_commit_age_seconds", "Seconds since the last commit", tags_keys
@@ -434,7 +486,9 @@ class Recorder:
         while True:
             stats = self._core.stats
             if stats.trades_written > reported.trades_written:
-                self._trades_metric.inc(stats.trades_written - reported.trades_written, tags=self._tags)
+                self._trades_metric.inc(
+                    stats.trades_written - reported.trades_written, tags=self._tags
+                )
             if stats.batches > reported.batches:
                 self._batches_metric.inc(stats.batches - reported.batches, tags=self._tags)
             reported = RecorderStats(trades_written=stats.trades_written, batches=stats.batches)
@@ -443,20 +497,20 @@ class Recorder:
             self._stream_lag_metric.set(_stream_lag_s(stats), tags=self._tags)
             await asyncio.sleep(1.0)
 
-    async def status(self) -> dict[str, Any]:
+    async def status(self) -> RecorderReport:
         s = self._core.stats
-        return {
-            "running": not self._task.done(),
-            "streams": s.streams,
-            "batches": s.batches,
-            "entries": s.entries,
-            "trades_written": s.trades_written,
-            "trades_revised": s.trades_revised,
-            "bars_written": s.bars_written,
-            "skipped": s.skipped,
-            "errors": s.errors,
-            "last_commit_ns": s.last_commit_ns,
-        }
+        return RecorderReport(
+            running=not self._task.done(),
+            streams=s.streams,
+            batches=s.batches,
+            entries=s.entries,
+            trades_written=s.trades_written,
+            trades_revised=s.trades_revised,
+            bars_written=s.bars_written,
+            skipped=s.skipped,
+            errors=s.errors,
+            last_commit_ns=s.last_commit_ns,
+        )
 
     async def pid(self) -> int:
         return os.getpid()

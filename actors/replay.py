@@ -24,7 +24,7 @@ from actors.venues.base import (
     RestRequest,
     VenueAdapter,
 )
-from cluster.events import AnyEvent, MarketEvent, feed_status_now
+from core.events import AnyEvent, MarketEvent, feed_status_now
 
 __all__ = [
     "Replay",
@@ -48,7 +48,7 @@ class ReplaySummary:
 
     def record(self, out: Output) -> None:
         for event in out.events:
-            kind = type(event).__struct_config__.tag
+            kind = str(type(event).__struct_config__.tag)
             self.events[kind] += 1
             if isinstance(event, MarketEvent):
                 self.instruments[event.instrument][kind] += 1
@@ -240,7 +240,7 @@ class ReplayRunner:
     It looks like ``ConnectionRunner`` to the feed actor (``run``, ``stats``, ``spec``) and
     replays the file through the adapter on the actor's event loop, a frame every ``pace_s``
     seconds or as fast as possible, from the start again when ``loop`` is set, with a gap
-    between rounds.
+    between rounds. Without ``loop`` it stops at the end of the file, until a restart.
     """
 
     def __init__(
@@ -265,6 +265,7 @@ class ReplayRunner:
         # Recording a replay would only copy the file; the feed actor's switch leaves it None.
         self.capture: CaptureWriter | None = None
         self._restart = False
+        self._restarted = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
         lines, rest_lines = await asyncio.to_thread(
@@ -272,7 +273,8 @@ class ReplayRunner:
         )
         while not stop.is_set():
             self._restart = False
-            self.stats.state = "live"
+            self._restarted.clear()
+            self.stats.state, self.stats.detail = "live", ""
             self.stats.connected_since_ns = time.time_ns()
             live = feed_status_now(
                 self.adapter_type.venue, self.spec.name, "live", f"replaying {self.ws_file.name}"
@@ -280,13 +282,32 @@ class ReplayRunner:
             self.emit(Output(events=[live]))
             replay = Replay(self.adapter_type, lines, rest_lines, summarize=False)
             await self._play(replay, stop)
-            self._emit_all([replay.adapter.on_close(self.spec, "replay restarted", time.time_ns())])
-            if not (self.loop or self._restart):
-                break
-            self.stats.reconnects += 1
+            starts_over = self.loop or self._restart
+            reason = "replay restarted" if starts_over else "replay ended"
+            self._emit_all([replay.adapter.on_close(self.spec, reason, time.time_ns())])
+            if not (starts_over or stop.is_set()):
+                await self._wait_at_the_end(stop)
+            if not stop.is_set():
+                self.stats.reconnects += 1
         self.stats.state = "stopped"
         stopped = feed_status_now(self.adapter_type.venue, self.spec.name, "stopped")
         self.emit(Output(events=[stopped]))
+
+    async def _wait_at_the_end(self, stop: asyncio.Event) -> None:
+        """A replay played to its end is stopped, saying so, until an operator restarts it."""
+        ended = f"replayed {self.ws_file.name} to its end; a restart plays it again"
+        self.stats.state, self.stats.detail = "stopped", ended
+        self.emit(
+            Output(
+                events=[feed_status_now(self.adapter_type.venue, self.spec.name, "stopped", ended)]
+            )
+        )
+        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._restarted.wait())]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
 
     async def _play(self, replay: Replay, stop: asyncio.Event) -> None:
         stats = self.stats
@@ -320,3 +341,4 @@ class ReplayRunner:
     def close_now(self) -> None:
         """Start the replay over from the beginning (the operator's restart)."""
         self._restart = True
+        self._restarted.set()

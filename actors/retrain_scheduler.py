@@ -2,7 +2,8 @@
 once enough new bars have arrived, one run at a time, and says what it is doing.
 
 A run is ``training.pipeline.retrain`` (search, walk-forward judgement, MLflow, gate), made in
-a worker thread so the actor keeps answering ``status`` and ``trigger`` meanwhile.
+a worker thread so the actor keeps answering ``status`` and ``trigger`` meanwhile; the report's
+detail follows its steps (each trial of the search, each fold of the judgement).
 """
 
 from __future__ import annotations
@@ -12,19 +13,27 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import asyncpg
+import msgspec
 import ray
 from ray.util.metrics import Counter, Gauge
 
 from training.datasets import load_dataset
 from training.errors import DatasetError
-from training.evaluation import WalkForward
+from training.evaluation import Step, WalkForward
 from training.pipeline import retrain
 from training.search import SearchSettings
 
-__all__ = ["RETRAIN_ACTOR_NAME", "RetrainPlan", "RetrainScheduler"]
+__all__ = [
+    "RETRAIN_ACTOR_NAME",
+    "RetrainPlan",
+    "RetrainScheduler",
+    "RetrainReport",
+    "RetrainDecision",
+    "RetrainState",
+]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +50,30 @@ class RetrainPlan:
     walk_forward: WalkForward
     search: SearchSettings
     storage: str
+    # Look for history at once rather than after a poll: the demo, whose history is loaded at
+    # start, then has its first champion within minutes.
+    first_run_at_once: bool = False
+
+
+RetrainState = Literal["waiting", "training", "idle", "failed"]
+
+
+class RetrainDecision(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a run moved (or left) a registered model's alias, and why."""
+
+    model: str
+    version: str
+    alias: str
+    reason: str
+
+
+class RetrainReport(msgspec.Struct, frozen=True, kw_only=True):
+    state: RetrainState
+    detail: str
+    runs: int
+    last_run_at: float | None
+    decisions: list[RetrainDecision]
+    instruments: list[str]
 
 
 @ray.remote(max_restarts=-1, num_cpus=0.1)
@@ -49,12 +82,12 @@ class RetrainScheduler:
         self._database_url = database_url
         self._tracking_uri = tracking_uri
         self._plan = plan
-        self._state = "waiting"
+        self._state: RetrainState = "waiting"
         self._detail = "no run yet"
         self._runs = 0
         self._last_run_at: float | None = None
         self._bars_at_last_run = 0
-        self._last_decisions: list[dict[str, str]] = []
+        self._last_decisions: list[RetrainDecision] = []
         self._running: asyncio.Task[None] | None = None
         self._runs_metric = Counter(
             "finone_retrain_runs", "Retraining runs ended, per outcome", ("outcome",)
@@ -67,15 +100,15 @@ class RetrainScheduler:
         )
         self._loop = asyncio.get_running_loop().create_task(self._watch())
 
-    async def status(self) -> dict[str, Any]:
-        return {
-            "state": self._state,
-            "detail": self._detail,
-            "runs": self._runs,
-            "last_run_at": self._last_run_at,
-            "decisions": self._last_decisions,
-            "instruments": list(self._plan.instruments),
-        }
+    async def status(self) -> RetrainReport:
+        return RetrainReport(
+            state=self._state,
+            detail=self._detail,
+            runs=self._runs,
+            last_run_at=self._last_run_at,
+            decisions=self._last_decisions,
+            instruments=list(self._plan.instruments),
+        )
 
     async def trigger(self) -> bool:
         """Start a run now; False when one is already running."""
@@ -85,8 +118,10 @@ class RetrainScheduler:
         return True
 
     async def _watch(self) -> None:
+        wait_s = 0.0 if self._plan.first_run_at_once else _POLL_S
         while True:
-            await asyncio.sleep(_POLL_S)
+            await asyncio.sleep(wait_s)
+            wait_s = _POLL_S
             if self._running is not None and not self._running.done():
                 continue
             try:
@@ -97,7 +132,12 @@ class RetrainScheduler:
             due = self._last_run_at is None or time.time() - self._last_run_at >= self._plan.every_s
             fresh = bars - self._bars_at_last_run >= self._plan.min_new_bars
             if bars and (due or fresh):
-                reason = "schedule" if due else f"{bars - self._bars_at_last_run} new bars"
+                if self._last_run_at is None:
+                    reason = "first run"
+                elif due:
+                    reason = "schedule"
+                else:
+                    reason = f"{bars - self._bars_at_last_run} new bars"
                 self._running = asyncio.get_running_loop().create_task(self._run(reason))
 
     async def _bar_count(self) -> int:
@@ -126,6 +166,12 @@ class RetrainScheduler:
         try:
             bars = await self._bar_count()
             table = await load_dataset(self._database_url, list(plan.instruments), plan.interval)
+            self._detail = f"started ({reason}): searching {plan.search.samples} configurations"
+
+            def progress(step: Step) -> None:
+                # Called from the run's thread; the report reads whatever was written last.
+                self._detail = f"running ({reason}): {step.unit} done"
+
             result = await asyncio.to_thread(
                 retrain,
                 table,
@@ -135,6 +181,7 @@ class RetrainScheduler:
                 self._tracking_uri,
                 "finone-forecasters",
                 Path(plan.storage),
+                progress,
             )
         except DatasetError as error:
             self._state, self._detail = "waiting", f"not enough history: {error}"
@@ -147,7 +194,7 @@ class RetrainScheduler:
         self._last_run_at = time.time()
         self._bars_at_last_run = bars
         self._last_decisions = [
-            {"model": d.name, "version": d.version, "alias": d.alias, "reason": d.reason}
+            RetrainDecision(model=d.name, version=d.version, alias=d.alias, reason=d.reason)
             for d in result.decisions
         ]
         self._last_run_metric.set(self._last_run_at)

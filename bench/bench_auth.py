@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import secrets
 import statistics
 import sys
 import tempfile
@@ -27,7 +28,7 @@ from latency import percentiles_ms  # noqa: E402
 from local_services import local_services  # noqa: E402
 
 from cluster.ports import free_port  # noqa: E402
-from cluster.settings import Settings  # noqa: E402
+from core.settings import Settings  # noqa: E402
 from serve.app import create_api  # noqa: E402
 from serve.dependencies import AnyPrincipal, verify_bearer  # noqa: E402
 from serve.resources import Resources  # noqa: E402
@@ -54,7 +55,7 @@ async def main(logins: int, requests: int) -> None:
         async with local_services(Path(tmp)) as services:
             settings = Settings(
                 environment="test",
-                secret_key="bench-secret-not-for-production",
+                secret_key=secrets.token_hex(32),
                 redis_url=services.redis_url,
                 database_url=services.database_url,
                 mlflow_tracking_uri="http://127.0.0.1:1",

@@ -47,10 +47,11 @@ from actors.book import okx_checksum  # noqa: E402
 from actors.capture import CaptureWriter  # noqa: E402
 from actors.feed import FeedActor  # noqa: E402
 from actors.replay import read_capture_files, replay_lines  # noqa: E402
+from actors.simulated.okx import OkxMarket  # noqa: E402
 from actors.venues.base import VenueAdapter, VenueConfig  # noqa: E402
 from actors.venues.binance import BinanceAdapter  # noqa: E402
 from actors.venues.okx import OkxAdapter  # noqa: E402
-from cluster.events import AnyEvent, BookDelta, BookSnapshot  # noqa: E402
+from core.events import AnyEvent, BookDelta, BookSnapshot  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CAPTURES = ROOT.parent / "shared" / "captures"
@@ -73,7 +74,9 @@ class Recording:
         """Book levels carried by one pass's events (the work behind a book event)."""
         events: list[AnyEvent] = []
         self.run(events.extend)
-        return sum(len(e.bids) + len(e.asks) for e in events if isinstance(e, BookDelta | BookSnapshot))
+        return sum(
+            len(e.bids) + len(e.asks) for e in events if isinstance(e, BookDelta | BookSnapshot)
+        )
 
     def replay_config(self) -> VenueConfig:
         """The replay venue's configuration for this capture, looped as fast as possible."""
@@ -94,10 +97,7 @@ class Recording:
 
 
 def synthetic_okx_capture(path: Path, frames: int) -> Path:
-    """A steady-state OKX stream: two instruments, deltas of 1-4 levels, a trade every third frame."""
-    sys.path.insert(0, str(ROOT))
-    from tests.actors.venues.okx_server import OkxMarket
-
+    """A steady OKX stream: two instruments, deltas of 1-4 levels, a trade every third frame."""
     instruments = ("BTC-USDT", "ETH-USDT")
     market = OkxMarket(instruments, seed=7, depth=400)
     writer = CaptureWriter(path)
@@ -211,8 +211,8 @@ async def feed_actor_rates(
             elapsed = now_at - last_at
             rates.append(
                 (
-                    (now["messages"] - last["messages"]) / elapsed,
-                    (now["published"] - last["published"]) / elapsed,
+                    (now.messages - last.messages) / elapsed,
+                    (now.published - last.published) / elapsed,
                 )
             )
             last, last_at = now, now_at
@@ -288,7 +288,7 @@ async def feed_actor_peak_rss_mib(capture: Path, redis_url: str) -> float:
     try:
         while True:
             status = await actor.status.remote()
-            if status["state"] == "stopped" and status["unpublished"] == 0:
+            if status.state == "stopped" and status.unpublished == 0:
                 break
             await asyncio.sleep(0.2)
         pid = await actor.pid.remote()

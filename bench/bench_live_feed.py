@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import json
 import os
+import secrets
 import statistics
 import subprocess
 import sys
@@ -32,10 +33,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from local_services import local_services  # noqa: E402
 
 from actors.publisher import RedisPublisher  # noqa: E402
-from cluster.events import Trade  # noqa: E402
 from cluster.ports import free_port  # noqa: E402
-from cluster.redis_keys import stream_key  # noqa: E402
-from cluster.settings import Settings  # noqa: E402
+from core.events import Trade  # noqa: E402
+from core.redis_keys import stream_key  # noqa: E402
+from core.settings import Settings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTRUMENT = "bench:LIVE-USD"
@@ -69,9 +70,14 @@ class Client:
 
 async def connect_ours(url: str, token: str) -> Client:
     ws = await websockets.connect(
-        url, subprotocols=["finone.v1", f"bearer.{token}"], max_size=2**24, open_timeout=60  # type: ignore[list-item]
+        url,
+        subprotocols=["finone.v1", f"bearer.{token}"],
+        max_size=2**24,
+        open_timeout=60,  # type: ignore[list-item]
     )
-    await ws.send(json.dumps({"type": "subscribe", "instruments": [INSTRUMENT], "channels": ["trades"]}))
+    await ws.send(
+        json.dumps({"type": "subscribe", "instruments": [INSTRUMENT], "channels": ["trades"]})
+    )
     while json.loads(await ws.recv())["type"] != "subscribed":
         pass
     return Client(ws, acks=True)
@@ -106,8 +112,15 @@ async def run_case(
     while published < events:
         now = time.time_ns()
         burst = [
-            Trade(instrument=INSTRUMENT, trade_id=str(published + n), price="100.5", size="1",
-                  side="buy", exchange_ts_ns=now, receive_ts_ns=now)
+            Trade(
+                instrument=INSTRUMENT,
+                trade_id=str(published + n),
+                price="100.5",
+                size="1",
+                side="buy",
+                exchange_ts_ns=now,
+                receive_ts_ns=now,
+            )
             for n in range(min(50, events - published))
         ]
         publisher.publish(burst)
@@ -153,7 +166,7 @@ async def main(events_100: int, events_1000: int) -> None:
         async with local_services(Path(tmp)) as services:
             settings = Settings(
                 environment="test",
-                secret_key="bench-secret-not-for-production",
+                secret_key=secrets.token_hex(32),
                 redis_url=services.redis_url,
                 database_url=services.database_url,
                 mlflow_tracking_uri="http://127.0.0.1:9",
@@ -171,12 +184,21 @@ async def main(events_100: int, events_1000: int) -> None:
             async with httpx.AsyncClient() as http:
                 login = await http.post(
                     f"http://127.0.0.1:{api_port}/v1/auth/token",
-                    data={"grant_type": "password", "username": "bench@example.com", "password": PASSWORD},
+                    data={
+                        "grant_type": "password",
+                        "username": "bench@example.com",
+                        "password": PASSWORD,
+                    },
                 )
             token = login.json()["access_token"]
             plain = subprocess.Popen(
-                [sys.executable, str(ROOT / "bench" / "plain_ws_server.py"), services.redis_url,
-                 stream_key("trades", INSTRUMENT), str(plain_port)],
+                [
+                    sys.executable,
+                    str(ROOT / "bench" / "plain_ws_server.py"),
+                    services.redis_url,
+                    stream_key("trades", INSTRUMENT),
+                    str(plain_port),
+                ],
                 env={**os.environ, "PYTHONPATH": str(ROOT)},
             )
             publisher = RedisPublisher(services.redis_url)
@@ -194,7 +216,12 @@ async def main(events_100: int, events_1000: int) -> None:
                             serve_pids("ServeReplica:finone:Gateway"),
                             serve_pids("ProxyActor"),
                         ),
-                        ("plain uvicorn+FastAPI", lambda: connect_plain(plain_url), [plain.pid], []),
+                        (
+                            "plain uvicorn+FastAPI",
+                            lambda: connect_plain(plain_url),
+                            [plain.pid],
+                            [],
+                        ),
                     ):
                         result = await run_case(connect, clients, events, publisher, pids, proxy)
                         results.append((clients, events, name, result))
@@ -219,7 +246,11 @@ async def main(events_100: int, events_1000: int) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events-100", type=int, default=2_000, help="events published to 100 clients")
-    parser.add_argument("--events-1000", type=int, default=300, help="events published to 1,000 clients")
+    parser.add_argument(
+        "--events-100", type=int, default=2_000, help="events published to 100 clients"
+    )
+    parser.add_argument(
+        "--events-1000", type=int, default=300, help="events published to 1,000 clients"
+    )
     arguments = parser.parse_args()
     asyncio.run(main(arguments.events_100, arguments.events_1000))

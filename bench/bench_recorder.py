@@ -21,7 +21,7 @@ from local_services import local_services  # noqa: E402
 
 from actors.publisher import RedisPublisher  # noqa: E402
 from actors.recorder import RecorderCore  # noqa: E402
-from cluster.events import Trade  # noqa: E402
+from core.events import Trade  # noqa: E402
 
 INSTRUMENTS = ("binance:BTC-USDT", "binance:ETH-USDT", "okx:BTC-USDT", "coinbase:BTC-USD")
 
@@ -70,7 +70,9 @@ async def main() -> None:
     with tempfile.TemporaryDirectory(prefix="finone-bench-") as tmp:
         async with local_services(Path(tmp)) as services:
             rates = [
-                await one_run(services.redis_url, services.database_url, args.trades, run * args.trades)
+                await one_run(
+                    services.redis_url, services.database_url, args.trades, run * args.trades
+                )
                 for run in range(args.runs)
             ]
     print(

@@ -8,63 +8,20 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import psutil
 
-from cluster.processes import stack_pids
-from cluster.state import read_state
+sys.path.insert(0, str(Path(__file__).parent))
 
-FINONE = str(Path(sys.executable).parent / "finone")
-PORT_SETTINGS = (
-    "API", "REDIS", "POSTGRES", "MLFLOW", "RAY", "DASHBOARD", "METRICS",
-)
+from platform_process import platform_env, start_platform, stop_platform  # noqa: E402
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _environment(data_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FINONE_")}
-    env["FINONE_DATA_DIR"] = str(data_dir)
-    for name in PORT_SETTINGS:
-        env[f"FINONE_{name}_PORT"] = str(_free_port())
-    return env
-
-
-def _start(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], float]:
-    """Start the stack; return it with the seconds until /readyz answered 200."""
-    started = time.monotonic()
-    with log.open("ab") as out:
-        process = subprocess.Popen([FINONE, "up"], env=env, stdout=out, stderr=out)
-    url = f"http://127.0.0.1:{env['FINONE_API_PORT']}/readyz"
-    while True:
-        if process.poll() is not None:
-            raise SystemExit(f"finone up exited with {process.returncode}; see {log}")
-        try:
-            if httpx.get(url, timeout=5).status_code == 200:
-                return process, time.monotonic() - started
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> float:
-    started = time.monotonic()
-    process.send_signal(signal.SIGINT)
-    process.wait(120)
-    return time.monotonic() - started
+from cluster.processes import stack_pids  # noqa: E402
+from cluster.state import read_state  # noqa: E402
 
 
 def _memory_mib(pids: list[int]) -> tuple[float, float]:
@@ -88,22 +45,22 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="finone-bench-") as tmp:
         data_dir = Path(tmp) / "data"
-        env = _environment(data_dir)
+        env = platform_env(data_dir)
         log = Path(tmp) / "finone.log"
 
-        process, cold_s = _start(env, log)
+        process, cold_s = start_platform(env, log)
         time.sleep(args.idle_s)
         state = read_state(data_dir)
         assert state is not None
         pids = [state.supervisor_pid, *stack_pids(state.stack_id, state.children)]
         rss_mib, pss_mib = _memory_mib(pids)
-        stop_s = [_stop(process)]
+        stop_s = [stop_platform(process)]
 
         warm: list[float] = []
         for _ in range(args.warm_runs):
-            process, seconds = _start(env, log)
+            process, seconds = start_platform(env, log)
             warm.append(seconds)
-            stop_s.append(_stop(process))
+            stop_s.append(stop_platform(process))
 
     print(f"cpus: {os.cpu_count()}, processes in idle stack: {len(pids)}")
     print(f"cold start to ready:  {cold_s:6.1f} s  (first start: initdb, MLflow schema)")
@@ -112,7 +69,10 @@ def main() -> None:
         f"(min {min(warm):.1f}, max {max(warm):.1f}); target < 60 s"
     )
     print(f"stop (SIGINT) median: {statistics.median(stop_s):6.1f} s")
-    print(f"idle stack memory:    {pss_mib:6.0f} MiB PSS ({rss_mib:.0f} MiB summed RSS); target < 4096 MiB")
+    print(
+        f"idle stack memory:    {pss_mib:6.0f} MiB PSS ({rss_mib:.0f} MiB summed RSS); "
+        "target < 4096 MiB"
+    )
 
 
 if __name__ == "__main__":

@@ -27,8 +27,7 @@ import ray
 from mlflow import MlflowClient
 
 from actors.demo import DEMO_SYMBOLS, stock_history
-from cluster.embedded_mlflow import EmbeddedMlflow
-from cluster.health import check_mlflow, passes
+from cluster.embedded_mlflow import SERVICE_USERNAME, EmbeddedMlflow
 from cluster.ports import free_port
 from training.evaluation import WalkForward
 from training.features import make_features
@@ -76,9 +75,10 @@ def mlflow_server(data_dir: Path) -> Iterator[str]:
     server = EmbeddedMlflow(data_dir, "127.0.0.1", free_port(), os.environ)
     server.process.start()
     try:
-        asyncio.run(
-            server.process.wait_until_ready(lambda: passes(check_mlflow(server.url, 2.0)), 120)
-        )
+        asyncio.run(server.process.wait_until_ready(lambda: server.ready(2.0), 120))
+        # Before Ray starts: its workers (the trials) inherit the environment.
+        os.environ["MLFLOW_TRACKING_USERNAME"] = SERVICE_USERNAME
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = server.service_password
         yield server.url
     finally:
         server.process.stop()

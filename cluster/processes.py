@@ -12,28 +12,51 @@ import asyncio
 import contextlib
 import logging
 import os
+import pwd
 import signal
 import subprocess
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
-from cluster.errors import PlatformError
+from core.errors import PlatformError
 
 __all__ = [
     "ManagedProcess",
     "ChildRecord",
     "STACK_MARKER_ENV",
+    "PRIVATE_UMASK",
+    "service_env",
+    "as_system_user",
     "stack_pids",
     "kill_stack_processes",
 ]
 
 STACK_MARKER_ENV = "FINONE_STACK_ID"
 READY_POLL_S = 0.2
+# Files and directories the children create are their owner's only.
+PRIVATE_UMASK = 0o077
+# What a server that is not ours (Redis, Postgres) needs from the environment: not the
+# platform's secret, passwords or cloud credentials.
+_SERVICE_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", STACK_MARKER_ENV)
 
 log = logging.getLogger(__name__)
+
+
+def as_system_user(user: str | None) -> dict[str, Any]:
+    """``subprocess`` arguments that run a child as ``user`` with that user's own group and no
+    others: ``user=`` alone would leave it root's groups."""
+    if user is None:
+        return {}
+    return {"user": user, "group": pwd.getpwnam(user).pw_gid, "extra_groups": []}
+
+
+def service_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The part of ``env`` a third-party server is started with."""
+    return {name: env[name] for name in _SERVICE_ENV if name in env}
 
 
 class ChildRecord(msgspec.Struct, frozen=True):
@@ -78,9 +101,12 @@ class ManagedProcess:
         return self._popen.pid if self._popen else None
 
     def start(self) -> None:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._stopping = False
-        with self.log_path.open("ab") as out:
+        # Logs can hold connection URLs and tracebacks: the owner's only, like all the child
+        # writes (umask), from the moment each file is created.
+        fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "ab") as out:
             self._popen = subprocess.Popen(
                 self.argv,
                 env=self.env,
@@ -88,7 +114,8 @@ class ManagedProcess:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                user=self.user,
+                umask=PRIVATE_UMASK,
+                **as_system_user(self.user),
             )
         log.info("started %s (pid %d)", self.name, self._popen.pid)
 

@@ -18,14 +18,12 @@ from dataclasses import dataclass
 
 import asyncpg
 import httpx
+from pydantic import SecretStr
 
-from cluster.components import RAY_NAMESPACE, Component, components_to_deploy
-from cluster.embedded_mlflow import EmbeddedMlflow
-from cluster.embedded_postgres import DATABASE_NAME, EmbeddedPostgres
+from cluster.components import WEB_APP, Component, components_to_deploy
+from cluster.embedded_mlflow import ADMIN_USERNAME, SERVICE_USERNAME, EmbeddedMlflow
+from cluster.embedded_postgres import EmbeddedPostgres
 from cluster.embedded_redis import EmbeddedRedis
-from cluster.errors import PlatformError
-from cluster.health import check_mlflow, check_redis
-from cluster.migrate import upgrade_database
 from cluster.preflight import (
     DataDirLock,
     check_external_services,
@@ -34,8 +32,12 @@ from cluster.preflight import (
 )
 from cluster.processes import STACK_MARKER_ENV, ManagedProcess, kill_stack_processes
 from cluster.ray_head import RayHead, ray_auth_env
-from cluster.settings import Settings
 from cluster.state import StackState, read_state, remove_state, write_state
+from core.errors import PlatformError
+from core.health import check_redis
+from core.migrate import upgrade_database
+from core.named_actors import RAY_NAMESPACE
+from core.settings import Settings
 
 __all__ = ["LocalStack"]
 
@@ -87,6 +89,8 @@ class LocalStack:
         asyncio.run(self._wait_until_ready())
         applied = upgrade_database(self._database_url)
         log.info("database schema up to date (applied %s)", ", ".join(applied) or "nothing")
+        if self.settings.demo:
+            self._load_demo_history()
         self._connect_ray()
         # Components import Ray: only once _connect_ray has put the head's token in place.
         for component in components_to_deploy(self.settings):
@@ -97,6 +101,18 @@ class LocalStack:
         write_state(self.data_dir, state)
         self._owns_state = True
         return state
+
+    def _load_demo_history(self) -> None:
+        """The bundled stock history in the bars table before anything is deployed, so charts
+        and the first retraining have it at once; loading it again changes nothing."""
+        # Imported here: pandas and the history are for the demo alone.
+        from actors.demo import DEMO_REPLAY_FROM
+        from cluster.sample_data import load_sample_bars
+
+        loaded = asyncio.run(load_sample_bars(self._database_url, before=DEMO_REPLAY_FROM))
+        inserted = sum(new for _, new, _ in loaded.values())
+        total = sum(bars for bars, _, _ in loaded.values())
+        log.info("bundled stock history: %d daily bars, %d of them new", total, inserted)
 
     @property
     def _database_url(self) -> str:
@@ -109,12 +125,14 @@ class LocalStack:
             return
         leftovers = kill_stack_processes(stale.stack_id, stale.children)
         if leftovers:
-            log.warning("stopped %d processes left by a stack that did not shut down", len(leftovers))
+            log.warning(
+                "stopped %d processes left by a stack that did not shut down", len(leftovers)
+            )
         remove_state(self.data_dir)
 
     def _start_processes(self) -> None:
         s = self.settings
-        updates: dict[str, str] = {}
+        updates: dict[str, str | SecretStr] = {}
         if s.redis_url is None:
             self._redis = EmbeddedRedis(self.data_dir, s.host, s.redis_port, self.env)
             updates["redis_url"] = self._redis.url
@@ -127,10 +145,14 @@ class LocalStack:
         if s.mlflow_tracking_uri is None:
             self._mlflow = EmbeddedMlflow(self.data_dir, s.host, s.mlflow_port, self.env)
             updates["mlflow_tracking_uri"] = self._mlflow.url
+            updates["mlflow_tracking_username"] = SERVICE_USERNAME
+            updates["mlflow_tracking_password"] = SecretStr(self._mlflow.service_password)
             self._mlflow.process.start()
         if s.ray_address is None:
             self._ray_head = self._new_ray_head()
             updates["ray_address"] = self._ray_head.address
+            if s.ray_dashboard_url is None:
+                updates["ray_dashboard_url"] = self._ray_head.dashboard_url
             self._ray_head.process.start()
         self.resolved = s.model_copy(update=updates)
 
@@ -188,7 +210,7 @@ class LocalStack:
 
     async def _mlflow_ready(self) -> bool:
         assert self._mlflow is not None
-        return (await check_mlflow(self._mlflow.url, self.settings.health_timeout_s)).ok
+        return await self._mlflow.ready(self.settings.health_timeout_s)
 
     async def _postgres_ready(self) -> bool:
         assert self._postgres is not None
@@ -198,14 +220,8 @@ class LocalStack:
             )
         except (OSError, asyncpg.PostgresError, TimeoutError):
             return False
-        try:
-            exists = await conn.fetchval(
-                "SELECT 1 FROM pg_database WHERE datname = $1", DATABASE_NAME
-            )
-            if not exists:
-                await conn.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
-        finally:
-            await conn.close()
+        await conn.close()
+        await self._postgres.provision(self.settings.health_timeout_s)
         return True
 
     async def _ray_head_ready(self) -> bool:
@@ -272,7 +288,12 @@ class LocalStack:
         urls: dict[str, str] = {}
         for component in self._deployed:
             urls.update(component.urls(self.resolved))
+        urls = dict(sorted(urls.items(), key=lambda item: item[0] != WEB_APP))
         urls["MLflow UI"] = state.mlflow_url
+        if self._mlflow is not None:
+            urls["MLflow UI"] += (
+                f"  (sign in as `{ADMIN_USERNAME}`, password: `finone mlflow-password` prints it)"
+            )
         if state.dashboard_url:
             urls["Ray dashboard"] = (
                 f"{state.dashboard_url}  (sign in with the token `finone dashboard-token` prints)"
@@ -338,7 +359,9 @@ class LocalStack:
             process.stop()
         leftovers = kill_stack_processes(self.stack_id)
         if leftovers:
-            log.warning("killed %d processes that outlived their parents: %s", len(leftovers), leftovers)
+            log.warning(
+                "killed %d processes that outlived their parents: %s", len(leftovers), leftovers
+            )
         if self._owns_state:
             remove_state(self.data_dir)
             self._owns_state = False

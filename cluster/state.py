@@ -1,4 +1,4 @@
-"""The running stack's description in ``<data_dir>/stack.json``: how ``status`` and ``down`` find it."""
+"""The running stack's description in ``<data_dir>/stack.json``: how status and down find it."""
 
 from __future__ import annotations
 

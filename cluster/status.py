@@ -8,11 +8,11 @@ import socket
 from pathlib import Path
 
 from cluster.components import registered_components
-from cluster.errors import PlatformError
-from cluster.health import Check, check_services
 from cluster.service_urls import ray_session
-from cluster.settings import Settings
 from cluster.state import StackState, read_state
+from core.errors import PlatformError
+from core.health import Check, check_services
+from core.settings import Settings
 
 __all__ = ["collect_status", "supervisor_is_running"]
 
@@ -61,7 +61,9 @@ def _ray_checks(state: StackState, settings: Settings) -> list[Check]:
     with ray_session(state.ray_address, state.ray_token_path):
         import ray  # after the session set up Ray's token: Ray reads it when first imported
 
-        alive = [node for node in ray.nodes() if node["Alive"]]
+        # Ray leaves ray.nodes unannotated.
+        nodes: list[dict[str, object]] = ray.nodes()  # type: ignore[no-untyped-call]
+        alive = [node for node in nodes if node["Alive"]]
         checks = [
             Check(
                 name="ray",
@@ -81,5 +83,7 @@ def _ray_checks(state: StackState, settings: Settings) -> list[Check]:
             try:
                 checks += component.health(resolved)
             except Exception as error:  # a broken component is a status line, not a crash
-                checks.append(Check(name=component.name, ok=False, detail=f"health check failed: {error}"))
+                checks.append(
+                    Check(name=component.name, ok=False, detail=f"health check failed: {error}")
+                )
         return checks

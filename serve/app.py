@@ -9,15 +9,15 @@ for one deployment's settings.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from ray import serve
-from ray.serve import Application
+from ray.serve import Application, Deployment
 from ray.serve.handle import DeploymentHandle
 
-from cluster.settings import Settings
+from core.settings import Settings
 from serve.errors import install_error_handlers
 from serve.inference.deployment import Forecaster
 from serve.metrics import RequestMetrics
@@ -36,8 +36,9 @@ from serve.routes import (
     stream,
     watchlists,
 )
+from serve.web_app import install_web_app
 
-__all__ = ["create_api", "Gateway", "application", "build_app", "APP_NAME"]
+__all__ = ["create_api", "Gateway", "application", "build_app", "openapi_document", "APP_NAME"]
 
 APP_NAME = "finone"
 
@@ -51,6 +52,9 @@ def create_api(resources: Resources) -> FastAPI:
             "Market data, history, forecasts and a live feed from the Finance One Stop cluster. "
             "Errors always read {code, message, details}; `code` is stable."
         ),
+        # Served by serve.web_app from local assets, so they work without internet.
+        docs_url=None,
+        redoc_url=None,
     )
     api.state.resources = resources
     install_error_handlers(api)
@@ -69,6 +73,7 @@ def create_api(resources: Resources) -> FastAPI:
     )
     for router in routers:
         api.include_router(router)
+    install_web_app(api, settings.web_dist)
     api.add_middleware(RequestSizeLimit, max_bytes=settings.max_request_bytes)
     api.add_middleware(
         CORSMiddleware,
@@ -87,7 +92,9 @@ def create_api(resources: Resources) -> FastAPI:
 class Gateway:
     """HTTP entry point of the platform; each replica builds its app for its settings."""
 
-    def __init__(self, settings: Settings, forecaster: DeploymentHandle | None = None) -> None:
+    def __init__(
+        self, settings: Settings, forecaster: DeploymentHandle[Forecaster] | None = None
+    ) -> None:
         if not settings.mlflow_tracking_uri:
             raise ValueError("the gateway needs MLFLOW_TRACKING_URI")
         self._resources = Resources(settings, forecaster)
@@ -105,11 +112,27 @@ def application(
     """The gateway bound to its inference deployment; ``options``: deployment name -> Serve
     deployment options (replicas, autoscaling) overriding the code's defaults."""
     options = options or {}
-    forecaster = Forecaster.options(**options.get("Forecaster", {})).bind(settings)
-    return Gateway.options(**options.get("Gateway", {})).bind(settings, forecaster)
+    # @serve.deployment made both classes Deployments; mypy keeps a decorated class's own type.
+    inference = cast(Deployment, Forecaster).options(**options.get("Forecaster", {}))
+    forecaster = inference.bind(settings)
+    return (
+        cast(Deployment, Gateway).options(**options.get("Gateway", {})).bind(settings, forecaster)
+    )
 
 
 def build_app(args: dict[str, Any]) -> Application:
     """Serve application builder; ``args`` override settings read from the environment. The
     config file that names it sets the deployments' options itself."""
     return application(Settings(**args))
+
+
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI document the gateway serves, built without reaching any service (nothing
+    connects until a request needs it)."""
+    settings = Settings(
+        environment="development",
+        redis_url="redis://127.0.0.1:1",
+        database_url="postgresql://finone@127.0.0.1:1/finone",
+        mlflow_tracking_uri="http://127.0.0.1:1",
+    )
+    return create_api(Resources(settings)).openapi()

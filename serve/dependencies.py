@@ -4,14 +4,19 @@ the role/scope checks. Endpoints declare what they need with the ``Annotated`` a
 from __future__ import annotations
 
 import ipaddress
+import logging
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, Any
 
+import asyncpg
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
+from redis.exceptions import RedisError
+from starlette.requests import HTTPConnection
 
+from serve.auth import audit
 from serve.auth.access_tokens import Principal, TokenError, UnknownKeyError
-from serve.auth.rate_limit import RateLimit, RateLimited
+from serve.auth.rate_limit import Attempt, RateLimit, RateLimited
 from serve.auth.roles import Scope
 from serve.errors import ApiError
 from serve.resources import Resources
@@ -21,6 +26,7 @@ __all__ = [
     "ResourcesDep",
     "ClientIp",
     "client_ip_of",
+    "audit_refusal",
     "AnyPrincipal",
     "AccountHolder",
     "Operator",
@@ -31,6 +37,8 @@ __all__ = [
     "rate_limited",
     "enforce_rate_limit",
 ]
+
+log = logging.getLogger(__name__)
 
 TOKEN_URL = "/v1/auth/token"
 _REALM = 'Bearer realm="finone"'
@@ -50,10 +58,11 @@ def get_resources(request: Request) -> Resources:
 ResourcesDep = Annotated[Resources, Depends(get_resources)]
 
 
-def client_ip_of(request: Request, trusted_proxies: list[str]) -> str:
-    """The caller's IP; behind a trusted proxy, the last address a trusted proxy saw."""
-    peer = request.client.host if request.client else "unknown"
-    forwarded = request.headers.get("x-forwarded-for")
+def client_ip_of(connection: HTTPConnection, trusted_proxies: list[str]) -> str:
+    """The caller's IP (of a request or a WebSocket); behind a trusted proxy, the last address a
+    trusted proxy saw."""
+    peer = connection.client.host if connection.client else "unknown"
+    forwarded = connection.headers.get("x-forwarded-for")
     if not forwarded or peer not in trusted_proxies:
         return peer
     for hop in reversed([h.strip() for h in forwarded.split(",")]):
@@ -84,9 +93,9 @@ def rate_limited(error: RateLimited) -> ApiError:
     )
 
 
-async def enforce_rate_limit(resources: Resources, rule: RateLimit, subject: str) -> None:
+async def enforce_rate_limit(resources: Resources, rule: RateLimit, subject: str) -> Attempt:
     try:
-        await resources.limiter.hit(rule, subject)
+        return await resources.limiter.hit(rule, subject)
     except RateLimited as error:
         raise rate_limited(error) from None
 
@@ -97,6 +106,8 @@ async def verify_bearer(resources: Resources, token: str) -> Principal:
     Raises TokenError for any token that must be refused. When Redis cannot be asked about
     revocations its error propagates: no token is accepted unchecked.
     """
+    # Refreshes a stale key ring first: a key revoked on another replica stops verifying here.
+    await resources.pool()
     try:
         principal = resources.tokens.decode(token)
     except UnknownKeyError:
@@ -107,20 +118,51 @@ async def verify_bearer(resources: Resources, token: str) -> Principal:
     return principal
 
 
+async def audit_refusal(
+    resources: Resources, ip: str, details: dict[str, Any], user_id: str | None = None
+) -> None:
+    """Record a refused request or live-feed handshake (the log limits how many it takes)."""
+    try:
+        await audit.record_denial(await resources.pool(), resources.limiter, ip, user_id, details)
+    except (OSError, asyncpg.PostgresError, RedisError) as failure:
+        # The refusal stands either way: an audit log that cannot be written must not turn a
+        # 401 into a 503.
+        log.warning("could not audit a refused request (%s)", type(failure).__name__)
+
+
+async def _denied(
+    request: Request, resources: Resources, ip: str, error: ApiError, user_id: str | None = None
+) -> ApiError:
+    """``error``, once recorded in the audit log."""
+    details = {
+        "status": error.status,
+        "code": error.code,
+        "reason": error.message,
+        "method": request.method,
+        "path": request.url.path,
+    }
+    await audit_refusal(resources, ip, details, user_id)
+    return error
+
+
 async def current_principal(
-    resources: ResourcesDep, token: Annotated[str | None, Depends(bearer)]
+    request: Request,
+    resources: ResourcesDep,
+    ip: ClientIp,
+    token: Annotated[str | None, Depends(bearer)],
 ) -> Principal:
     if not token:
-        raise ApiError(
+        missing = ApiError(
             401,
             "not_authenticated",
             "a bearer token is required",
             headers={"WWW-Authenticate": _REALM},
         )
+        raise await _denied(request, resources, ip, missing)
     try:
         return await verify_bearer(resources, token)
     except TokenError as error:
-        raise unauthorized(str(error)) from None
+        raise await _denied(request, resources, ip, unauthorized(str(error))) from None
 
 
 AnyPrincipal = Annotated[Principal, Depends(current_principal)]
@@ -128,15 +170,19 @@ AnyPrincipal = Annotated[Principal, Depends(current_principal)]
 _ROLE_FOR_SCOPE = {Scope.operations: "operator", Scope.admin: "admin"}
 
 
-def requires(scope: Scope) -> Callable[[Principal], Awaitable[Principal]]:
+def requires(scope: Scope) -> Callable[[Principal, Request, Resources, str], Awaitable[Principal]]:
     """A dependency admitting only callers whose token holds ``scope``; others get 403."""
 
-    async def check(principal: AnyPrincipal) -> Principal:
+    async def check(
+        principal: AnyPrincipal, request: Request, resources: ResourcesDep, ip: ClientIp
+    ) -> Principal:
         if scope in principal.scopes:
             return principal
         if principal.client_id is None and scope in _ROLE_FOR_SCOPE:
-            raise ApiError(403, "forbidden", f"this needs the {_ROLE_FOR_SCOPE[scope]} role")
-        raise ApiError(403, "forbidden", f"the token lacks the {scope.value!r} scope")
+            refusal = ApiError(403, "forbidden", f"this needs the {_ROLE_FOR_SCOPE[scope]} role")
+        else:
+            refusal = ApiError(403, "forbidden", f"the token lacks the {scope.value!r} scope")
+        raise await _denied(request, resources, ip, refusal, principal.user_id)
 
     return check
 

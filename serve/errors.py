@@ -7,6 +7,7 @@ unexpected exception becomes ``internal_error`` without a stack trace.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -17,10 +18,24 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
 
-__all__ = ["ApiError", "ErrorBody", "install_error_handlers", "error_response", "token_errors"]
+__all__ = [
+    "ApiError",
+    "ErrorBody",
+    "OpenApiResponses",
+    "install_error_handlers",
+    "error_response",
+    "on_http_error",
+    "token_errors",
+]
 
 log = logging.getLogger(__name__)
+# The detail of the 400 FastAPI raises for a body it cannot decode at all.
+_UNREADABLE_BODY = "There was an error parsing the body"
+
+# A route's documented responses by status, as FastAPI's ``responses`` takes them.
+OpenApiResponses = dict[int | str, dict[str, Any]]
 
 
 class ErrorBody(BaseModel):
@@ -29,7 +44,7 @@ class ErrorBody(BaseModel):
     details: Any | None = None
 
 
-def token_errors(forbidden: str) -> dict[int | str, dict[str, Any]]:
+def token_errors(forbidden: str) -> OpenApiResponses:
     """The OpenAPI responses of routes that need a token: 401, and 403 for ``forbidden``."""
     return {
         401: {"model": ErrorBody, "description": "missing or invalid token"},
@@ -61,7 +76,7 @@ def error_response(
     code: str,
     message: str,
     details: Any | None = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     body = ErrorBody(code=code, message=message, details=details)
     return JSONResponse(body.model_dump(), status_code=status, headers=headers)
@@ -79,14 +94,34 @@ async def _on_api_error(_: Request, error: Exception) -> JSONResponse:
     return error_response(error.status, error.code, error.message, error.details, error.headers)
 
 
-async def _on_http_error(_: Request, error: Exception) -> JSONResponse:
+async def on_http_error(request: Request, error: Exception) -> JSONResponse:
+    """An HTTP error (404, 405...) in the API's error format."""
     assert isinstance(error, StarletteHTTPException)
+    if error.status_code == 400 and error.detail == _UNREADABLE_BODY:
+        # FastAPI's answer to a body that is not even text: the same 422 as any invalid body,
+        # the one status every operation with a body documents.
+        problem = {"location": ["body"], "problem": "the body is not UTF-8 JSON"}
+        return error_response(422, "invalid_request", "the request is not valid", [problem])
     message = (
         error.detail if isinstance(error.detail, str) else HTTPStatus(error.status_code).phrase
     )
+    headers = dict(error.headers or {})
+    if error.status_code == 405:
+        # Starlette names the methods of the first route on the path only.
+        headers["Allow"] = ", ".join(_methods_of_path(request))
     return error_response(
-        error.status_code, _code_for_status(error.status_code), message, headers=error.headers
+        error.status_code, _code_for_status(error.status_code), message, headers=headers
     )
+
+
+def _methods_of_path(request: Request) -> list[str]:
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.methods:
+            match, _ = route.matches(request.scope)
+            if match is not Match.NONE:
+                methods |= route.methods
+    return sorted(methods)
 
 
 async def _on_validation_error(_: Request, error: Exception) -> JSONResponse:
@@ -143,7 +178,7 @@ async def _on_unexpected_error(request: Request, error: Exception) -> JSONRespon
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _on_api_error)
-    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     for outage in _OUTAGES:
         app.add_exception_handler(outage, _on_outage)

@@ -1,4 +1,4 @@
-"""The gateway's view of the feed actors: their status, and the operator's levers on them.
+"""The gateway's view of the feed actors: their reports, and the operator's levers on them.
 
 Feed actors are named, detached Ray actors in the platform's namespace; the gateway finds them
 by name, so it needs no configuration of its own about which venues run.
@@ -11,10 +11,12 @@ import logging
 from typing import Any
 
 import ray
+from ray.actor import ActorHandle
 
-from actors.feeds_component import feed_actors
+from actors.feed import FeedReport
+from core.named_actors import feed_actors
 
-__all__ = ["FeedNotFound", "feed_statuses", "restart_feed", "set_recording"]
+__all__ = ["FeedNotFound", "feed_reports", "restart_feed", "set_recording"]
 
 log = logging.getLogger(__name__)
 _STATUS_TIMEOUT_S = 3.0
@@ -24,29 +26,29 @@ class FeedNotFound(LookupError):
     pass
 
 
-async def _actors() -> dict[str, Any]:
+async def _actors() -> dict[str, ActorHandle[Any]]:
     # Listing named actors asks the GCS synchronously: off the event loop.
     return await asyncio.to_thread(feed_actors)
 
 
-async def _status(connection: str, actor: Any) -> dict[str, Any]:
+async def _report(connection: str, actor: ActorHandle[Any]) -> FeedReport:
     try:
-        status: dict[str, Any] = await asyncio.wait_for(actor.status.remote(), _STATUS_TIMEOUT_S)
+        report: FeedReport = await asyncio.wait_for(actor.status.remote(), _STATUS_TIMEOUT_S)
     except (TimeoutError, ray.exceptions.RayError) as error:
         log.warning("feed %s did not answer: %s", connection, type(error).__name__)
         venue = connection.rpartition("-")[0]
-        return {"venue": venue, "connection": connection, "state": "unreachable", "detail": ""}
-    return status
+        return FeedReport(venue=venue, connection=connection, state="unreachable")
+    return report
 
 
-async def feed_statuses() -> list[dict[str, Any]]:
-    """Every feed connection's status (``FeedActor.status``), by connection name."""
+async def feed_reports() -> list[FeedReport]:
+    """Every feed connection's report, ordered by connection name."""
     actors = await _actors()
     names = sorted(actors)
-    return list(await asyncio.gather(*(_status(name, actors[name]) for name in names)))
+    return list(await asyncio.gather(*(_report(name, actors[name]) for name in names)))
 
 
-async def _actor(connection: str) -> Any:
+async def _actor(connection: str) -> ActorHandle[Any]:
     actor = (await _actors()).get(connection)
     if actor is None:
         raise FeedNotFound(connection)

@@ -3,7 +3,7 @@
 Requests are timed by an ASGI middleware and labelled with the route *template* that handled
 them (``/v1/watchlists/{watchlist_id}``), never the raw path, so a series exists per endpoint
 rather than per id a caller makes up. WebSocket connections are not requests: the live feed
-counts its own (``serve.live.hub``).
+counts its own (``serve.stream_hub``).
 """
 
 from __future__ import annotations

@@ -13,19 +13,22 @@ import asyncpg
 import redis.asyncio as aioredis
 from ray.serve.handle import DeploymentHandle
 
-from cluster.settings import Settings
+from core.settings import Settings
 from serve.auth.access_tokens import AccessTokens
 from serve.auth.passwords import Passwords
 from serve.auth.rate_limit import RateLimit, RateLimiter
 from serve.auth.revocation import Revocations
 from serve.auth.signing_keys import KeyRing
-from serve.live.hub import StreamHub
+from serve.inference.deployment import Forecaster
+from serve.stream_hub import StreamHub
 
 __all__ = ["Resources"]
 
 
 class Resources:
-    def __init__(self, settings: Settings, forecaster: DeploymentHandle | None = None) -> None:
+    def __init__(
+        self, settings: Settings, forecaster: DeploymentHandle[Forecaster] | None = None
+    ) -> None:
         if not (settings.redis_url and settings.database_url):
             raise ValueError("the gateway needs REDIS_URL and DATABASE_URL")
         self.settings = settings
@@ -53,7 +56,7 @@ class Resources:
         """The replica's one reader of Redis streams for the live feed (made on first use)."""
         if self._hub is None:
             assert self.settings.redis_url
-            self._hub = StreamHub(self.settings.redis_url)
+            self._hub = StreamHub(self.settings.redis_url, self.revocations)
         return self._hub
 
     async def pool(self) -> asyncpg.Pool:

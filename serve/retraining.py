@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import ray
+from ray.actor import ActorHandle
 
-from actors.retrain_scheduler import RETRAIN_ACTOR_NAME
-from cluster.components import RAY_NAMESPACE
+from actors.retrain_scheduler import RETRAIN_ACTOR_NAME, RetrainReport
+from core.named_actors import named_actor
 
-__all__ = ["SchedulerMissing", "retrain_status", "trigger_retrain"]
+__all__ = ["SchedulerMissing", "retrain_report", "trigger_retrain"]
 
 _TIMEOUT_S = 5.0
 
@@ -19,19 +19,17 @@ class SchedulerMissing(LookupError):
     pass
 
 
-async def _scheduler() -> Any:
+async def _scheduler() -> ActorHandle[Any]:
     try:
         # A GCS lookup, synchronous in Ray: off the event loop.
-        return await asyncio.to_thread(ray.get_actor, RETRAIN_ACTOR_NAME, RAY_NAMESPACE)
+        return await asyncio.to_thread(named_actor, RETRAIN_ACTOR_NAME)
     except ValueError:
         raise SchedulerMissing(RETRAIN_ACTOR_NAME) from None
 
 
-async def retrain_status() -> dict[str, Any]:
-    status: dict[str, Any] = await asyncio.wait_for(
-        (await _scheduler()).status.remote(), _TIMEOUT_S
-    )
-    return status
+async def retrain_report() -> RetrainReport:
+    report: RetrainReport = await asyncio.wait_for((await _scheduler()).status.remote(), _TIMEOUT_S)
+    return report
 
 
 async def trigger_retrain() -> bool:

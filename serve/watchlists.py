@@ -38,9 +38,11 @@ def _watchlist(row: asyncpg.Record | None) -> Watchlist | None:
     return None if row is None else Watchlist(**dict(row))
 
 
-async def create(pool: asyncpg.Pool, user_id: str, name: str, instruments: list[str]) -> Watchlist:
+async def create(
+    db: asyncpg.Pool | asyncpg.Connection, user_id: str, name: str, instruments: list[str]
+) -> Watchlist:
     try:
-        row = await pool.fetchrow(
+        row = await db.fetchrow(
             f"INSERT INTO watchlists (user_id, name, instruments) VALUES ($1::uuid, $2, $3) "
             f"RETURNING {_COLUMNS}",
             user_id,
@@ -61,8 +63,8 @@ async def list_for(pool: asyncpg.Pool, user_id: str) -> list[Watchlist]:
     return [Watchlist(**dict(row)) for row in rows]
 
 
-async def count_for(pool: asyncpg.Pool, user_id: str) -> int:
-    count: int = await pool.fetchval(
+async def count_for(db: asyncpg.Pool | asyncpg.Connection, user_id: str) -> int:
+    count: int = await db.fetchval(
         "SELECT count(*) FROM watchlists WHERE user_id = $1::uuid", user_id
     )
     return count
@@ -96,7 +98,7 @@ async def replace(
 
 
 async def delete(pool: asyncpg.Pool, user_id: str, watchlist_id: str) -> bool:
-    status = await pool.execute(
+    status: str = await pool.execute(
         "DELETE FROM watchlists WHERE watchlist_id = $1::uuid AND user_id = $2::uuid",
         watchlist_id,
         user_id,

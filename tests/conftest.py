@@ -7,6 +7,7 @@ and ``DATABASE_URL`` name); MLflow and Ray start only when a test asks for them.
 from __future__ import annotations
 
 import os
+import secrets
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -15,13 +16,19 @@ import asyncpg
 import httpx
 import pytest
 
-from cluster.embedded_mlflow import EmbeddedMlflow
+from cluster.embedded_mlflow import SERVICE_USERNAME, EmbeddedMlflow, service_password_path
 from cluster.embedded_postgres import EmbeddedPostgres
 from cluster.embedded_redis import EmbeddedRedis
-from cluster.health import check_mlflow, check_postgres, check_redis, passes
-from cluster.migrate import upgrade_database_async
 from cluster.ports import free_port
-from cluster.settings import Settings
+from cluster.secrets_file import write_secret
+from core.health import check_postgres, check_redis, passes
+from core.migrate import upgrade_database_async
+from core.model_signing import SIGNING_KEY_ENV, signing_key
+from core.settings import Settings
+
+# The gateway on the session's cluster, for the API tests in tests/serve and the attacks in
+# tests/security alike.
+pytest_plugins = ("tests.gateway_fixtures",)
 
 TEMPLATE_DATABASE = "finone_test_template"
 CAPTURES_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "captures"
@@ -116,15 +123,29 @@ async def database_url(postgres_server_url: str, migrated_template: str) -> Asyn
     await _drop_database(postgres_server_url, name)
 
 
+# The session's MLflow service account, in the environment before anything starts: MLflow's
+# client reads it there, and Ray's workers (Tune's trials, the inference replicas) inherit the
+# environment that ray.init sees. A server named by MLFLOW_TRACKING_URI comes with its own.
+os.environ.setdefault("MLFLOW_TRACKING_USERNAME", SERVICE_USERNAME)
+os.environ.setdefault("MLFLOW_TRACKING_PASSWORD", secrets.token_hex(32))
+# The platform secret of the session's services, and the model-signing key derived from it that
+# training processes (the retrain scheduler, Tune's driver) sign what they register with.
+# One per run, as random as a real one must be outside development.
+SECRET_KEY = secrets.token_hex(32)
+os.environ[SIGNING_KEY_ENV] = signing_key(SECRET_KEY).hex()
+
+
 @pytest.fixture(scope="session")
 async def mlflow_url(data_dir: Path) -> AsyncIterator[str]:
+    """The authenticated tracking server; its service account is the session's."""
     if url := os.environ.get("MLFLOW_TRACKING_URI"):
         yield url
         return
+    write_secret(service_password_path(data_dir), os.environ["MLFLOW_TRACKING_PASSWORD"])
     server = EmbeddedMlflow(data_dir, "127.0.0.1", free_port(), os.environ)
     server.process.start()
     try:
-        await server.process.wait_until_ready(lambda: passes(check_mlflow(server.url, 2.0)), 120)
+        await server.process.wait_until_ready(lambda: server.ready(2.0), 120)
         yield server.url
     finally:
         server.process.stop()
@@ -188,7 +209,7 @@ async def service_settings(
     name = await _create_database(postgres_server_url, migrated_template)
     return Settings(
         environment="test",
-        secret_key="test-secret-key-not-for-production",
+        secret_key=SECRET_KEY,
         data_dir=tmp_path_factory.mktemp("stack"),
         redis_url=redis_url,
         database_url=_database_url(postgres_server_url, name),

@@ -9,6 +9,7 @@ GARCH's parameters estimated on the training window.
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import NDArray
 from scipy.stats import norm
 
 from training.metrics import QUANTILES
@@ -55,4 +56,5 @@ def garch_volatility(returns: np.ndarray, train_end: int, horizon: int) -> np.nd
     model = arch_model(returns * _PERCENT, mean="Zero", vol="GARCH", p=1, q=1, rescale=False)
     fitted = model.fit(last_obs=train_end, disp="off", show_warning=False)
     variance = fitted.forecast(horizon=horizon, start=train_end - 1, reindex=True).variance
-    return np.sqrt(variance.sum(axis=1, skipna=False).to_numpy()) / _PERCENT
+    total: NDArray[np.float64] = variance.sum(axis=1, skipna=False).to_numpy()
+    return np.sqrt(total) / _PERCENT

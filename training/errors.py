@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cluster.errors import PlatformError
+from core.errors import PlatformError
 
 __all__ = ["DatasetError"]
 

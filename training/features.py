@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cluster.bars_import import INTERVAL_NS
+from core.intervals import INTERVAL_NS
 from training.errors import DatasetError
 
 __all__ = [

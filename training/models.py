@@ -37,7 +37,8 @@ class ForecastMLP(nn.Module):
         """``x``: (batch, features) or (batch, sequence, features), of which the last row counts."""
         if x.dim() == 3:
             x = x[:, -1, :]
-        return self.heads(self.body(x))
+        raw: torch.Tensor = self.heads(self.body(x))
+        return raw
 
 
 class ForecastGRU(nn.Module):
@@ -57,7 +58,8 @@ class ForecastGRU(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: (batch, sequence, features), oldest first."""
         output, _ = self.gru(x)
-        return self.heads(output[:, -1, :])
+        raw: torch.Tensor = self.heads(output[:, -1, :])
+        return raw
 
 
 def split_outputs(raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -15,6 +15,7 @@ import mlflow
 import pandas as pd
 from mlflow import MlflowClient
 
+from core.model_signing import signing_key_from_env
 from training.evaluation import (
     RETURN_BASELINES,
     VOL_BASELINES,
@@ -38,7 +39,6 @@ from training.trainer import fit
 __all__ = ["Retraining", "retrain"]
 
 
-
 @dataclass(frozen=True, slots=True)
 class Retraining:
     run_id: str
@@ -57,7 +57,10 @@ def retrain(
     progress: Callable[[Step], None] | None = None,
 ) -> Retraining:
     """``table`` is ``load_dataset``'s pooled features of ``interval`` bars. Needs a connected
-    Ray cluster (for the search) and an MLflow tracking server."""
+    Ray cluster (for the search), an MLflow tracking server, and the model-signing key in the
+    environment (``core.model_signing.signing_key_env``)."""
+    # Read first: a missing key must not cost a whole search before it is noticed.
+    signing_key = signing_key_from_env()
     spec = ForecastSpec(
         interval=interval,
         horizon=plan.horizon,
@@ -91,6 +94,7 @@ def retrain(
             returns_metric,
             scores["model"]["pinball"],
             {b: scores[b]["pinball"] for b in RETURN_BASELINES},
+            signing_key,
         ),
         register_and_gate(
             client,
@@ -99,6 +103,7 @@ def retrain(
             vol_metric,
             scores["model_vol"]["qlike"],
             {b: scores[f"{b}_vol"]["qlike"] for b in VOL_BASELINES},
+            signing_key,
         ),
     ]
     return Retraining(run_id=run.info.run_id, scores=scores, decisions=decisions)

@@ -2,7 +2,8 @@
 
 A fitted forecaster is logged once as a pyfunc model carrying its preprocessing (the feature
 standardizer and return scale) and registered under one name per target: returns and
-volatility. The alias ``champion`` moves to a new version only when it beats the current
+volatility. Each version registered is signed (``core.model_signing``), without which inference
+will not load it. The alias ``champion`` moves to a new version only when it beats the current
 champion and every baseline on held-out walk-forward windows (pinball loss for returns, QLIKE
 for volatility); otherwise the version becomes ``challenger`` and the reason is kept as a tag.
 """
@@ -21,7 +22,9 @@ import torch
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
+from mlflow.pyfunc.model import PythonModel, PythonModelContext
 
+from core.model_signing import SIGNATURE_TAG, artifacts_digest, sign
 from training.features import FEATURES, LOOKBACK
 from training.scaling import Standardizer
 from training.trainer import Fitted, TrainConfig, predict
@@ -34,6 +37,8 @@ __all__ = [
     "log_forecaster",
     "forecast_frame",
     "register_and_gate",
+    "download_version",
+    "sign_version",
 ]
 
 # Registered model name per target, and the held-out score that gates it (lower is better).
@@ -55,7 +60,7 @@ class ForecastSpec:
     instruments: tuple[str, ...]
 
 
-class ForecastModel(mlflow.pyfunc.PythonModel):
+class ForecastModel(PythonModel):
     """The forecaster as MLflow serves it: features and the instrument (a GRU reads each
     instrument's own recent rows) in, q10/q50/q90 and vol out."""
 
@@ -72,7 +77,7 @@ class ForecastModel(mlflow.pyfunc.PythonModel):
         """Bars of one instrument that make the features of its latest forecast."""
         return LOOKBACK + self.feature_rows
 
-    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+    def load_context(self, context: PythonModelContext) -> None:
         meta = json.loads(Path(context.artifacts["meta"]).read_text())
         config = TrainConfig(**meta["config"])
         from training.models import ForecastGRU, ForecastMLP
@@ -92,7 +97,7 @@ class ForecastModel(mlflow.pyfunc.PythonModel):
 
     def predict(
         self,
-        context: mlflow.pyfunc.PythonModelContext,
+        context: PythonModelContext,
         model_input: pd.DataFrame,
         params: dict[str, str] | None = None,
     ) -> pd.DataFrame:
@@ -151,10 +156,13 @@ def register_and_gate(
     metric: str,
     score: float,
     baselines: dict[str, float],
+    signing_key: bytes,
 ) -> Decision:
-    """Register ``model_uri`` as a version of ``name`` and move ``champion`` to it only if its
-    ``metric`` beats the champion's and every baseline's (lower is better)."""
-    version = mlflow.register_model(model_uri, name).version
+    """Register ``model_uri`` as a version of ``name``, signed with ``signing_key``, and move
+    ``champion`` to it only if its ``metric`` beats the champion's and every baseline's (lower
+    is better)."""
+    version = str(mlflow.register_model(model_uri, name).version)
+    sign_version(client, name, version, signing_key)
     client.set_model_version_tag(name, version, _SCORE_TAG, repr(score))
     losing = sorted(b for b, value in baselines.items() if not score < value)
     champion = _champion_score(client, name)
@@ -172,10 +180,31 @@ def register_and_gate(
             )
         client.set_registered_model_alias(name, "champion", version)
         client.set_model_version_tag(name, version, "promotion", reason)
-        return Decision(name, str(version), "champion", reason)
+        return Decision(name, version, "champion", reason)
     client.set_registered_model_alias(name, "challenger", version)
     client.set_model_version_tag(name, version, "promotion", reason)
-    return Decision(name, str(version), "challenger", reason)
+    return Decision(name, version, "challenger", reason)
+
+
+def sign_version(client: MlflowClient, name: str, version: str, signing_key: bytes) -> str:
+    """Sign version ``version`` of ``name`` as the registry stores it now (the files inference
+    will download); returns the digest of its artifacts."""
+    with tempfile.TemporaryDirectory() as tmp:
+        digest = artifacts_digest(download_version(client, name, version, Path(tmp)))
+    client.set_model_version_tag(name, version, SIGNATURE_TAG, sign(signing_key, digest))
+    return digest
+
+
+def download_version(client: MlflowClient, name: str, version: str, into: Path) -> Path:
+    """The files of version ``version`` of ``name`` as the artifact store holds them, in
+    ``into``; returns the model's root. Not through ``models:/`` URIs, which add a file naming
+    the version: two versions of one logged model have the same files, and one signature."""
+    location = client.get_model_version_download_uri(name, version)
+    return Path(
+        mlflow.artifacts.download_artifacts(
+            location, dst_path=str(into), tracking_uri=client.tracking_uri
+        )
+    )
 
 
 def _champion_score(client: MlflowClient, name: str) -> tuple[str, float | None] | None:

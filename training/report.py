@@ -119,4 +119,5 @@ def log_evaluation(
         )
         mlflow.log_text("\n".join(table.markdown() for table in tables), "evaluation.md")
         log_plots(forecasts, models)
-    return run.info.run_id
+    run_id: str = run.info.run_id
+    return run_id

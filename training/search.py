@@ -175,10 +175,12 @@ def run_search(
     )
     results = tuner.fit()
     best = results.get_best_result(metric="score", mode="min", scope="all")
+    history, chosen = best.metrics_dataframe, best.config
+    if history is None or chosen is None:
+        raise RuntimeError(f"the best trial of {experiment} holds no reports or no config")
     # The best epoch of the best trial (a trial's last report need not be its best).
-    history = best.metrics_dataframe
     best_epoch = history.loc[history["score"].idxmin()]
-    config = {k: best.config[k] for k in SEARCH_SPACE}
+    config = {k: chosen[k] for k in SEARCH_SPACE}
     return SearchOutcome(
         config=TrainConfig(**config, epochs=int(best_epoch["epoch"]), seed=settings.seed),
         score=float(best_epoch["score"]),

@@ -98,11 +98,12 @@ def train_epochs(train: pd.DataFrame, valid: pd.DataFrame, config: TrainConfig) 
     for epoch in range(config.epochs):
         model.train()
         total, batches = 0.0, 0
-        for batch in torch.randperm(len(inputs), generator=generator).split(config.batch_size):
+        order = torch.randperm(len(inputs), generator=generator)
+        for batch in torch.split(order, config.batch_size):
             pinball, vol_loss = forecast_loss(model(inputs[batch]), returns[batch], vols[batch])
             loss = pinball + config.vol_weight * vol_loss
             optimizer.zero_grad()
-            loss.backward()
+            torch.autograd.backward(loss)
             optimizer.step()
             total, batches = total + loss.item(), batches + 1
         quantiles, vol = predict(fitted, valid)

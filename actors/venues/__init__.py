@@ -12,6 +12,7 @@ from actors.venues.binance import BinanceAdapter
 from actors.venues.coinbase import CoinbaseAdapter
 from actors.venues.kraken import KrakenAdapter
 from actors.venues.okx import OkxAdapter
+from actors.venues.simulated import SimulatedAdapter
 
 __all__ = ["ADAPTERS", "adapter_for"]
 
@@ -21,6 +22,7 @@ ADAPTERS: dict[str, type[VenueAdapter]] = {
     CoinbaseAdapter.venue: CoinbaseAdapter,
     KrakenAdapter.venue: KrakenAdapter,
     OkxAdapter.venue: OkxAdapter,
+    SimulatedAdapter.venue: SimulatedAdapter,
 }
 
 

@@ -27,7 +27,7 @@ from actors.venues.base import (
     VenueAdapter,
     VenueConfig,
 )
-from cluster.events import (
+from core.events import (
     Bar,
     MarketChannel,
     Quote,
@@ -36,7 +36,7 @@ from cluster.events import (
     TradeCorrection,
     checked_decimal,
 )
-from cluster.timestamps import rfc3339_ns
+from core.timestamps import rfc3339_ns
 
 __all__ = ["AlpacaAdapter", "FEEDS", "STREAM_URL"]
 
@@ -169,7 +169,15 @@ class _CancelError(_Wire, tag="x"):
 
 
 _Message = (
-    _Trade | _Quote | _Bar | _DailyBar | _Success | _Error | _Subscription | _Correction | _CancelError
+    _Trade
+    | _Quote
+    | _Bar
+    | _DailyBar
+    | _Success
+    | _Error
+    | _Subscription
+    | _Correction
+    | _CancelError
 )
 _DataMessage = _Quote | _Trade | _Bar | _Correction | _CancelError
 _DATA = get_args(_DataMessage)

@@ -16,7 +16,7 @@ from typing import ClassVar, Literal
 import msgspec
 
 from actors.book import OrderBook
-from cluster.events import AnyEvent, Gap, MarketChannel, Quote, instrument_id
+from core.events import AnyEvent, Gap, MarketChannel, Quote, instrument_id
 
 __all__ = [
     "ProblemKind",
@@ -100,7 +100,9 @@ class VenueConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     venue: str
     symbols: list[str]
-    channels: list[MarketChannel] = msgspec.field(default_factory=lambda: ["trades", "quotes", "book"])
+    channels: list[MarketChannel] = msgspec.field(
+        default_factory=lambda: ["trades", "quotes", "book"]
+    )
     ws_url: str | None = None
     rest_url: str | None = None
     api_key: str | None = None
@@ -158,7 +160,7 @@ class VenueAdapter(ABC):
 
     @abstractmethod
     def connections(self) -> list[ConnectionSpec]:
-        """The connections to hold, splitting symbols where the venue caps streams per connection."""
+        """The connections to hold, splitting symbols where a venue caps streams per connection."""
 
     # -- protocol events ------------------------------------------------------------------
 
@@ -185,7 +187,12 @@ class VenueAdapter(ABC):
             if book is not None:
                 book.clear()
             out.events.append(
-                Gap(instrument=instrument, exchange_ts_ns=now_ns, receive_ts_ns=now_ns, reason=reason)
+                Gap(
+                    instrument=instrument,
+                    exchange_ts_ns=now_ns,
+                    receive_ts_ns=now_ns,
+                    reason=reason,
+                )
             )
         return out
 
@@ -205,7 +212,9 @@ class VenueAdapter(ABC):
 
     # -- helpers for subclasses -----------------------------------------------------------
 
-    def split_connections(self, symbols: Sequence[str], per_connection: int) -> list[ConnectionSpec]:
+    def split_connections(
+        self, symbols: Sequence[str], per_connection: int
+    ) -> list[ConnectionSpec]:
         """Connections of at most ``per_connection`` symbols each, named ``<venue>-0``, ``-1``..."""
         return [
             ConnectionSpec(
@@ -248,5 +257,5 @@ class VenueAdapter(ABC):
         raise NotImplementedError(f"{cls.venue} cannot derive a configuration from a capture")
 
     def rest_key(self, url: str) -> tuple[str, str] | None:
-        """(endpoint, symbol) a recorded REST URL answers, matching ``RestRequest``; None if not ours."""
+        """(endpoint, symbol) a recorded REST URL answers, as ``RestRequest``; None if not ours."""
         return None

@@ -34,11 +34,13 @@ from actors.venues.base import (
     ConnectionSpec,
     Output,
     Problem,
+    ProblemKind,
     RestRequest,
     VenueAdapter,
     VenueConfig,
 )
-from cluster.events import (
+from actors.venues.common import quote_side
+from core.events import (
     MARKET_CHANNELS,
     Bar,
     BookDelta,
@@ -76,10 +78,44 @@ _SYMBOL = re.compile(r"[A-Z0-9]+-[A-Z0-9]+")
 QUOTE_ASSETS: tuple[str, ...] = tuple(
     sorted(
         (
-            "USDT", "FDUSD", "BUSD", "USDC", "TUSD", "USDP", "USDS", "DAI", "UST", "PAX", "VAI",
-            "BTC", "ETH", "BNB", "XRP", "TRX", "DOGE", "DOT",
-            "EUR", "GBP", "TRY", "AUD", "BRL", "RUB", "UAH", "NGN", "ZAR", "JPY", "ARS", "PLN",
-            "RON", "MXN", "COP", "CZK", "IDRT", "BIDR", "BKRW", "BVND",
+            "USDT",
+            "FDUSD",
+            "BUSD",
+            "USDC",
+            "TUSD",
+            "USDP",
+            "USDS",
+            "DAI",
+            "UST",
+            "PAX",
+            "VAI",
+            "BTC",
+            "ETH",
+            "BNB",
+            "XRP",
+            "TRX",
+            "DOGE",
+            "DOT",
+            "EUR",
+            "GBP",
+            "TRY",
+            "AUD",
+            "BRL",
+            "RUB",
+            "UAH",
+            "NGN",
+            "ZAR",
+            "JPY",
+            "ARS",
+            "PLN",
+            "RON",
+            "MXN",
+            "COP",
+            "CZK",
+            "IDRT",
+            "BIDR",
+            "BKRW",
+            "BVND",
         ),
         key=len,
         reverse=True,
@@ -243,15 +279,6 @@ class _Route:
     event_type: str | None
 
 
-def _quote_side(price: str, size: str) -> tuple[str | None, str | None]:
-    checked_decimal(size, allow_zero=True)
-    checked_decimal(price, allow_zero=True)
-    # Binance fills an empty side with zeros.
-    if float(size) == 0.0:
-        return None, None
-    return checked_decimal(price), size
-
-
 def _split_venue_symbol(venue_symbol: str) -> str:
     """``NKNUSDT`` -> ``NKN-USDT`` by the longest known quote asset it ends with."""
     upper = venue_symbol.upper()
@@ -284,7 +311,9 @@ class BinanceAdapter(VenueAdapter):
                 raise ConfigError(f"option {key}={value!r}: known options are {_OPTIONS}")
         self.ws_url = self.ws_url.rstrip("/")
         self.rest_url = self.rest_url.rstrip("/")
-        self.channels: tuple[MarketChannel, ...] = tuple(c for c in MARKET_CHANNELS if c in config.channels)
+        self.channels: tuple[MarketChannel, ...] = tuple(
+            c for c in MARKET_CHANNELS if c in config.channels
+        )
         trade_stream = config.options.get("trade_stream", "trade")
         suffixes: dict[MarketChannel, tuple[str, _Handler, str | None]] = {
             "trades": (
@@ -399,7 +428,9 @@ class BinanceAdapter(VenueAdapter):
                 return out
             except (msgspec.DecodeError, ValueError) as error:
                 detail = f"depth snapshot for {market.venue_symbol}: {error}"
-                kind = "exchange_error" if self._api_error(body) is not None else "parse_error"
+                kind: ProblemKind = (
+                    "exchange_error" if self._api_error(body) is not None else "parse_error"
+                )
                 out.problems.append(Problem(kind, detail, market.instrument))
         else:
             api_error = self._api_error(body)
@@ -497,8 +528,9 @@ class BinanceAdapter(VenueAdapter):
         ticker = _BOOK_TICKER.decode(data)
         if ticker.u <= market.last_quote_id:
             return Output()
-        bid_price, bid_size = _quote_side(ticker.b, ticker.B)
-        ask_price, ask_size = _quote_side(ticker.a, ticker.A)
+        # Binance fills an empty side with zeros.
+        bid_price, bid_size = quote_side(ticker.b, ticker.B)
+        ask_price, ask_size = quote_side(ticker.a, ticker.A)
         # bookTicker carries no event time: the receive time is the best stamp there is.
         quote = Quote(
             instrument=market.instrument,
@@ -591,9 +623,7 @@ class BinanceAdapter(VenueAdapter):
 
     def _request_snapshot(self, market: _Market, out: Output) -> None:
         market.sync.requested = True
-        url = (
-            f"{self.rest_url}/api/v3/depth?symbol={market.venue_symbol}&limit={SNAPSHOT_LIMIT}"
-        )
+        url = f"{self.rest_url}/api/v3/depth?symbol={market.venue_symbol}&limit={SNAPSHOT_LIMIT}"
         out.rest.append(RestRequest("depth", market.venue_symbol, url))
 
     def _retry_later(

@@ -36,7 +36,8 @@ from actors.venues.base import (
     VenueAdapter,
     VenueConfig,
 )
-from cluster.events import (
+from actors.venues.common import QuoteSide
+from core.events import (
     BookDelta,
     BookSnapshot,
     Gap,
@@ -47,7 +48,7 @@ from cluster.events import (
     Trade,
     checked_decimal,
 )
-from cluster.timestamps import rfc3339_ns
+from core.timestamps import rfc3339_ns
 
 __all__ = ["CoinbaseAdapter", "MESSAGES_PER_S_PER_IP"]
 
@@ -218,7 +219,9 @@ def _trade_number(trade_id: str) -> int | None:
     return None
 
 
-def _quote_side(price: str, size: str) -> tuple[str | None, str | None]:
+def _ticker_side(price: str, size: str) -> QuoteSide:
+    # Coinbase marks an empty side by an empty price; a size beside a price is kept as sent,
+    # zero or missing, unlike the zero-size rule of ``quote_side``.
     if not price:
         return None, None
     return checked_decimal(price), checked_decimal(size, allow_zero=True) if size else None
@@ -583,8 +586,8 @@ class CoinbaseAdapter(VenueAdapter):
                 instrument = self._instruments[product]
                 try:
                     exchange_ns = rfc3339_ns(message.timestamp)
-                    bid_price, bid_size = _quote_side(ticker.best_bid, ticker.best_bid_quantity)
-                    ask_price, ask_size = _quote_side(ticker.best_ask, ticker.best_ask_quantity)
+                    bid_price, bid_size = _ticker_side(ticker.best_bid, ticker.best_bid_quantity)
+                    ask_price, ask_size = _ticker_side(ticker.best_ask, ticker.best_ask_quantity)
                 except ValueError as error:
                     out.problems.append(Problem("parse_error", f"ticker: {error}", instrument))
                     continue

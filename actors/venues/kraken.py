@@ -33,7 +33,8 @@ from actors.venues.base import (
     VenueAdapter,
     VenueConfig,
 )
-from cluster.events import (
+from actors.venues.common import QuoteSide, excerpt, quote_side, unknown_symbol
+from core.events import (
     BookDelta,
     BookSnapshot,
     Gap,
@@ -43,7 +44,7 @@ from cluster.events import (
     Trade,
     checked_decimal,
 )
-from cluster.timestamps import rfc3339_ns
+from core.timestamps import rfc3339_ns
 
 __all__ = ["KrakenAdapter", "book_checksum", "CHANNEL_NAMES", "BOOK_DEPTHS"]
 
@@ -223,9 +224,6 @@ def book_checksum(asks: list[PriceLevel], bids: list[PriceLevel]) -> int:
     return zlib.crc32(text.encode())
 
 
-
-
-
 # -- per-symbol state -------------------------------------------------------------------------
 
 
@@ -349,7 +347,9 @@ class KrakenAdapter(VenueAdapter):
         elif channel is None and message.method is not None:
             self._on_reply(message, out)
         else:
-            out.problems.append(Problem("unknown_message", f"unexpected frame {_excerpt(frame)}"))
+            out.problems.append(
+                Problem("unknown_message", f"unexpected frame {excerpt(frame, 120)}")
+            )
         return out
 
     # -- book ----------------------------------------------------------------------------
@@ -377,9 +377,7 @@ class KrakenAdapter(VenueAdapter):
         for entry in entries:
             state = self._states.get(entry.symbol)
             if state is None:
-                out.problems.append(
-                    Problem("unknown_message", f"book for unknown symbol {entry.symbol!r}")
-                )
+                out.problems.append(unknown_symbol("book", entry.symbol))
             elif snapshot:
                 self._book_snapshot(entry, state, receive_ts_ns, out)
             elif state.synced:
@@ -540,9 +538,7 @@ class KrakenAdapter(VenueAdapter):
         for entry in self._good_entries(_TRADES, message.data, out):
             instrument = self._instruments.get(entry.symbol)
             if instrument is None:
-                out.problems.append(
-                    Problem("unknown_message", f"trade for unknown symbol {entry.symbol!r}")
-                )
+                out.problems.append(unknown_symbol("trade", entry.symbol))
                 continue
             try:
                 trade = Trade(
@@ -563,13 +559,11 @@ class KrakenAdapter(VenueAdapter):
         for entry in self._good_entries(_TICKERS, message.data, out):
             instrument = self._instruments.get(entry.symbol)
             if instrument is None:
-                out.problems.append(
-                    Problem("unknown_message", f"ticker for unknown symbol {entry.symbol!r}")
-                )
+                out.problems.append(unknown_symbol("ticker", entry.symbol))
                 continue
             try:
-                bid_price, bid_size = _quote_side(entry.bid, entry.bid_qty)
-                ask_price, ask_size = _quote_side(entry.ask, entry.ask_qty)
+                bid_price, bid_size = _ticker_side(entry.bid, entry.bid_qty)
+                ask_price, ask_size = _ticker_side(entry.ask, entry.ask_qty)
                 exchange_ts = rfc3339_ns(entry.timestamp) if entry.timestamp else receive_ts_ns
             except ValueError as error:
                 out.problems.append(Problem("parse_error", f"ticker: {error}", instrument))
@@ -715,11 +709,11 @@ class KrakenAdapter(VenueAdapter):
         )
 
 
-def _quote_side(price: Decimal | None, size: Decimal | None) -> tuple[str | None, str | None]:
-    """A side with no price, or nothing offered at it, is empty: None, as ``Quote`` says."""
+def _ticker_side(price: Decimal | None, size: Decimal | None) -> QuoteSide:
+    # Kraken leaves an empty side's fields out, or sends its quantity as zero.
     if price is None or size is None or not size:
         return None, None
-    return _text(price), _text(size)
+    return quote_side(format(price, "f"), format(size, "f"))
 
 
 def _symbol_of(raw: msgspec.Raw) -> str | None:
@@ -727,8 +721,3 @@ def _symbol_of(raw: msgspec.Raw) -> str | None:
         return _symbol_decoder.decode(raw).symbol
     except _DECODE_ERRORS:
         return None
-
-
-def _excerpt(frame: str | bytes) -> str:
-    text = frame if isinstance(frame, str) else frame.decode("utf-8", "replace")
-    return text[:120]

@@ -34,7 +34,8 @@ from actors.venues.base import (
     VenueAdapter,
     VenueConfig,
 )
-from cluster.events import (
+from actors.venues.common import excerpt
+from core.events import (
     MARKET_CHANNELS,
     BookDelta,
     BookSnapshot,
@@ -170,18 +171,20 @@ class OkxAdapter(VenueAdapter):
     def __init__(self, config: VenueConfig) -> None:
         super().__init__(config)
         if config.venue != self.venue:
-            raise ConfigError(f"OkxAdapter got a configuration for {config.venue!r}")
+            raise ConfigError(f"{type(self).__name__} got a configuration for {config.venue!r}")
         if not config.symbols:
-            raise ConfigError("okx: no symbols to stream")
+            raise ConfigError(f"{self.venue}: no symbols to stream")
         for symbol in config.symbols:
             if _INST_ID.fullmatch(symbol) is None:
                 raise ConfigError(
-                    f"okx: {symbol!r} is not an OKX instrument id (BTC-USDT, BTC-USD-220527, "
-                    "UNI-USD-SWAP)"
+                    f"{self.venue}: {symbol!r} is not an OKX instrument id (BTC-USDT, "
+                    "BTC-USD-220527, UNI-USD-SWAP)"
                 )
         unsupported = [channel for channel in config.channels if channel not in _OKX_CHANNEL]
         if unsupported:
-            raise ConfigError(f"okx: unsupported channels {unsupported} (trades, quotes, book)")
+            raise ConfigError(
+                f"{self.venue}: unsupported channels {unsupported} (trades, quotes, book)"
+            )
         self.symbols: list[str] = list(dict.fromkeys(config.symbols))
         self._channels = [_OKX_CHANNEL[channel] for channel in dict.fromkeys(config.channels)]
         self._wanted: frozenset[MarketChannel] = frozenset(config.channels)
@@ -238,20 +241,20 @@ class OkxAdapter(VenueAdapter):
         try:
             envelope = _envelope.decode(frame)
         except (msgspec.DecodeError, msgspec.ValidationError) as error:
-            out.problems.append(Problem("parse_error", f"{error}: {_excerpt(frame)}"))
+            out.problems.append(Problem("parse_error", f"{error}: {excerpt(frame)}"))
             return out
         if envelope.event is not None:
             self._on_event(envelope, out)
             return out
         arg = envelope.arg
         if arg is None or not envelope.data or arg.instId is None:
-            out.problems.append(Problem("unknown_message", _excerpt(frame)))
+            out.problems.append(Problem("unknown_message", excerpt(frame)))
             return out
         symbol = arg.instId
         channel = _OUR_CHANNEL.get(arg.channel)
         if channel not in self._wanted or symbol not in self._symbols:
             out.problems.append(
-                Problem("unknown_message", f"unexpected {arg.channel} {symbol}: {_excerpt(frame)}")
+                Problem("unknown_message", f"unexpected {arg.channel} {symbol}: {excerpt(frame)}")
             )
             return out
         if channel == "book":
@@ -288,7 +291,7 @@ class OkxAdapter(VenueAdapter):
             else:
                 out.problems.append(Problem("exchange_error", detail))
         elif event == "notice" and envelope.code == _SERVICE_UPGRADE:
-            out.reconnect = f"okx notice {detail}"
+            out.reconnect = f"{self.venue} notice {detail}"
         else:
             out.problems.append(Problem("unknown_message", f"event {event} {detail}"))
 
@@ -435,7 +438,7 @@ class OkxAdapter(VenueAdapter):
         )
         if not self._spend(conn, 2, receive_ts_ns):
             # A new connection starts a new hourly allowance.
-            out.reconnect = "okx subscription request allowance spent"
+            out.reconnect = f"{self.venue} subscription request allowance spent"
             return
         args = [{"channel": "books", "instId": state.symbol}]
         out.send.append(self._request("unsubscribe", args))
@@ -481,8 +484,3 @@ class OkxAdapter(VenueAdapter):
             channels=[channel for channel in MARKET_CHANNELS if channel in channels],
             ws_url=url,
         )
-
-
-def _excerpt(frame: str | bytes) -> str:
-    text = frame if isinstance(frame, str) else frame.decode("utf-8", "replace")
-    return text[:200]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from joserfc import jws, jwt
 from joserfc.errors import ClaimError, JoseError
 
-from cluster.settings import Settings
+from core.settings import Settings
 from serve.auth.roles import Role, Scope
 from serve.auth.signing_keys import ALGORITHM, KeyRing
 

@@ -15,6 +15,7 @@ __all__ = [
     "create_user",
     "user_by_email",
     "user_by_id",
+    "lock_user",
     "list_users",
     "set_password_hash",
     "bump_session_version",
@@ -74,6 +75,15 @@ async def user_by_id(conn: asyncpg.Connection | asyncpg.Pool, user_id: str) -> U
     return _user(row)
 
 
+async def lock_user(conn: asyncpg.Connection, user_id: str) -> User | None:
+    """The user, with their row locked until the transaction ends: rotation and revocation of
+    their sessions serialize on it (see ``serve.auth.sessions``)."""
+    row = await conn.fetchrow(
+        f"SELECT {_COLUMNS} FROM users WHERE user_id = $1::uuid FOR UPDATE", user_id
+    )
+    return _user(row)
+
+
 async def list_users(
     conn: asyncpg.Connection | asyncpg.Pool, limit: int, after_email: str | None = None
 ) -> list[User]:
@@ -111,7 +121,12 @@ async def bump_session_version(conn: asyncpg.Connection | asyncpg.Pool, user_id:
 
 
 async def end_all_access(conn: asyncpg.Connection, user_id: str) -> int:
-    """Bump the session version and revoke every refresh token; returns the new version."""
+    """Bump the session version and revoke every refresh token; returns the new version.
+
+    The bump locks the user's row before any token is revoked, so a concurrent rotation has
+    either committed its successor (which the revocation then sees) or waits and then finds its
+    token revoked (see ``serve.auth.sessions``).
+    """
     version = await bump_session_version(conn, user_id)
     await conn.execute(
         "UPDATE refresh_tokens SET revoked_at = now() "

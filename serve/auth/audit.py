@@ -10,7 +10,15 @@ from typing import Any
 import asyncpg
 from pydantic import BaseModel
 
-__all__ = ["AuditEvent", "AuditRecord", "record", "list_events"]
+from serve.auth.rate_limit import RateLimit, RateLimited, RateLimiter, address_subject
+
+__all__ = ["AuditEvent", "AuditRecord", "record", "record_denial", "list_events"]
+
+# Denials (401, 403) are what anyone can provoke at will: at most this many a minute reach the
+# log from one client address (IPv6 by /64), and at most this many from all addresses together,
+# enough to show an attack without letting it flood the log.
+_DENIALS_PER_ADDRESS = RateLimit("audit-denials-address", 20, 60)
+_DENIALS = RateLimit("audit-denials", 600, 60)
 
 
 class AuditEvent(StrEnum):
@@ -29,6 +37,8 @@ class AuditEvent(StrEnum):
     client_revoked = "client_revoked"
     client_authentication_failed = "client_authentication_failed"
     signing_key_rotated = "signing_key_rotated"
+    signing_key_revoked = "signing_key_revoked"
+    access_denied = "access_denied"
 
 
 class AuditRecord(BaseModel):
@@ -58,6 +68,22 @@ async def record(
         client_ip,
         json.dumps(details or {}),
     )
+
+
+async def record_denial(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    limiter: RateLimiter,
+    client_ip: str,
+    user_id: str | None,
+    details: dict[str, Any],
+) -> None:
+    """Record a refused request (``access_denied``) unless the log's denial limits are spent."""
+    try:
+        await limiter.hit(_DENIALS_PER_ADDRESS, address_subject(client_ip))
+        await limiter.hit(_DENIALS, "all")
+    except RateLimited:
+        return
+    await record(conn, AuditEvent.access_denied, user_id, client_ip=client_ip, details=details)
 
 
 async def list_events(

@@ -6,8 +6,8 @@ from enum import Enum
 
 import asyncpg
 
-from cluster.migrate import upgrade_database_async
-from cluster.settings import Settings
+from core.migrate import upgrade_database_async
+from core.settings import Settings
 from serve.auth import accounts, audit
 from serve.auth.audit import AuditEvent
 from serve.auth.passwords import Passwords, check_password_policy

@@ -16,7 +16,7 @@ from typing import Any
 
 import asyncpg
 from authlib.oauth2.rfc6749 import AuthorizationServer, ClientMixin, OAuth2Request
-from authlib.oauth2.rfc6749.errors import InvalidScopeError
+from authlib.oauth2.rfc6749.errors import InsecureTransportError, InvalidScopeError
 from authlib.oauth2.rfc6749.grants import ClientCredentialsGrant
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from authlib.oauth2.rfc6749.util import extract_basic_authorization, scope_to_list
@@ -30,6 +30,7 @@ __all__ = [
     "create_client",
     "client_by_id",
     "list_clients",
+    "count_live",
     "revoke_client",
     "client_for_request",
     "ClientCredentialsServer",
@@ -42,8 +43,9 @@ _COLUMNS = (
 )
 
 
+# Authlib ships no types: to mypy its classes are Any.
 @dataclass(frozen=True, slots=True)
-class MachineClient(ClientMixin):
+class MachineClient(ClientMixin):  # type: ignore[misc]
     client_id: str
     owner_id: str
     name: str
@@ -144,11 +146,19 @@ async def list_clients(
     return [_client(row) for row in rows]
 
 
+async def count_live(conn: asyncpg.Connection | asyncpg.Pool, owner_id: str) -> int:
+    count: int = await conn.fetchval(
+        "SELECT count(*) FROM oauth_clients WHERE owner_id = $1::uuid AND revoked_at IS NULL",
+        owner_id,
+    )
+    return count
+
+
 async def revoke_client(
     conn: asyncpg.Connection | asyncpg.Pool, owner_id: str, client_id: str
 ) -> bool:
     """Revoke one of the owner's clients; False when the owner has no such live client."""
-    status = await conn.execute(
+    status: str = await conn.execute(
         "UPDATE oauth_clients SET revoked_at = now() "
         "WHERE client_id = $1 AND owner_id = $2::uuid AND revoked_at IS NULL",
         client_id,
@@ -169,7 +179,8 @@ async def client_for_request(
     return client if client is not None and client.usable else None
 
 
-class _TokenRequest(OAuth2Request):
+# Authlib ships no types: to mypy its classes are Any.
+class _TokenRequest(OAuth2Request):  # type: ignore[misc]
     """A form-encoded token request, already read from the HTTP request."""
 
     def __init__(self, url: str, headers: Mapping[str, str], form: dict[str, str]) -> None:
@@ -186,7 +197,8 @@ class _TokenRequest(OAuth2Request):
         return {}
 
 
-class _ClientCredentials(ClientCredentialsGrant):
+# Authlib ships no types: to mypy its classes are Any.
+class _ClientCredentials(ClientCredentialsGrant):  # type: ignore[misc]
     TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 
 
@@ -194,7 +206,8 @@ class _ClientCredentials(ClientCredentialsGrant):
 TokenIssuer = Callable[[MachineClient, frozenset[Scope]], str]
 
 
-class ClientCredentialsServer(AuthorizationServer):
+# Authlib ships no types: to mypy its classes are Any.
+class ClientCredentialsServer(AuthorizationServer):  # type: ignore[misc]
     """One token request's authorization server: it knows the one client the request names."""
 
     def __init__(self, client: MachineClient | None, issue: TokenIssuer, expires_in: int) -> None:
@@ -209,8 +222,14 @@ class ClientCredentialsServer(AuthorizationServer):
         self, url: str, headers: Mapping[str, str], form: dict[str, str]
     ) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
         """Run the grant: (status, RFC 6749 body, headers)."""
+        try:
+            request = _TokenRequest(url, headers, form)
+        except InsecureTransportError as error:
+            # Authlib refuses plain HTTP beyond loopback while reading the request, before the
+            # grant's own error handling: answered here as the client's error it is.
+            return self.handle_response(*error())
         result: tuple[int, dict[str, Any], list[tuple[str, str]]] = self.create_token_response(
-            _TokenRequest(url, headers, form)
+            request
         )
         return result
 

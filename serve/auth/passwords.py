@@ -14,7 +14,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
-from cluster.settings import Settings
+from core.settings import Settings
 
 __all__ = [
     "MIN_PASSWORD_LENGTH",

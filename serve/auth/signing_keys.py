@@ -2,7 +2,8 @@
 
 Every gateway replica reads the same keys from Postgres; private keys are stored encrypted with a
 key derived from FINONE_SECRET_KEY. The newest key signs. A replaced key keeps verifying until
-every token it signed has expired, then leaves the JWKS.
+every token it signed has expired, then leaves the JWKS. A revoked key (``revoke``, for one that
+leaked) is destroyed at once, and every replica stops verifying with it at its next refresh.
 """
 
 from __future__ import annotations
@@ -20,17 +21,18 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from joserfc.jwk import ECKey
 
-from cluster.settings import Settings
+from core.settings import Settings
 
 __all__ = ["ALGORITHM", "KeyRing", "SigningKey"]
 
 log = logging.getLogger(__name__)
 
 ALGORITHM = "ES256"
-# Refresh from Postgres this often, and at most this often when a token names an unknown kid
-# (a forged kid must not turn every request into a database query).
-_REFRESH_INTERVAL_S = 60.0
-_UNKNOWN_KID_REFRESH_S = 5.0
+# Refresh from Postgres this often (so a key revoked on one replica stops verifying on every
+# other within it), and at most this often when a token names an unknown kid (a forged kid must
+# not turn every request into a database query).
+_REFRESH_INTERVAL_S = 5.0
+_UNKNOWN_KID_REFRESH_S = 1.0
 # Serialises rotation across replicas and `finone` commands.
 _ROTATION_LOCK = 0x46_494E_4B45_59  # "FINKEY"
 
@@ -81,30 +83,51 @@ class KeyRing:
                 await self._read(conn)
                 if not self._rotation_due():
                     return self.signing_key.kid
-            key = ECKey.generate_key(
-                "P-256",
-                parameters={"kid": secrets.token_urlsafe(12), "alg": ALGORITHM, "use": "sig"},
-                private=True,
-            )
-            kid = key.kid
-            assert kid is not None
-            await conn.execute(
-                "UPDATE signing_keys SET retired_at = now() WHERE retired_at IS NULL"
-            )
-            await conn.execute(
-                "INSERT INTO signing_keys (kid, algorithm, public_jwk, private_jwk_encrypted) "
-                "VALUES ($1, $2, $3, $4)",
-                kid,
-                ALGORITHM,
-                json.dumps(key.as_dict(private=False)),
-                self._fernet.encrypt(json.dumps(key.as_dict(private=True)).encode()),
-            )
+            kid = await self._insert_signing_key(conn)
             await conn.execute(
                 "DELETE FROM signing_keys WHERE retired_at < now() - make_interval(secs => $1)",
                 float(self._verify_window_s()),
             )
         log.info("new JWT signing key %s", kid)
         await self._read(conn)
+        return kid
+
+    async def revoke(self, conn: asyncpg.Connection, kid: str) -> str | None:
+        """Destroy a key at once (it leaked, say): the tokens it signed stop verifying, and a
+        fresh key signs if it was the signing one. Returns the signing key's kid afterwards, or
+        None when there is no such key."""
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _ROTATION_LOCK)
+            row = await conn.fetchrow(
+                "DELETE FROM signing_keys WHERE kid = $1 RETURNING retired_at IS NULL AS signing",
+                kid,
+            )
+            if row is None:
+                return None
+            if row["signing"]:
+                await self._insert_signing_key(conn)
+        log.warning("JWT signing key %s revoked; the tokens it signed are refused", kid)
+        await self._read(conn)
+        return self.signing_key.kid
+
+    async def _insert_signing_key(self, conn: asyncpg.Connection) -> str:
+        """A new key that signs from now on, the current one retiring; returns its kid."""
+        key = ECKey.generate_key(
+            "P-256",
+            parameters={"kid": secrets.token_urlsafe(12), "alg": ALGORITHM, "use": "sig"},
+            private=True,
+        )
+        kid = key.kid
+        assert kid is not None
+        await conn.execute("UPDATE signing_keys SET retired_at = now() WHERE retired_at IS NULL")
+        await conn.execute(
+            "INSERT INTO signing_keys (kid, algorithm, public_jwk, private_jwk_encrypted) "
+            "VALUES ($1, $2, $3, $4)",
+            kid,
+            ALGORITHM,
+            json.dumps(key.as_dict(private=False)),
+            self._fernet.encrypt(json.dumps(key.as_dict(private=True)).encode()),
+        )
         return kid
 
     async def _read(self, conn: asyncpg.Connection) -> None:

@@ -1,24 +1,57 @@
 """The registered versions that serve: each target's ``champion``, loaded with its preprocessing.
 
-A version is looked up by alias and loaded through MLflow's pyfunc flavour, exactly as it was
-logged (standardizer, return scale, what it was trained for). A returns and a volatility
-champion logged from the same run are one model, loaded once.
+A version is looked up by alias, downloaded, and loaded through MLflow's pyfunc flavour, exactly
+as it was logged (standardizer, return scale, what it was trained for), only once the downloaded
+files match the version's signature (``core.model_signing``): loading unpickles the model, so a
+version the platform did not sign never gets that far. A returns and a volatility champion
+logged from the same run are one model, loaded once.
 """
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
+from mlflow.pyfunc import PyFuncModel
 
-from training.registry import ForecastModel, ForecastSpec
+from core.model_signing import SIGNATURE_TAG, artifacts_digest, verifies
+from training.registry import ForecastModel, ForecastSpec, download_version
 
-__all__ = ["Champion", "champion_source", "load_champion"]
+__all__ = [
+    "Champion",
+    "Candidate",
+    "ServedModel",
+    "UnsignedModel",
+    "champion_source",
+    "load_champion",
+]
 
-# Without the model the registry answers "does not exist"; without the alias, "invalid value".
-_NO_CHAMPION = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}
+# Without the alias the registry answers "invalid value"; without the model, "does not exist",
+# or behind MLflow's auth "permission denied" (nobody holds a permission on a model not yet made;
+# every signed-in user may read the models that exist).
+_NO_CHAMPION = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "PERMISSION_DENIED"}
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """The version a ``champion`` alias points at, as the registry describes it."""
+
+    name: str
+    version: str
+    source: str
+    signature: str | None
+
+
+class UnsignedModel(Exception):
+    """A version whose artifacts do not match its signature, or that has none."""
+
+    def __init__(self, candidate: Candidate, message: str) -> None:
+        super().__init__(message)
+        self.candidate = candidate
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +59,9 @@ class Champion:
     name: str
     version: str
     source: str
-    model: mlflow.pyfunc.PyFuncModel
+    # What the signature covers: the digest of the artifacts the model was loaded from.
+    digest: str
+    model: PyFuncModel
     forecaster: ForecastModel
 
     @property
@@ -34,8 +69,39 @@ class Champion:
         return self.forecaster.spec
 
 
-def champion_source(client: MlflowClient, name: str) -> tuple[str, str] | None:
-    """(version, model source) that ``name``'s ``champion`` alias points at; None without one.
+@dataclass(frozen=True, slots=True)
+class ServedModel:
+    """One target's model as a replica serves it: its champion's version and what it reads, or
+    (all None) that none serves, with why the version the alias names is refused, if one is."""
+
+    target: str
+    name: str
+    version: str | None
+    interval: str | None
+    horizon: int | None
+    bars_needed: int | None
+    refused: str | None
+
+    @classmethod
+    def of(
+        cls, target: str, name: str, champion: Champion | None, refused: str | None
+    ) -> ServedModel:
+        if champion is None:
+            return cls(target, name, None, None, None, None, refused)
+        spec = champion.spec
+        return cls(
+            target,
+            name,
+            champion.version,
+            spec.interval,
+            spec.vol_horizon if target == "volatility" else spec.horizon,
+            champion.forecaster.bars_needed,
+            refused,
+        )
+
+
+def champion_source(client: MlflowClient, name: str) -> Candidate | None:
+    """The version ``name``'s ``champion`` alias points at; None without one.
 
     Raises MlflowException when the registry cannot be asked.
     """
@@ -45,18 +111,46 @@ def champion_source(client: MlflowClient, name: str) -> tuple[str, str] | None:
         if error.error_code in _NO_CHAMPION:
             return None
         raise
-    return str(version.version), str(version.source)
+    return Candidate(
+        name, str(version.version), str(version.source), version.tags.get(SIGNATURE_TAG)
+    )
 
 
-def load_champion(name: str, version: str, source: str, loaded: list[Champion | None]) -> Champion:
-    """Load version ``version`` of ``name``, reusing a model already in ``loaded`` that came from
-    the same source. Raises MlflowException/OSError when it cannot be fetched, and TypeError for
-    a version that is not a forecaster of this platform."""
+def load_champion(
+    client: MlflowClient, candidate: Candidate, signing_key: bytes, loaded: list[Champion | None]
+) -> Champion:
+    """Load ``candidate`` once its artifacts verify against its signature, reusing a model
+    already in ``loaded`` that came from the same source. Raises UnsignedModel when they do not,
+    MlflowException/OSError when it cannot be fetched, and TypeError for a version that is not a
+    forecaster of this platform."""
+    name, version, source = candidate.name, candidate.version, candidate.source
     for other in loaded:
         if other is not None and other.source == source:
-            return Champion(name, version, source, other.model, other.forecaster)
-    model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+            _check_signature(candidate, signing_key, other.digest)
+            return Champion(name, version, source, other.digest, other.model, other.forecaster)
+    with tempfile.TemporaryDirectory() as tmp:
+        # Loaded from the very files that were verified, not downloaded a second time.
+        root = download_version(client, name, version, Path(tmp))
+        digest = artifacts_digest(root)
+        _check_signature(candidate, signing_key, digest)
+        model = mlflow.pyfunc.load_model(str(root))
     forecaster = model.unwrap_python_model()
     if not isinstance(forecaster, ForecastModel):
         raise TypeError(f"{name} v{version} is not a forecaster of this platform")
-    return Champion(name, version, source, model, forecaster)
+    return Champion(name, version, source, digest, model, forecaster)
+
+
+def _check_signature(candidate: Candidate, signing_key: bytes, digest: str) -> None:
+    if verifies(signing_key, digest, candidate.signature):
+        return
+    why = (
+        "has no signature"
+        if candidate.signature is None
+        else "has a signature its artifacts do not match (changed since, or another key's)"
+    )
+    raise UnsignedModel(
+        candidate,
+        f"{candidate.name} v{candidate.version} {why}: the platform's training did not register "
+        f"it as it is; an operator who trusts it can sign it with "
+        f"`finone sign-model {candidate.name} {candidate.version}`",
+    )

@@ -3,7 +3,9 @@
 Requests arriving together are batched (``@serve.batch``): one bars query and one model call per
 loaded model for the whole batch. A background task follows the registry: when ``champion`` moves,
 the new version is loaded beside the old one and swapped in whole, so requests in flight finish on
-the model they started with and none fails during the swap. Another task publishes fresh forecasts,
+the model they started with and none fails during the swap. A version whose signature does not
+verify is refused (logged, counted, and named in the answer while nothing serves) and the
+loaded one kept. Another task publishes fresh forecasts,
 on a schedule, for the instruments whose predictions some live-feed client subscribes to.
 """
 
@@ -11,31 +13,41 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 import uuid
 
 import asyncpg
 import mlflow
 import redis.asyncio as aioredis
-import redis.exceptions
 import torch
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from ray import serve
 from ray.util.metrics import Counter, Gauge, Histogram
 
-from cluster.events import Forecast, encode_event
-from cluster.redis_keys import (
+from core.events import Forecast, encode_event
+from core.model_signing import signing_key
+from core.redis_keys import (
     EVENT_FIELD,
     PREDICTION_INTEREST,
     PREDICTION_PUBLISH_LOCK,
     stream_key,
 )
-from cluster.settings import Settings
-from serve.inference.champions import Champion, champion_source, load_champion
+from core.redis_replies import set_members
+from core.settings import Settings
+from serve.background import keep_running
+from serve.inference.champions import (
+    Candidate,
+    Champion,
+    ServedModel,
+    UnsignedModel,
+    champion_source,
+    load_champion,
+)
 from serve.inference.forecasts import OutputCache, Refusal, bars_wanted, make_forecasts
-from serve.live.hub import INTEREST_FRESH_S
 from serve.metrics import LATENCY_BUCKETS_S
+from serve.stream_hub import INTEREST_FRESH_S
 from training.datasets import recent_bars
 from training.registry import TARGET_MODELS
 
@@ -46,7 +58,7 @@ log = logging.getLogger(__name__)
 _FIRST_LOOK_S = 30.0
 # Requests per batch: Serve's batches (up to the configured size, 16 by default) and publishing
 # rounds (every instrument some live-feed client wants).
-_BATCH_SIZE_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
+_BATCH_SIZE_BUCKETS: list[float] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
 
 
 @serve.deployment(name="Forecaster", ray_actor_options={"num_cpus": 0.2}, max_ongoing_requests=256)
@@ -56,10 +68,17 @@ class Forecaster:
             raise ValueError("inference needs MLFLOW_TRACKING_URI, DATABASE_URL and REDIS_URL")
         # Batches are small and the replica shares its machine: more threads only contend.
         torch.set_num_threads(1)
+        # MLflow's client reads the service account from the environment; this replica is a
+        # process of its own.
+        os.environ.update(settings.mlflow_client_env)
         mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
         self._settings = settings
         self._client = MlflowClient(settings.mlflow_tracking_uri)
         self._champions: dict[str, Champion | None] = dict.fromkeys(TARGET_MODELS)
+        self._signing_key = signing_key(settings.secret_key.get_secret_value())
+        # target -> (the candidate refused, why): not fetched again until the alias or its
+        # signature changes.
+        self._refused: dict[str, tuple[Candidate, str]] = {}
         self._first_look = asyncio.Event()
         self._outputs = OutputCache()
         self._redis = aioredis.from_url(
@@ -85,8 +104,14 @@ class Forecaster:
         self._published = Counter(
             "finone_predictions_published", "Forecasts written to the live feed"
         )
-        self.forecast.set_max_batch_size(settings.prediction_batch_size)
-        self.forecast.set_batch_wait_timeout_s(settings.prediction_batch_wait_s)
+        self._refusals = Counter(
+            "finone_models_refused",
+            "Champion versions refused because their signature does not verify",
+            ("target", "model"),
+        )
+        # Setters serve.batch documents on the method it wraps, missing from its annotations.
+        self.forecast.set_max_batch_size(settings.prediction_batch_size)  # type: ignore[attr-defined]
+        self.forecast.set_batch_wait_timeout_s(settings.prediction_batch_wait_s)  # type: ignore[attr-defined]
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._follow_champions(), name="follow-champions"),
@@ -98,12 +123,17 @@ class Forecaster:
         """The current forecast of each instrument (callers pass one; Serve batches them)."""
         return await self._forecasts(instruments)
 
-    async def champions(self) -> dict[str, str | None]:
-        """target -> "name/version" of the champion this replica serves."""
-        return {
-            target: None if champion is None else f"{champion.name}/{champion.version}"
-            for target, champion in self._champions.items()
-        }
+    async def served(self) -> list[ServedModel]:
+        """Each target's champion as this replica serves it, or why none does."""
+        return [
+            ServedModel.of(
+                target,
+                name,
+                self._champions[target],
+                self._refused[target][1] if target in self._refused else None,
+            )
+            for target, (name, _) in TARGET_MODELS.items()
+        ]
 
     async def check_health(self) -> None:
         for task in self._tasks:
@@ -132,6 +162,10 @@ class Forecaster:
             pass
         returns, volatility = self._champions["returns"], self._champions["volatility"]
         serving = [c for c in (returns, volatility) if c is not None]
+        if not serving and self._refused:
+            reasons = "; ".join(why for _, why in self._refused.values())
+            refused = Refusal("model_unavailable", f"no champion can be served: {reasons}")
+            return [refused] * len(instruments)
         try:
             pool = await self._database()
             bars = {
@@ -178,30 +212,40 @@ class Forecaster:
                 current = await asyncio.to_thread(champion_source, self._client, name)
                 if current is None:
                     self._champions[target] = None
+                    self._refused.pop(target, None)
                     continue
-                version, source = current
-                if serving is not None and serving.version == version:
+                if serving is not None and serving.version == current.version:
+                    self._refused.pop(target, None)
+                    continue
+                if target in self._refused and self._refused[target][0] == current:
                     continue
                 champion = await asyncio.to_thread(
-                    load_champion, name, version, source, list(self._champions.values())
+                    load_champion,
+                    self._client,
+                    current,
+                    self._signing_key,
+                    list(self._champions.values()),
                 )
+            except UnsignedModel as refusal:
+                self._refused[target] = (refusal.candidate, str(refusal))
+                self._refusals.inc(tags={"target": target, "model": name})
+                log.error("refusing to load %s (keeping what is loaded)", refusal)
+                continue
             except (MlflowException, OSError, TypeError) as error:
                 log.warning("cannot follow %s's champion (%s); keeping what is loaded", name, error)
                 continue
+            self._refused.pop(target, None)
             # One assignment: a batch reads either the old champion or the new, never half.
             self._champions[target] = champion
             self._outputs.retain({c.source for c in self._champions.values() if c is not None})
-            log.info("serving %s v%s as the %s champion", name, version, target)
+            log.info("serving %s v%s as the %s champion", name, current.version, target)
 
     async def _publish_forecasts(self) -> None:
-        while True:
-            await asyncio.sleep(self._settings.prediction_publish_s)
-            try:
-                await self._publish_round()
-            except (redis.exceptions.RedisError, OSError) as error:
-                log.warning("cannot publish forecasts (%s); retrying", type(error).__name__)
-            except Exception:
-                log.exception("publishing forecasts failed; continuing")
+        await keep_running(self._next_round, "publishing forecasts", log, 0.0)
+
+    async def _next_round(self) -> None:
+        await asyncio.sleep(self._settings.prediction_publish_s)
+        await self._publish_round()
 
     async def _publish_round(self) -> None:
         period_ms = int(self._settings.prediction_publish_s * 1000)
@@ -212,7 +256,8 @@ class Forecaster:
             return
         fresh_since = time.time() - INTEREST_FRESH_S
         await self._redis.zremrangebyscore(PREDICTION_INTEREST, "-inf", f"({fresh_since}")
-        wanted = [m.decode() for m in await self._redis.zrange(PREDICTION_INTEREST, 0, -1)]
+        members = set_members(await self._redis.zrange(PREDICTION_INTEREST, 0, -1))
+        wanted = [m.decode() for m in members]
         if not wanted:
             return
         forecasts = [f for f in await self._forecasts(wanted) if isinstance(f, Forecast)]

@@ -13,7 +13,7 @@ from typing import Literal
 
 import pandas as pd
 
-from cluster.events import Forecast, ReturnForecast, VolatilityForecast
+from core.events import Forecast, ReturnForecast, VolatilityForecast
 from serve.inference.champions import Champion
 from training.errors import DatasetError
 from training.features import FEATURES, feature_frame, unbroken_runs
@@ -181,7 +181,8 @@ def _predict(
         pieces.append(features.iloc[-rows:].assign(instrument=instrument))
     if pieces:
         table = pd.concat(pieces)
-        predicted = champion.model.predict(table[[*FEATURES, "instrument"]])
+        # MLflow passes on what ForecastModel.predict answers: a frame.
+        predicted: pd.DataFrame = champion.model.predict(table[[*FEATURES, "instrument"]])
         predicted["instrument"] = table["instrument"].to_numpy()
         predicted["bar_start"] = table.index
         for _, row in predicted.groupby("instrument", sort=False).tail(1).iterrows():

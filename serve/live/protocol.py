@@ -10,7 +10,16 @@ Flow control: data frames are numbered (``seq``) and at most a window of them is
 unacknowledged; a client acknowledges with ``{"type": "ack", "seq": N}`` for the last frame it
 has processed (every few frames is enough). Serve's proxy buffers whatever a replica sends, so
 only the client can say that it keeps up; one that does not ack is treated as slow: its quotes
-and books are conflated to the latest, then it is disconnected (close code 4008).
+and books are conflated to the latest, then it is disconnected (close code 4008). Catch-up
+(``resume_from``) is paced the same way, and each stream can be resumed once per subscription.
+
+Close codes: 4401 the token expired or was refused, 4403 forbidden (both from
+``serve.live.handshake``), 4001 the token was revoked while the connection was open (logout,
+logout everywhere, password change, disable, role change, machine client revoked: reconnecting
+needs a new login or client token), 4008 too slow, 4029 too many connections, 1008 too many
+refused messages (each refusal is an ``error``; an oversized message weighs by its size), 1013
+try again later (the server cannot check tokens now, or too many handshakes are pending from
+the client's address).
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ from typing import Literal
 
 import msgspec
 
-from cluster.events import CHANNELS, Channel
+from core.events import CHANNELS, Channel
 
 __all__ = [
     "Subscribe",
@@ -37,6 +46,8 @@ __all__ = [
     "server_message",
     "CLOSE_TOO_SLOW",
     "CLOSE_TOO_MANY_CONNECTIONS",
+    "CLOSE_REVOKED",
+    "CLOSE_POLICY_VIOLATION",
 ]
 
 EVENT_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
@@ -104,7 +115,7 @@ def split_stream(name: str) -> tuple[Channel, str] | None:
     channel, _, instrument = name.partition(":")
     if channel not in CHANNELS or not _INSTRUMENT.fullmatch(instrument):
         return None
-    return channel, instrument  # type: ignore[return-value]
+    return channel, instrument
 
 
 _encoder = msgspec.json.Encoder()
@@ -120,6 +131,9 @@ def server_message(kind: ServerKind, **fields: object) -> str:
 
 
 # Close codes of the live feed (4000-4999 belong to applications; 4401/4403 as in
-# serve.auth.websocket).
+# serve.live.handshake).
 CLOSE_TOO_SLOW = 4008
 CLOSE_TOO_MANY_CONNECTIONS = 4029
+CLOSE_REVOKED = 4001
+# The WebSocket protocol's own code for a peer that breaks the rules (RFC 6455, 7.4.1).
+CLOSE_POLICY_VIOLATION = 1008

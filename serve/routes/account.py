@@ -8,12 +8,13 @@ machine clients. Its errors keep the API's one error format with the OAuth2 erro
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Form, Request, Response
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
 
-from serve.auth import accounts, audit, sessions
+from serve.auth import accounts, audit, refresh_cookie, sessions
 from serve.auth.accounts import User
 from serve.auth.audit import AuditEvent
 from serve.auth.clients import (
@@ -22,8 +23,13 @@ from serve.auth.clients import (
     TokenIssuer,
     client_for_request,
 )
-from serve.auth.passwords import PasswordPolicyError, check_password_policy
-from serve.auth.rate_limit import RateLimited
+from serve.auth.passwords import (
+    MAX_PASSWORD_LENGTH,
+    MIN_PASSWORD_LENGTH,
+    PasswordPolicyError,
+    check_password_policy,
+)
+from serve.auth.rate_limit import RateLimited, address_subject
 from serve.auth.roles import ROLE_SCOPES, Role, Scope
 from serve.dependencies import (
     AccountHolder,
@@ -33,7 +39,8 @@ from serve.dependencies import (
     enforce_rate_limit,
     rate_limited,
 )
-from serve.errors import ApiError, ErrorBody
+from serve.errors import ApiError, ErrorBody, OpenApiResponses
+from serve.fields import Email
 from serve.resources import Resources
 
 __all__ = ["router", "UserView", "TokenResponse"]
@@ -42,13 +49,15 @@ router = APIRouter(prefix="/v1/auth", tags=["auth"])
 
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _LOGIN_FAILED = "incorrect email or password"
-_ERRORS: dict[int | str, dict[str, Any]] = {
+_DISABLED = "this account is disabled"
+_CHANGED = "the account changed meanwhile; log in again"
+_ERRORS: OpenApiResponses = {
     400: {"model": ErrorBody, "description": "invalid request or grant"},
     401: {"model": ErrorBody, "description": "missing, invalid, expired or revoked token"},
     429: {"model": ErrorBody, "description": "too many attempts; see Retry-After"},
 }
 
-_USER = {
+_USER: JsonDict = {
     "user_id": "08bcfd37-3775-48a7-b4d4-8ffa3d5a0fe1",
     "email": "ann@example.com",
     "role": "user",
@@ -71,9 +80,14 @@ _CLIENT_SECRET = "l1zH5I-gs67KUpjC5lC7BbeDE4uz-LwZ4xvS33h9w1Q"
 
 
 class Registration(BaseModel):
-    email: EmailStr = Field(max_length=254, examples=["ann@example.com"])
-    # The policy (8..128, not common) is checked in code for a clear error; this caps hashing cost.
-    password: str = Field(max_length=1_024, examples=["correct horse battery staple"])
+    email: Email
+    # The lengths are the policy's, in the schema for generated clients; "not common, not the
+    # email" is checked in code.
+    password: str = Field(
+        min_length=MIN_PASSWORD_LENGTH,
+        max_length=MAX_PASSWORD_LENGTH,
+        examples=["correct horse battery staple"],
+    )
 
 
 class UserView(BaseModel):
@@ -133,7 +147,11 @@ class TokenResponse(BaseModel):
 
 class PasswordChange(BaseModel):
     current_password: str = Field(max_length=1_024, examples=["correct horse battery staple"])
-    new_password: str = Field(max_length=1_024, examples=["a new long passphrase"])
+    new_password: str = Field(
+        min_length=MIN_PASSWORD_LENGTH,
+        max_length=MAX_PASSWORD_LENGTH,
+        examples=["a new long passphrase"],
+    )
 
 
 def _weak_password(error: PasswordPolicyError) -> ApiError:
@@ -159,11 +177,22 @@ def _session_tokens(
     )
 
 
+def _deliver(
+    request: Request, response: Response, resources: Resources, tokens: TokenResponse
+) -> TokenResponse:
+    """The tokens, with the refresh token moved to its cookie when the browser asked for that."""
+    lifetime_s = resources.settings.refresh_token_lifetime_s
+    body_token = refresh_cookie.deliver(request, response, tokens.refresh_token, lifetime_s)
+    return tokens.model_copy(update={"refresh_token": body_token})
+
+
 async def _new_session(resources: Resources, user: User) -> TokenResponse:
     session = await sessions.start_session(
-        await resources.pool(), user.user_id, resources.settings.refresh_token_lifetime_s
+        await resources.pool(), user, resources.settings.refresh_token_lifetime_s
     )
-    return _session_tokens(resources, user, session.refresh_token, session.family_id)
+    if session is None:
+        raise _grant_error("invalid_grant", _CHANGED)
+    return _session_tokens(resources, session.user, session.refresh_token, session.family_id)
 
 
 @router.post(
@@ -177,7 +206,7 @@ async def _new_session(resources: Resources, user: User) -> TokenResponse:
     },
 )
 async def register(body: Registration, resources: ResourcesDep, ip: ClientIp) -> UserView:
-    await enforce_rate_limit(resources, resources.auth_requests, ip)
+    await enforce_rate_limit(resources, resources.auth_requests, address_subject(ip))
     try:
         check_password_policy(body.password, body.email)
     except PasswordPolicyError as error:
@@ -216,16 +245,19 @@ async def token(
     client_id: Annotated[str | None, Form(max_length=64, examples=[_CLIENT_ID])] = None,
     client_secret: Annotated[str | None, Form(max_length=256, examples=[_CLIENT_SECRET])] = None,
 ) -> TokenResponse:
-    await enforce_rate_limit(resources, resources.auth_requests, ip)
+    await enforce_rate_limit(resources, resources.auth_requests, address_subject(ip))
     response.headers.update(_NO_STORE)
     if grant_type == "password":
         if not username or password is None:
             raise _grant_error("invalid_request", "username and password are required")
-        return await _password_grant(resources, username, password, ip)
+        tokens = await _password_grant(resources, username, password, ip)
+        return _deliver(request, response, resources, tokens)
     if grant_type == "refresh_token":
+        refresh_token = refresh_token or refresh_cookie.cookie_token(request)
         if not refresh_token:
             raise _grant_error("invalid_request", "refresh_token is required")
-        return await _refresh_grant(resources, refresh_token, ip)
+        tokens = await _refresh_grant(resources, refresh_token, ip)
+        return _deliver(request, response, resources, tokens)
     if grant_type == "client_credentials":
         form = {
             k: v
@@ -247,15 +279,28 @@ async def _password_grant(
     pool = await resources.pool()
     subject = accounts.normalize_email(email)
     try:
-        await resources.limiter.check(resources.login_failures, subject)
+        # Counted before the password is checked, in one atomic step: parallel guesses each
+        # take a slot of the allowance, so no more than the limit are ever checked. A login that
+        # succeeds gives its slot back, so the limit counts failures.
+        attempt = await resources.limiter.hit(resources.login_failures, subject)
     except RateLimited as error:
         await audit.record(
             pool, AuditEvent.login_rate_limited, client_ip=ip, details={"email": subject}
         )
         raise rate_limited(error) from None
     user = await accounts.user_by_email(pool, subject)
-    if not await resources.passwords.verify(user.password_hash if user else None, password):
-        await _count_failure(resources, subject)
+    verified = await resources.passwords.verify(user.password_hash if user else None, password)
+    if user is not None and user.disabled:
+        # Whatever the password, alike: a disabled account must not tell guesses apart.
+        await audit.record(
+            pool,
+            AuditEvent.login_failed,
+            user_id=user.user_id,
+            client_ip=ip,
+            details={"email": subject, "reason": "disabled"},
+        )
+        raise _grant_error("invalid_grant", _DISABLED)
+    if not verified:
         await audit.record(
             pool,
             AuditEvent.login_failed,
@@ -265,15 +310,7 @@ async def _password_grant(
         )
         raise _grant_error("invalid_grant", _LOGIN_FAILED)
     assert user is not None
-    if user.disabled:
-        await audit.record(
-            pool,
-            AuditEvent.login_failed,
-            user_id=user.user_id,
-            client_ip=ip,
-            details={"email": subject, "reason": "disabled"},
-        )
-        raise _grant_error("invalid_grant", "this account is disabled")
+    await resources.limiter.forgive(attempt)
     if resources.passwords.needs_rehash(user.password_hash):
         await accounts.set_password_hash(
             pool, user.user_id, await resources.passwords.hash(password), changed=False
@@ -282,17 +319,10 @@ async def _password_grant(
     return await _new_session(resources, user)
 
 
-async def _count_failure(resources: Resources, subject: str) -> None:
-    try:
-        await resources.limiter.hit(resources.login_failures, subject)
-    except RateLimited:
-        pass  # this failure used up the allowance; the next attempt is the one refused
-
-
 async def _refresh_grant(resources: Resources, refresh_token: str, ip: str) -> TokenResponse:
     pool = await resources.pool()
     async with pool.acquire() as conn:
-        outcome = await sessions.rotate(conn, refresh_token)
+        outcome = await sessions.rotate(conn, refresh_token, resources.settings.refresh_idle_s)
     if isinstance(outcome, sessions.Refused):
         if outcome.reason is sessions.Refusal.reused:
             assert outcome.family_id is not None
@@ -305,11 +335,7 @@ async def _refresh_grant(resources: Resources, refresh_token: str, ip: str) -> T
                 details={"session_id": outcome.family_id},
             )
         raise _grant_error("invalid_grant", outcome.reason.value)
-    user = await accounts.user_by_id(pool, outcome.user_id)
-    if user is None or user.disabled:
-        await sessions.end_session(pool, outcome.family_id)
-        raise _grant_error("invalid_grant", sessions.Refusal.ended.value)
-    return _session_tokens(resources, user, outcome.refresh_token, outcome.family_id)
+    return _session_tokens(resources, outcome.user, outcome.refresh_token, outcome.family_id)
 
 
 def _issuer(resources: Resources) -> TokenIssuer:
@@ -378,22 +404,30 @@ async def me(principal: AnyPrincipal, resources: ResourcesDep) -> Me:
 @router.post(
     "/password",
     summary="Change the password; every session ends and this one gets new tokens",
-    responses={**_ERRORS, 422: {"model": ErrorBody, "description": "unacceptable new password"}},
+    responses={
+        **_ERRORS,
+        403: {"model": ErrorBody, "description": "the current password is not correct"},
+        422: {"model": ErrorBody, "description": "unacceptable new password"},
+    },
 )
 async def change_password(
-    body: PasswordChange, principal: AccountHolder, resources: ResourcesDep, ip: ClientIp
+    body: PasswordChange,
+    principal: AccountHolder,
+    resources: ResourcesDep,
+    ip: ClientIp,
+    request: Request,
+    response: Response,
 ) -> TokenResponse:
     pool = await resources.pool()
     user = await accounts.user_by_id(pool, principal.user_id)
     if user is None:
         raise ApiError(401, "invalid_token", "the account no longer exists")
-    try:
-        await resources.limiter.check(resources.login_failures, user.email)
-    except RateLimited as error:
-        raise rate_limited(error) from None
+    # Counted before the check, as at login: a stolen access token must not buy parallel guesses.
+    attempt = await enforce_rate_limit(resources, resources.login_failures, user.email)
     if not await resources.passwords.verify(user.password_hash, body.current_password):
-        await _count_failure(resources, user.email)
-        raise ApiError(400, "wrong_password", "the current password is not correct")
+        # 403: the caller is known, and refused this change; the request itself was valid.
+        raise ApiError(403, "wrong_password", "the current password is not correct")
+    await resources.limiter.forgive(attempt)
     try:
         check_password_policy(body.new_password, user.email)
     except PasswordPolicyError as error:
@@ -406,17 +440,20 @@ async def change_password(
     await audit.record(pool, AuditEvent.password_changed, user_id=user.user_id, client_ip=ip)
     refreshed = await accounts.user_by_id(pool, user.user_id)
     assert refreshed is not None
-    return await _new_session(resources, refreshed)
+    return _deliver(request, response, resources, await _new_session(resources, refreshed))
 
 
 @router.post("/logout", status_code=204, summary="End this session", responses={401: _ERRORS[401]})
-async def logout(principal: AccountHolder, resources: ResourcesDep, ip: ClientIp) -> None:
+async def logout(
+    principal: AccountHolder, resources: ResourcesDep, ip: ClientIp, response: Response
+) -> None:
     assert principal.session_id is not None
-    await sessions.end_session(await resources.pool(), principal.session_id)
+    refresh_cookie.clear(response)
+    pool = await resources.pool()
+    async with pool.acquire() as conn:
+        await sessions.end_session(conn, principal.session_id)
     await resources.revocations.end_session(principal.session_id)
-    await audit.record(
-        await resources.pool(), AuditEvent.logged_out, user_id=principal.user_id, client_ip=ip
-    )
+    await audit.record(pool, AuditEvent.logged_out, user_id=principal.user_id, client_ip=ip)
 
 
 @router.post(
@@ -426,8 +463,9 @@ async def logout(principal: AccountHolder, resources: ResourcesDep, ip: ClientIp
     responses={401: _ERRORS[401]},
 )
 async def logout_everywhere(
-    principal: AccountHolder, resources: ResourcesDep, ip: ClientIp
+    principal: AccountHolder, resources: ResourcesDep, ip: ClientIp, response: Response
 ) -> None:
+    refresh_cookie.clear(response)
     pool = await resources.pool()
     async with pool.acquire() as conn, conn.transaction():
         version = await accounts.end_all_access(conn, principal.user_id)

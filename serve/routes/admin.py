@@ -6,15 +6,15 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from serve.auth import accounts, audit
 from serve.auth.accounts import User
 from serve.auth.audit import AuditEvent, AuditRecord
 from serve.auth.roles import Role
 from serve.dependencies import Admin, ClientIp, ResourcesDep
-from serve.errors import ApiError, ErrorBody, token_errors
-from serve.pagination import Page, decode_cursor, encode_cursor
+from serve.errors import ApiError, ErrorBody, OpenApiResponses, token_errors
+from serve.pagination import NUMBER, TEXT, Page, cursor_pattern, number_at, text_at, text_of
 from serve.resources import Resources
 from serve.routes.account import UserView
 
@@ -26,8 +26,10 @@ router = APIRouter(
     responses=token_errors("the caller is not an admin"),
 )
 
-_NOT_FOUND = {404: {"model": ErrorBody, "description": "no such user"}}
-_SELF = {409: {"model": ErrorBody, "description": "admins cannot demote or disable themselves"}}
+_NOT_FOUND: OpenApiResponses = {404: {"model": ErrorBody, "description": "no such user"}}
+_SELF: OpenApiResponses = {
+    409: {"model": ErrorBody, "description": "admins cannot demote or disable themselves"}
+}
 _USER_ID = "08bcfd37-3775-48a7-b4d4-8ffa3d5a0fe1"
 _ADMIN_ID = "181dc18a-e996-4204-acef-d7510226475d"
 _AUDIT_PAGE = {
@@ -51,7 +53,7 @@ _AUDIT_PAGE = {
             "details": {},
         },
     ],
-    "next_cursor": "MTA0Mg",
+    "next_cursor": "1042",
 }
 
 UserId = Annotated[uuid.UUID, Path(examples=[_USER_ID])]
@@ -70,6 +72,18 @@ class RotatedKey(BaseModel):
     kid: str
 
 
+class RevokedKey(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"revoked": "Xq3vN8tLr2KpWm5a", "signing": "pL7cQe2Wn9Rt"}]}
+    )
+
+    revoked: str
+    signing: str = Field(description="The key that signs new tokens now.")
+
+
+Kid = Annotated[str, Path(min_length=1, max_length=64, examples=["Xq3vN8tLr2KpWm5a"])]
+
+
 def _refuse_self(admin_id: str, user_id: uuid.UUID) -> None:
     # The last admin must not be able to lock everyone out of administration.
     if str(user_id) == admin_id:
@@ -82,16 +96,18 @@ def _found(user: User | None) -> User:
     return user
 
 
-@router.get("/users", summary="List users by email", responses={400: {"model": ErrorBody}})
+@router.get("/users", summary="List users by email")
 async def list_users(
     admin: Admin,
     resources: ResourcesDep,
     limit: Limit = 100,
-    cursor: Annotated[str | None, Query(max_length=400, examples=["YW5uQGV4YW1wbGUuY29t"])] = None,
+    cursor: Annotated[
+        str | None, Query(pattern=cursor_pattern(TEXT), examples=["616e6e406578616d706c652e636f6d"])
+    ] = None,
 ) -> Page[UserView]:
-    after = decode_cursor(cursor) if cursor else None
+    after = text_at(cursor) if cursor else None
     users = await accounts.list_users(await resources.pool(), limit, after)
-    next_cursor = encode_cursor(users[-1].email) if len(users) == limit else None
+    next_cursor = text_of(users[-1].email) if len(users) == limit else None
     return Page(items=[UserView.of(u) for u in users], next_cursor=next_cursor)
 
 
@@ -159,7 +175,6 @@ async def change_role(
     summary="The audit log, newest first",
     responses={
         200: {"content": {"application/json": {"example": _AUDIT_PAGE}}},
-        400: {"model": ErrorBody},
     },
 )
 async def audit_log(
@@ -168,20 +183,14 @@ async def audit_log(
     user_id: Annotated[uuid.UUID | None, Query(examples=[_USER_ID])] = None,
     event: Annotated[AuditEvent | None, Query(examples=["role_changed"])] = None,
     limit: Limit = 100,
-    cursor: Annotated[str | None, Query(max_length=100, examples=["MTA0Mg"])] = None,
+    cursor: Annotated[str | None, Query(pattern=cursor_pattern(NUMBER), examples=["1042"])] = None,
 ) -> Page[AuditRecord]:
-    before = _event_id(decode_cursor(cursor)) if cursor else None
+    before = number_at(cursor) if cursor else None
     records = await audit.list_events(
         await resources.pool(), limit, before, str(user_id) if user_id else None, event
     )
-    next_cursor = encode_cursor(str(records[-1].event_id)) if len(records) == limit else None
+    next_cursor = str(records[-1].event_id) if len(records) == limit else None
     return Page(items=records, next_cursor=next_cursor)
-
-
-def _event_id(position: str) -> int:
-    if not position.isdigit() or len(position) > 18:
-        raise ApiError(400, "invalid_cursor", "the cursor is not one this API returned")
-    return int(position)
 
 
 @router.post("/signing-keys/rotate", summary="Sign new tokens with a fresh key")
@@ -197,3 +206,26 @@ async def rotate_signing_key(admin: Admin, resources: ResourcesDep, ip: ClientIp
         details={"kid": kid},
     )
     return RotatedKey(kid=kid)
+
+
+@router.post(
+    "/signing-keys/{kid}/revoke",
+    summary="Revoke a signing key at once: the tokens it signed stop working",
+    responses={404: {"model": ErrorBody, "description": "no such key"}},
+)
+async def revoke_signing_key(
+    kid: Kid, admin: Admin, resources: ResourcesDep, ip: ClientIp
+) -> RevokedKey:
+    pool = await resources.pool()
+    async with pool.acquire() as conn:
+        signing = await resources.keys.revoke(conn, kid)
+    if signing is None:
+        raise ApiError(404, "signing_key_not_found", "no signing key with this kid")
+    await audit.record(
+        pool,
+        AuditEvent.signing_key_revoked,
+        actor_id=admin.user_id,
+        client_ip=ip,
+        details={"kid": kid, "signing_kid": signing},
+    )
+    return RevokedKey(revoked=kid, signing=signing)

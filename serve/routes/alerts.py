@@ -6,10 +6,11 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
 
 from actors import alert_store
 from actors.alert_engine import Condition
@@ -17,10 +18,23 @@ from actors.alert_store import StoredAlert
 from serve.dependencies import AccountHolder, ResourcesDep
 from serve.errors import ApiError, ErrorBody, token_errors
 from serve.fields import INSTRUMENT_PATTERN
+from serve.pagination import (
+    NUMBER,
+    UUID_HEX,
+    Page,
+    cursor_parts,
+    cursor_pattern,
+    join_cursor,
+    time_at,
+    time_of,
+)
+from serve.quotas import QuotaExceeded, within_quota
 
 __all__ = ["router", "MAX_WAITING_ALERTS"]
 
 MAX_WAITING_ALERTS = 100
+# Fired alerts have no quota: they are listed a page at a time.
+MAX_PAGE = 500
 
 router = APIRouter(
     prefix="/v1/alerts",
@@ -28,16 +42,31 @@ router = APIRouter(
     responses=token_errors("machine clients have no alerts"),
 )
 
-# A decimal string: what the exchange writes, kept exact.
-Price = Annotated[str, Field(pattern=r"^[0-9]{1,18}(\.[0-9]{1,18})?$", examples=["100000.5"])]
+# A decimal string above zero, kept exact: digits, a dot and digits, at least one not 0.
+Positive = Annotated[
+    str,
+    Field(
+        pattern=r"^(?:[0-9]*[1-9][0-9]*(?:\.[0-9]+)?|[0-9]+\.[0-9]*[1-9][0-9]*)$",
+        max_length=37,
+        examples=["100000.5"],
+    ),
+]
+Cursor = Annotated[
+    str | None,
+    Query(
+        pattern=cursor_pattern(NUMBER, UUID_HEX),
+        description="next_cursor of the last page",
+        examples=["1764150422880163-6936421b2be34f35a7ca562fb69abd16"],
+    ),
+]
 AlertId = Annotated[uuid.UUID, Path(examples=["6936421b-2be3-4f35-a7ca-562fb69abd16"])]
 
-_CROSSING = {
+_CROSSING: JsonDict = {
     "instrument": "binance:BTC-USDT",
     "condition": "crosses_above",
     "threshold": "100000.5",
 }
-_MOVE = {
+_MOVE: JsonDict = {
     "instrument": "alpaca:AAPL",
     "condition": "percent_move",
     "threshold": "2.5",
@@ -45,23 +74,31 @@ _MOVE = {
 }
 
 
-class AlertRequest(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [_CROSSING, _MOVE]})
+class CrossingAlert(BaseModel):
+    """An alert on a price: fires when a trade crosses it."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_CROSSING]})
 
     instrument: str = Field(pattern=INSTRUMENT_PATTERN, examples=["binance:BTC-USDT"])
-    condition: Condition
-    threshold: Price = Field(description="A price, or a percentage for percent_move.")
-    window_s: int | None = Field(
-        default=None, ge=1, le=86_400, description="Required for percent_move, else absent."
-    )
+    condition: Literal[Condition.crosses_above, Condition.crosses_below]
+    threshold: Positive = Field(description="The price.")
 
-    @model_validator(mode="after")
-    def _window_only_for_moves(self) -> AlertRequest:
-        if (self.condition is Condition.percent_move) != (self.window_s is not None):
-            raise ValueError("window_s is required for percent_move and only for it")
-        if Decimal(self.threshold) <= 0:
-            raise ValueError("threshold must be positive")
-        return self
+
+class MoveAlert(BaseModel):
+    """An alert on a move: fires when the price moves by ``threshold`` percent within
+    ``window_s`` seconds."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_MOVE]})
+
+    instrument: str = Field(pattern=INSTRUMENT_PATTERN, examples=["alpaca:AAPL"])
+    condition: Literal[Condition.percent_move]
+    threshold: Positive = Field(description="The move, in percent.", examples=["2.5"])
+    window_s: int = Field(ge=1, le=86_400, description="The window the move happens within.")
+
+
+# One schema per kind, told apart by condition: the rules live in the OpenAPI document, where
+# generated clients (the web app's included) can see them.
+AlertRequest = Annotated[CrossingAlert | MoveAlert, Field(discriminator="condition")]
 
 
 class AlertView(BaseModel):
@@ -113,23 +150,58 @@ async def create(
     body: AlertRequest, principal: AccountHolder, resources: ResourcesDep
 ) -> AlertView:
     pool = await resources.pool()
-    if await alert_store.count_waiting(pool, principal.user_id) >= MAX_WAITING_ALERTS:
-        raise ApiError(409, "too_many_alerts", f"at most {MAX_WAITING_ALERTS} alerts waiting")
-    created = await alert_store.create_alert(
-        pool,
-        principal.user_id,
-        body.instrument,
-        body.condition,
-        Decimal(body.threshold),
-        body.window_s,
-    )
+    user = principal.user_id
+    try:
+        async with within_quota(
+            pool, "alerts", user, MAX_WAITING_ALERTS, alert_store.count_waiting
+        ) as db:
+            created = await alert_store.create_alert(
+                db,
+                user,
+                body.instrument,
+                body.condition,
+                Decimal(body.threshold),
+                body.window_s if isinstance(body, MoveAlert) else None,
+            )
+    except QuotaExceeded:
+        raise ApiError(
+            409, "too_many_alerts", f"at most {MAX_WAITING_ALERTS} alerts waiting"
+        ) from None
     return AlertView.of(created)
 
 
-@router.get("", summary="Your alerts, waiting and fired, oldest first")
-async def list_all(principal: AccountHolder, resources: ResourcesDep) -> list[AlertView]:
-    alerts = await alert_store.list_alerts(await resources.pool(), principal.user_id)
-    return [AlertView.of(a) for a in alerts]
+@router.get(
+    "",
+    summary="Your alerts, newest first, a page at a time",
+)
+async def list_all(
+    principal: AccountHolder,
+    resources: ResourcesDep,
+    state: Annotated[
+        Literal["waiting", "fired"] | None,
+        Query(
+            description="Only waiting or only fired alerts; both when absent.",
+            examples=["fired"],
+        ),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, examples=[100])] = MAX_WAITING_ALERTS,
+    cursor: Cursor = None,
+) -> Page[AlertView]:
+    before = _position(cursor) if cursor else None
+    fired = None if state is None else state == "fired"
+    alerts = await alert_store.list_alerts(
+        await resources.pool(), principal.user_id, fired, limit, before
+    )
+    last = alerts[-1] if len(alerts) == limit else None
+    next_cursor = (
+        join_cursor(time_of(last.created_at), uuid.UUID(last.alert_id).hex) if last else None
+    )
+    return Page(items=[AlertView.of(a) for a in alerts], next_cursor=next_cursor)
+
+
+def _position(cursor: str) -> tuple[datetime, str]:
+    created_at, alert_id = cursor_parts(cursor, 2)
+    return time_at(created_at), str(uuid.UUID(alert_id))
 
 
 @router.delete(

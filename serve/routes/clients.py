@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
 
 from serve.auth import audit
 from serve.auth import clients as machine_clients
@@ -16,6 +17,7 @@ from serve.auth.roles import Scope, grantable_scopes
 from serve.dependencies import AccountHolder, ClientIp, ResourcesDep
 from serve.errors import ApiError, ErrorBody, token_errors
 from serve.fields import NAME_PATTERN
+from serve.quotas import QuotaExceeded, within_quota
 
 __all__ = ["router", "MAX_CLIENTS_PER_USER"]
 
@@ -28,7 +30,7 @@ router = APIRouter(
 MAX_CLIENTS_PER_USER = 20
 
 _CLIENT_ID = "fos_8SvuRSpWNznepsr8"
-_CLIENT = {
+_CLIENT: JsonDict = {
     "client_id": _CLIENT_ID,
     "name": "trading bot",
     "scopes": ["market:read"],
@@ -92,9 +94,16 @@ async def create_client(
             f"a client of yours cannot hold: {', '.join(sorted(refused))}",
         )
     pool = await resources.pool()
-    if len(await machine_clients.list_clients(pool, principal.user_id)) >= MAX_CLIENTS_PER_USER:
-        raise ApiError(409, "too_many_clients", f"at most {MAX_CLIENTS_PER_USER} clients per user")
-    created = await machine_clients.create_client(pool, principal.user_id, body.name, requested)
+    owner = principal.user_id
+    try:
+        async with within_quota(
+            pool, "clients", owner, MAX_CLIENTS_PER_USER, machine_clients.count_live
+        ) as db:
+            created = await machine_clients.create_client(db, owner, body.name, requested)
+    except QuotaExceeded:
+        raise ApiError(
+            409, "too_many_clients", f"at most {MAX_CLIENTS_PER_USER} clients per user"
+        ) from None
     await audit.record(
         pool,
         AuditEvent.client_created,

@@ -6,8 +6,9 @@ from typing import Literal
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict
+from pydantic.config import JsonValue
 
-from cluster.health import Check, check_services
+from core.health import Check, check_services
 from serve.dependencies import ResourcesDep
 from serve.errors import ApiError, ErrorBody
 from serve.resources import Resources
@@ -16,7 +17,7 @@ __all__ = ["router", "ServiceCheck", "service_checks", "SERVICE_CHECKS_EXAMPLE"]
 
 router = APIRouter(tags=["operations"])
 
-SERVICE_CHECKS_EXAMPLE = [
+SERVICE_CHECKS_EXAMPLE: list[JsonValue] = [
     {
         "name": "redis",
         "ok": True,
@@ -58,12 +59,9 @@ class ServiceCheck(BaseModel):
 
 
 class Readiness(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={"examples": [{"status": "ready", "checks": SERVICE_CHECKS_EXAMPLE}]}
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ready"}]})
 
     status: Literal["ready"] = "ready"
-    checks: list[ServiceCheck]
 
 
 async def service_checks(resources: Resources) -> list[ServiceCheck]:
@@ -84,16 +82,12 @@ async def healthz() -> Liveness:
 @router.get(
     "/readyz",
     summary="Readiness: Redis, Postgres and MLflow all answer",
+    description="Status only, for anyone (probes carry no token): which service is down, its "
+    "version and address are for operators, at `GET /v1/ops/services`.",
     responses={503: {"model": ErrorBody, "description": "a dependency is down"}},
 )
 async def readyz(resources: ResourcesDep) -> Readiness:
     checks = await service_checks(resources)
-    failed = [c.name for c in checks if not c.ok]
-    if failed:
-        raise ApiError(
-            503,
-            "not_ready",
-            f"unavailable: {', '.join(failed)}",
-            details=[c.model_dump() for c in checks],
-        )
-    return Readiness(checks=checks)
+    if not all(c.ok for c in checks):
+        raise ApiError(503, "not_ready", "a service the gateway needs is down")
+    return Readiness()

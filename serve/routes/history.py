@@ -6,25 +6,38 @@ from __future__ import annotations
 import csv
 import io
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic.config import JsonValue
 
-from cluster.bars_import import INTERVALS
+from core.events import MARKET_CHANNELS
+from core.intervals import INTERVALS
+from core.redis_keys import stream_key
 from serve.auth.roles import Scope
 from serve.dependencies import ResourcesDep, requires
 from serve.errors import ApiError, ErrorBody, token_errors
 from serve.fields import INSTRUMENT_PATTERN
-from serve.pagination import decode_cursor, encode_cursor
+from serve.pagination import (
+    NUMBER,
+    TEXT,
+    cursor_parts,
+    cursor_pattern,
+    join_cursor,
+    number_at,
+    text_at,
+    text_of,
+)
 
 __all__ = ["router", "MAX_PAGE"]
 
 MAX_PAGE = 5_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _CSV = {"content": {"text/csv": {"schema": {"type": "string"}}}}
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 router = APIRouter(
     prefix="/v1/history",
@@ -33,13 +46,12 @@ router = APIRouter(
     responses={
         **token_errors("the token lacks market:read"),
         200: _CSV,
-        400: {"model": ErrorBody, "description": "bad time range or cursor"},
-        404: {"model": ErrorBody, "description": "nothing recorded for this instrument"},
+        404: {"model": ErrorBody, "description": "an instrument neither recorded nor streamed"},
     },
 )
 
-_TRADES_CURSOR = "MTc2NDE2MjcyODYxMjAwMDAwMDo0MTgyNzc2NTMx"
-_BARS_CURSOR = "MTc2NDE2Mjc4MDAwMDAwMDAwMA"
+_TRADES_CURSOR = "1764162728612000000-34313832373736353331"
+_BARS_CURSOR = "1764162780000000000"
 _CURSOR = "next_cursor of the last page"
 
 Instrument = Annotated[str, Query(pattern=INSTRUMENT_PATTERN, examples=["binance:BTC-USDT"])]
@@ -53,10 +65,17 @@ End = Annotated[
 ]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, examples=[1_000])]
 TradesCursor = Annotated[
-    str | None, Query(max_length=200, description=_CURSOR, examples=[_TRADES_CURSOR])
+    str | None,
+    Query(
+        pattern=cursor_pattern(NUMBER, TEXT),
+        max_length=2_100,
+        description=_CURSOR,
+        examples=[_TRADES_CURSOR],
+    ),
 ]
 BarsCursor = Annotated[
-    str | None, Query(max_length=200, description=_CURSOR, examples=[_BARS_CURSOR])
+    str | None,
+    Query(pattern=cursor_pattern(NUMBER), description=_CURSOR, examples=[_BARS_CURSOR]),
 ]
 Format = Annotated[
     Literal["json", "csv"],
@@ -64,7 +83,7 @@ Format = Annotated[
 ]
 
 
-_TRADES = [
+_TRADES: list[JsonValue] = [
     {
         "trade_id": "4182776530",
         "exchange_ts_ns": 1_764_162_728_551_000_000,
@@ -82,7 +101,7 @@ _TRADES = [
         "side": "sell",
     },
 ]
-_BARS = [
+_BARS: list[JsonValue] = [
     {
         "start_ts_ns": 1_764_162_720_000_000_000,
         "open": "100003.1",
@@ -179,10 +198,8 @@ def _ns(moment: datetime | None, default: int) -> int:
 
 
 def _range(start: datetime | None, end: datetime | None) -> tuple[int, int]:
-    low, high = _ns(start, 0), _ns(end, _MAX_NS)
-    if low >= high:
-        raise ApiError(400, "invalid_time_range", "start must be before end")
-    return low, high
+    # A range that ends where or before it starts holds nothing: an empty page, as SQL has it.
+    return _ns(start, 0), _ns(end, _MAX_NS)
 
 
 def _text(value: Any) -> Any:
@@ -194,27 +211,44 @@ def _rows(records: list[Any]) -> list[dict[str, Any]]:
     return [{key: _text(value) for key, value in record.items()} for record in records]
 
 
+def _inert(value: Any) -> Any:
+    """A cell a spreadsheet shows as text: one starting with = + - @ or a tab or carriage
+    return would run as a formula (a venue's trade id is any string); numbers stay numbers."""
+    if not isinstance(value, str) or not value.startswith(_FORMULA_STARTS):
+        return value
+    try:
+        Decimal(value)
+    except InvalidOperation:
+        return "'" + value
+    return value
+
+
 def _csv(rows: list[dict[str, Any]], columns: list[str], next_cursor: str | None) -> Response:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({key: _inert(value) for key, value in row.items()} for row in rows)
     headers = {"X-Next-Cursor": next_cursor} if next_cursor else {}
     return Response(out.getvalue(), media_type="text/csv", headers=headers)
 
 
 def _trade_position(cursor: str) -> tuple[int, str]:
-    ts, sep, trade_id = decode_cursor(cursor).partition(":")
-    if not sep or not ts.isdigit() or len(ts) > 19:
-        raise ApiError(400, "invalid_cursor", "the cursor is not one this API returned")
-    return int(ts), trade_id
+    ts, trade_id = cursor_parts(cursor, 2)
+    return number_at(ts), text_at(trade_id)
 
 
 async def _refuse_unknown(resources: ResourcesDep, table: str, instrument: str) -> None:
+    """An empty page for an instrument the platform records or streams (its history may simply
+    not reach this range yet); 404 for a name it has never seen, which is most often a typo."""
     pool = await resources.pool()
     query = f"SELECT EXISTS (SELECT 1 FROM {table} WHERE instrument_id = $1)"
-    if not await pool.fetchval(query, instrument):
-        raise ApiError(404, "unknown_instrument", f"no {table} recorded for {instrument}")
+    if await pool.fetchval(query, instrument):
+        return
+    streams = [stream_key(channel, instrument) for channel in MARKET_CHANNELS]
+    if not await resources.redis.exists(*streams):
+        raise ApiError(
+            404, "unknown_instrument", f"{instrument} is neither recorded nor streamed here"
+        )
 
 
 @router.get(
@@ -249,7 +283,9 @@ async def trades(
         await _refuse_unknown(resources, "trades", instrument)
     rows = _rows(records)
     last = rows[-1] if len(rows) == limit else None
-    next_cursor = encode_cursor(f"{last['exchange_ts_ns']}:{last['trade_id']}") if last else None
+    next_cursor = (
+        join_cursor(str(last["exchange_ts_ns"]), text_of(last["trade_id"])) if last else None
+    )
     if format == "csv":
         return _csv(rows, list(TradeRow.model_fields), next_cursor)
     return TradesPage(
@@ -273,12 +309,7 @@ async def bars(
     format: Format = "json",
 ) -> BarsPage | Response:
     low, high = _range(start, end)
-    after = -1
-    if cursor:
-        position = decode_cursor(cursor)
-        if not position.isdigit() or len(position) > 19:
-            raise ApiError(400, "invalid_cursor", "the cursor is not one this API returned")
-        after = int(position)
+    after = number_at(cursor) if cursor else -1
     pool = await resources.pool()
     records = await pool.fetch(
         "SELECT start_ts_ns, open, high, low, close, volume, trade_count, vwap FROM bars "
@@ -294,7 +325,7 @@ async def bars(
     if not records:
         await _refuse_unknown(resources, "bars", instrument)
     rows = _rows(records)
-    next_cursor = encode_cursor(str(rows[-1]["start_ts_ns"])) if len(rows) == limit else None
+    next_cursor = str(rows[-1]["start_ts_ns"]) if len(rows) == limit else None
     if format == "csv":
         return _csv(rows, list(BarRow.model_fields), next_cursor)
     return BarsPage(

@@ -7,13 +7,15 @@ from typing import Annotated
 import msgspec
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict, JsonValue
 
-from cluster.events import Quote, decode_event, instrument_id
-from cluster.redis_keys import QUOTES_HASH
+from core.events import Quote, decode_event, instrument_id
+from core.redis_keys import QUOTES_HASH
+from core.redis_replies import hash_values
 from serve.auth.roles import Scope
 from serve.dependencies import ResourcesDep, requires
-from serve.errors import ApiError, ErrorBody, token_errors
-from serve.feeds import feed_statuses
+from serve.errors import token_errors
+from serve.feeds import feed_reports
 from serve.fields import INSTRUMENT_PATTERN
 
 __all__ = ["router", "MAX_QUOTES", "QuoteView"]
@@ -27,7 +29,7 @@ router = APIRouter(
     responses=token_errors("the token lacks market:read"),
 )
 
-_FEED = {
+_FEED: JsonDict = {
     "venue": "binance",
     "connection": "binance-0",
     "state": "live",
@@ -38,7 +40,7 @@ _FEED = {
     "gaps": 0,
     "reconnects": 1,
 }
-_INSTRUMENTS = [
+_INSTRUMENTS: list[JsonValue] = [
     {
         "instrument": f"binance:{symbol}",
         "venue": "binance",
@@ -48,7 +50,7 @@ _INSTRUMENTS = [
     }
     for symbol in ("BTC-USDT", "ETH-USDT")
 ]
-_QUOTE = {
+_QUOTE: JsonDict = {
     "instrument": "binance:BTC-USDT",
     "bid_price": "100012.34",
     "bid_size": "0.52731",
@@ -60,7 +62,9 @@ _QUOTE = {
 
 
 class FeedView(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [_FEED]})
+    """A feed connection's state, as market-data readers see it."""
+
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": [_FEED]})
 
     venue: str
     connection: str
@@ -105,27 +109,31 @@ class QuoteView(BaseModel):
 
 
 class Quotes(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"quotes": [_QUOTE]}]})
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"quotes": [_QUOTE], "missing": ["alpaca:IBM"]}]}
+    )
 
     quotes: list[QuoteView]
+    missing: list[str] = Field(
+        description="Instruments asked for that have no quote: unknown, or streamed without "
+        "quotes (a feed of bars only) or none yet."
+    )
 
 
 @router.get("/instruments", summary="Venues and instruments being streamed, with feed status")
 async def instruments() -> Instruments:
-    statuses = await feed_statuses()
-    feeds = [
-        FeedView(**{k: v for k, v in s.items() if k in FeedView.model_fields}) for s in statuses
-    ]
+    reports = await feed_reports()
+    feeds = [FeedView.model_validate(report) for report in reports]
     listed = [
         InstrumentView(
-            instrument=instrument_id(status["venue"], symbol),
-            venue=status["venue"],
+            instrument=instrument_id(report.venue, symbol),
+            venue=report.venue,
             symbol=symbol,
-            connection=status["connection"],
-            state=status["state"],
+            connection=report.connection,
+            state=report.state,
         )
-        for status in statuses
-        for symbol in status.get("symbols", [])
+        for report in reports
+        for symbol in report.symbols
     ]
     return Instruments(instruments=sorted(listed, key=lambda i: i.instrument), feeds=feeds)
 
@@ -133,7 +141,6 @@ async def instruments() -> Instruments:
 @router.get(
     "/quotes",
     summary="Latest quote of each instrument asked for",
-    responses={404: {"model": ErrorBody, "description": "an instrument has no quote"}},
 )
 async def quotes(
     resources: ResourcesDep,
@@ -145,17 +152,14 @@ async def quotes(
     wanted = list(dict.fromkeys(instrument))
     found: list[QuoteView] = []
     missing: list[str] = []
-    for name, raw in zip(wanted, await resources.redis.hmget(QUOTES_HASH, wanted), strict=True):
+    raws = hash_values(await resources.redis.hmget(QUOTES_HASH, wanted))
+    for name, raw in zip(wanted, raws, strict=True):
         quote = _quote(raw)
         if quote is None:
             missing.append(name)
         else:
             found.append(QuoteView(**msgspec.structs.asdict(quote)))
-    if missing:
-        raise ApiError(
-            404, "unknown_instrument", f"no quote for: {', '.join(missing)}", details=missing
-        )
-    return Quotes(quotes=found)
+    return Quotes(quotes=found, missing=missing)
 
 
 def _quote(raw: bytes | None) -> Quote | None:

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonValue
 
 from serve.dependencies import Operator, ResourcesDep
-from serve.errors import ApiError, ErrorBody, token_errors
-from serve.feeds import FeedNotFound, feed_statuses, restart_feed, set_recording
-from serve.retraining import SchedulerMissing, retrain_status, trigger_retrain
+from serve.errors import ApiError, ErrorBody, OpenApiResponses, token_errors
+from serve.feeds import FeedNotFound, feed_reports, restart_feed, set_recording
+from serve.retraining import SchedulerMissing, retrain_report, trigger_retrain
 from serve.routes.health import SERVICE_CHECKS_EXAMPLE, ServiceCheck, service_checks
 
-__all__ = ["router", "ServicesReport", "FeedStatusView", "RetrainStatus"]
+__all__ = ["router", "ServicesReport", "FeedStatusView", "RetrainStatus", "Consoles"]
 
 router = APIRouter(
     prefix="/v1/ops",
@@ -40,7 +41,10 @@ async def services(operator: Operator, resources: ResourcesDep) -> ServicesRepor
 class FeedStatusView(BaseModel):
     """One feed connection as its actor reports it."""
 
+    # Field for field actors.feed.FeedReport (tests/serve/test_report_views.py keeps them equal).
+
     model_config = ConfigDict(
+        from_attributes=True,
         json_schema_extra={
             "examples": [
                 {
@@ -64,7 +68,7 @@ class FeedStatusView(BaseModel):
                     "redis_ok": True,
                 }
             ]
-        }
+        },
     )
 
     venue: str
@@ -112,8 +116,12 @@ class RecordingState(BaseModel):
     capture_file: str | None
 
 
-Connection = Annotated[str, Path(pattern=r"^[a-z0-9_]{1,32}-[0-9]{1,4}$", examples=["okx-0"])]
-_NO_FEED = {404: {"model": ErrorBody, "description": "no feed connection by that name"}}
+Connection = Annotated[
+    str, Path(pattern=r"^[a-z0-9_]{1,32}-[a-z0-9_]{1,16}$", examples=["okx-0", "alpaca-iex"])
+]
+_NO_FEED: OpenApiResponses = {
+    404: {"model": ErrorBody, "description": "no feed connection by that name"}
+}
 
 
 def _not_found(connection: str) -> ApiError:
@@ -122,8 +130,7 @@ def _not_found(connection: str) -> ApiError:
 
 @router.get("/feeds", summary="Status of every feed connection")
 async def feeds(operator: Operator) -> list[FeedStatusView]:
-    statuses: list[dict[str, Any]] = await feed_statuses()
-    return [FeedStatusView(**status) for status in statuses]
+    return [FeedStatusView.model_validate(report) for report in await feed_reports()]
 
 
 @router.post(
@@ -154,7 +161,7 @@ async def recording(
     return RecordingState(connection=connection, recording=path is not None, capture_file=path)
 
 
-_DECISIONS = [
+_DECISIONS: list[JsonValue] = [
     {
         "model": "finone-returns",
         "version": "4",
@@ -168,11 +175,11 @@ _DECISIONS = [
         "reason": "qlike 1.31824 does not beat champion v3 (1.29377)",
     },
 ]
-_RETRAIN_INSTRUMENTS = ["alpaca:AAPL", "alpaca:GOOG", "alpaca:IBM", "alpaca:MSFT"]
+_RETRAIN_INSTRUMENTS: list[JsonValue] = ["alpaca:AAPL", "alpaca:GOOG", "alpaca:IBM", "alpaca:MSFT"]
 
 
 class RetrainDecision(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": _DECISIONS[:1]})
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": _DECISIONS[:1]})
 
     model: str
     version: str
@@ -181,7 +188,12 @@ class RetrainDecision(BaseModel):
 
 
 class RetrainStatus(BaseModel):
+    """What the retrain scheduler is doing."""
+
+    # Field for field actors.retrain_scheduler.RetrainReport (a test keeps them equal).
+
     model_config = ConfigDict(
+        from_attributes=True,
         json_schema_extra={
             "examples": [
                 {
@@ -201,7 +213,7 @@ class RetrainStatus(BaseModel):
                     "instruments": _RETRAIN_INSTRUMENTS,
                 },
             ]
-        }
+        },
     )
 
     state: str = Field(description="waiting, training, idle or failed")
@@ -212,7 +224,33 @@ class RetrainStatus(BaseModel):
     instruments: list[str]
 
 
-_NO_SCHEDULER = {503: {"model": ErrorBody, "description": "the retrain scheduler is not running"}}
+class Consoles(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"mlflow_ui": "http://127.0.0.1:5000", "ray_dashboard": "http://127.0.0.1:8265"}
+            ]
+        }
+    )
+
+    mlflow_ui: str | None = Field(description="The MLflow UI: runs, metrics, registered models")
+    ray_dashboard: str | None = Field(
+        description="The Ray dashboard: actors, Serve deployments, logs (signs in with a token)"
+    )
+
+
+@router.get("/consoles", summary="Where the operators' consoles are: MLflow UI, Ray dashboard")
+async def consoles(operator: Operator, resources: ResourcesDep) -> Consoles:
+    settings = resources.settings
+    return Consoles(
+        mlflow_ui=settings.mlflow_ui_url or settings.mlflow_tracking_uri,
+        ray_dashboard=settings.ray_dashboard_url,
+    )
+
+
+_NO_SCHEDULER: OpenApiResponses = {
+    503: {"model": ErrorBody, "description": "the retrain scheduler is not running"}
+}
 
 
 def _no_scheduler() -> ApiError:
@@ -222,7 +260,7 @@ def _no_scheduler() -> ApiError:
 @router.get("/retrain", summary="What the retrain scheduler is doing", responses=_NO_SCHEDULER)
 async def retrain(operator: Operator) -> RetrainStatus:
     try:
-        return RetrainStatus(**await retrain_status())
+        return RetrainStatus.model_validate(await retrain_report())
     except SchedulerMissing:
         raise _no_scheduler() from None
 
@@ -237,6 +275,6 @@ async def start_retrain(operator: Operator) -> RetrainStatus:
     try:
         if not await trigger_retrain():
             raise ApiError(409, "retrain_running", "a retraining is already running")
-        return RetrainStatus(**await retrain_status())
+        return RetrainStatus.model_validate(await retrain_report())
     except SchedulerMissing:
         raise _no_scheduler() from None

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import dataclasses
+from collections.abc import Awaitable
+from typing import Annotated, Literal, TypeVar
 
 import msgspec
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
 from ray.exceptions import RayError
 from ray.serve.exceptions import RayServeException
 
-from cluster.events import Forecast
+from core.events import Forecast
 from serve.auth.roles import Scope
 from serve.dependencies import ResourcesDep, requires
 from serve.errors import ApiError, ErrorBody, token_errors
 from serve.fields import INSTRUMENT_PATTERN
+from serve.inference.champions import ServedModel
 from serve.inference.forecasts import Refusal, RefusalCode
 
-__all__ = ["router", "PredictionView"]
+__all__ = ["router", "PredictionView", "ModelsView"]
 
 router = APIRouter(
     prefix="/v1",
@@ -55,7 +59,7 @@ class VolatilityForecastView(ModelView):
     )
 
 
-_EXAMPLE = {
+_EXAMPLE: JsonDict = {
     "instrument": "alpaca:IBM",
     "made_at_ns": 1_764_154_800_000_000_000,
     "returns": {
@@ -99,6 +103,82 @@ class PredictionView(BaseModel):
         )
 
 
+# FastAPI leaves nulls out of the document, examples included: every field here is set.
+_MODELS_EXAMPLE: JsonDict = {
+    "models": [
+        {
+            "target": target,
+            "model": f"finone-{target}",
+            "version": "3",
+            "interval": "1d",
+            "horizon": horizon,
+            "bars_needed": 21,
+            "refused": f"finone-{target} v4 has no signature: the platform's training did not "
+            f"register it as it is; an operator who trusts it can sign it with "
+            f"`finone sign-model finone-{target} 4`",
+        }
+        for target, horizon in (("returns", 1), ("volatility", 5))
+    ]
+}
+
+
+class ServedModelView(BaseModel):
+    target: Literal["returns", "volatility"]
+    model: str = Field(description="Registered model name in MLflow.", examples=["finone-returns"])
+    version: str | None = Field(
+        description="The champion version served; null while none is (the first is training)."
+    )
+    interval: str | None = Field(description="Bar length the model reads.", examples=["1d"])
+    horizon: int | None = Field(description="Bars ahead its forecasts cover.")
+    bars_needed: int | None = Field(
+        description="Unbroken bars of `interval`, the latest ones, an instrument needs before "
+        "the model can forecast it."
+    )
+    refused: str | None = Field(
+        description="Why the version the `champion` alias names is not served (its signature "
+        "does not verify); the version before it, if any, serves meanwhile."
+    )
+
+    @classmethod
+    def of(cls, served: ServedModel) -> ServedModelView:
+        fields = dataclasses.asdict(served)
+        fields["model"] = fields.pop("name")
+        return cls.model_validate(fields)
+
+
+class ModelsView(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [_MODELS_EXAMPLE]})
+
+    models: list[ServedModelView]
+
+
+_T = TypeVar("_T")
+
+
+async def _ask_inference(call: Awaitable[_T]) -> _T:
+    try:
+        return await call
+    except (RayError, RayServeException) as error:
+        raise ApiError(
+            503,
+            "service_unavailable",
+            "inference is unavailable; retry shortly",
+            headers={"Retry-After": "5"},
+        ) from error
+
+
+@router.get(
+    "/models",
+    summary="The models serving forecasts: each target's champion and what it reads",
+    responses={503: {"model": ErrorBody, "description": "inference is down or not deployed"}},
+)
+async def models(resources: ResourcesDep) -> ModelsView:
+    if resources.forecaster is None:
+        raise ApiError(503, "model_unavailable", "this gateway is deployed without inference")
+    served: list[ServedModel] = await _ask_inference(resources.forecaster.served.remote())
+    return ModelsView(models=[ServedModelView.of(model) for model in served])
+
+
 @router.get(
     "/predictions",
     summary="The champion models' current forecast for an instrument",
@@ -117,15 +197,7 @@ async def prediction(
 ) -> PredictionView:
     if resources.forecaster is None:
         raise ApiError(503, "model_unavailable", "this gateway is deployed without inference")
-    try:
-        result = await resources.forecaster.forecast.remote(instrument)
-    except (RayError, RayServeException) as error:
-        raise ApiError(
-            503,
-            "service_unavailable",
-            "inference is unavailable; retry shortly",
-            headers={"Retry-After": "5"},
-        ) from error
+    result = await _ask_inference(resources.forecaster.forecast.remote(instrument))
     if isinstance(result, Refusal):
         headers = {"Retry-After": "30"} if _STATUS[result.code] == 503 else None
         raise ApiError(_STATUS[result.code], result.code, result.message, headers=headers)

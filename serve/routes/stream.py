@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, WebSocket
 
-from serve.auth.websocket import WebSocketRejected, authenticate_websocket
 from serve.live.client import LiveClient
+from serve.live.handshake import WebSocketRejected, authenticate_websocket
 from serve.live.protocol import CLOSE_TOO_MANY_CONNECTIONS
 from serve.resources import Resources
 

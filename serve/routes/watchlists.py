@@ -12,8 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from serve import watchlists
 from serve.dependencies import AccountHolder, ResourcesDep
-from serve.errors import ApiError, ErrorBody, token_errors
+from serve.errors import ApiError, ErrorBody, OpenApiResponses, token_errors
 from serve.fields import INSTRUMENT_PATTERN, NAME_PATTERN
+from serve.quotas import QuotaExceeded, within_quota
 from serve.watchlists import Watchlist, WatchlistNameTaken
 
 __all__ = ["router", "MAX_WATCHLISTS", "MAX_INSTRUMENTS"]
@@ -26,8 +27,12 @@ router = APIRouter(
     tags=["watchlists"],
     responses=token_errors("machine clients have no watchlists"),
 )
-_NOT_FOUND = {404: {"model": ErrorBody, "description": "you have no watchlist with this id"}}
-_TAKEN = {409: {"model": ErrorBody, "description": "name taken, or too many watchlists"}}
+_NOT_FOUND: OpenApiResponses = {
+    404: {"model": ErrorBody, "description": "you have no watchlist with this id"}
+}
+_TAKEN: OpenApiResponses = {
+    409: {"model": ErrorBody, "description": "name taken, or too many watchlists"}
+}
 _WATCHLIST_ID = "78e547a9-ddfc-4a13-b789-d7bef1a2f399"
 
 WatchlistId = Annotated[uuid.UUID, Path(examples=[_WATCHLIST_ID])]
@@ -84,10 +89,16 @@ async def create(
     body: WatchlistBody, principal: AccountHolder, resources: ResourcesDep
 ) -> WatchlistView:
     pool = await resources.pool()
-    if await watchlists.count_for(pool, principal.user_id) >= MAX_WATCHLISTS:
-        raise ApiError(409, "too_many_watchlists", f"at most {MAX_WATCHLISTS} watchlists per user")
+    user = principal.user_id
     try:
-        created = await watchlists.create(pool, principal.user_id, body.name, body.instruments)
+        async with within_quota(
+            pool, "watchlists", user, MAX_WATCHLISTS, watchlists.count_for
+        ) as db:
+            created = await watchlists.create(db, user, body.name, body.instruments)
+    except QuotaExceeded:
+        raise ApiError(
+            409, "too_many_watchlists", f"at most {MAX_WATCHLISTS} watchlists per user"
+        ) from None
     except WatchlistNameTaken:
         raise _taken(body.name) from None
     return WatchlistView.of(created)

@@ -10,7 +10,9 @@ S = 1_000_000_000
 
 
 def _rule(condition: Condition, threshold: str, window_s: int | None = None) -> AlertRule:
-    return AlertRule(f"a-{condition}", "u1", "okx:BTC-USDT", condition, Decimal(threshold), window_s)
+    return AlertRule(
+        f"a-{condition}", "u1", "okx:BTC-USDT", condition, Decimal(threshold), window_s
+    )
 
 
 def _run(engine: AlertEngine, prices: list[str], step_s: int = 1) -> list[tuple[int, str]]:

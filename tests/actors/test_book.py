@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actors.book import OrderBook, checked_levels, okx_checksum
-from cluster.events import checked_decimal
+from core.events import checked_decimal
 
 PRICES = [f"{100 + n * 0.5:.2f}" for n in range(40)]
 Operation = tuple[str, str, str]  # (side, price, size)
@@ -275,7 +275,9 @@ def test_book_checksum_follows_every_change_that_reaches_the_top(
     changes: list[tuple[bool, int, str]],
 ) -> None:
     book = OrderBook("test:X-Y")
-    book.replace([(str(1000 - n), "1") for n in range(30)], [(str(1001 + n), "1") for n in range(30)])
+    book.replace(
+        [(str(1000 - n), "1") for n in range(30)], [(str(1001 + n), "1") for n in range(30)]
+    )
     for is_bid, offset, size in changes:
         if is_bid:
             book.set_bid(str(1000 - offset), size)

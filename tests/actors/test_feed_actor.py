@@ -8,22 +8,23 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import ray
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from actors.demo import demo_config
+from actors.demo import DEMO_REPLAY_FROM, demo_config
 from actors.feed import FeedActor
+from actors.simulated.okx import OkxMarket, OkxServer
 from actors.venues.base import VenueConfig
 from cluster.embedded_redis import EmbeddedRedis
-from cluster.events import Bar, BookSnapshot, FeedStatus, Gap, Trade, decode_event
 from cluster.ports import free_port
-from cluster.redis_keys import EVENT_FIELD, QUOTES_HASH, status_stream_key, stream_key
-from tests.actors.venues.okx_server import OkxMarket, OkxServer
+from core.events import Bar, BookSnapshot, FeedStatus, Gap, Trade, decode_event
+from core.redis_keys import EVENT_FIELD, QUOTES_HASH, status_stream_key, stream_key
 from tests.polling import wait_until
 
 FINONE = str(Path(sys.executable).parent / "finone")
@@ -40,6 +41,25 @@ async def okx() -> AsyncIterator[OkxServer]:
         yield server
 
 
+StartFeed = Callable[..., Any]
+
+
+@pytest.fixture
+def start_feed(ray_cluster: None) -> Iterator[StartFeed]:
+    """Starts feed actors and kills them after the test, passed or failed: one left streaming
+    into the shared Redis would feed every later test's recorder."""
+    started: list[Any] = []
+
+    def start(*args: object, **kwargs: object) -> Any:
+        actor = FeedActor.remote(*args, **kwargs)  # type: ignore[attr-defined]
+        started.append(actor)
+        return actor
+
+    yield start
+    for actor in started:
+        ray.kill(actor, no_restart=True)
+
+
 @pytest.fixture
 async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     client = aioredis.from_url(redis_url)
@@ -49,14 +69,14 @@ async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
 
 
 async def test_feed_actor_streams_to_redis_survives_drops_and_records_replayable_captures(
-    ray_cluster: None,
+    start_feed: StartFeed,
     okx: OkxServer,
     redis_url: str,
     redis_client: aioredis.Redis,
     tmp_path: Path,
 ) -> None:
     config = VenueConfig(venue="okx", symbols=list(INSTRUMENTS), ws_url=okx.url)
-    actor = FeedActor.remote(  # type: ignore[attr-defined]
+    actor = start_feed(
         config, "okx-0", redis_url, stream_maxlen=10_000, capture_dir=str(tmp_path), record=True
     )
 
@@ -65,12 +85,16 @@ async def test_feed_actor_streams_to_redis_survives_drops_and_records_replayable
 
     await wait_until(trades_published, 30, "trades in Redis")
     status = await actor.status.remote()
-    assert status["state"] == "live" and status["symbols"] == list(INSTRUMENTS)
-    assert status["messages"] > 0 and status["events"] > 0 and not status["problems"]
+    assert status.state == "live" and status.symbols == list(INSTRUMENTS)
+    assert status.messages > 0 and status.events > 0 and not status.problems
     book = await stream(redis_client, stream_key("book", "okx:BTC-USDT"))
     assert isinstance(book[0], BookSnapshot)
     assert await redis_client.hget(QUOTES_HASH, "okx:ETH-USDT") is not None
-    states = [e.state for e in await stream(redis_client, status_stream_key("okx")) if isinstance(e, FeedStatus)]
+    states = [
+        e.state
+        for e in await stream(redis_client, status_stream_key("okx"))
+        if isinstance(e, FeedStatus)
+    ]
     assert "live" in states
 
     okx.drop()
@@ -82,12 +106,14 @@ async def test_feed_actor_streams_to_redis_survives_drops_and_records_replayable
     capture = await actor.set_recording.remote(False)
     assert capture is None
     await actor.shutdown.remote()
-    ray.kill(actor, no_restart=True)
 
     [recording] = list(tmp_path.glob("okx-0.*.ws"))
     replay = subprocess.run(
         [FINONE, "replay", "--venue", "okx", "--no-publish", str(recording)],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert replay.returncode == 0, replay.stderr
     summary = json.loads(replay.stdout)
@@ -99,14 +125,14 @@ async def test_feed_actor_streams_to_redis_survives_drops_and_records_replayable
 
 async def _reconnected(actor: object) -> bool:
     status = await actor.status.remote()  # type: ignore[attr-defined]
-    return status["reconnects"] >= 1 and status["state"] == "live" and status["gaps"] >= 2
+    return status.reconnects >= 1 and status.state == "live" and status.gaps >= 2
 
 
 async def test_feed_actor_killed_is_restarted_by_ray_and_streams_again(
-    ray_cluster: None, okx: OkxServer, redis_url: str, redis_client: aioredis.Redis
+    start_feed: StartFeed, okx: OkxServer, redis_url: str, redis_client: aioredis.Redis
 ) -> None:
     config = VenueConfig(venue="okx", symbols=["BTC-USDT"], ws_url=okx.url)
-    actor = FeedActor.remote(config, "okx-0", redis_url, stream_maxlen=10_000)  # type: ignore[attr-defined]
+    actor = start_feed(config, "okx-0", redis_url, stream_maxlen=10_000)
     key = stream_key("trades", "okx:BTC-USDT")
 
     async def has_trades() -> bool:
@@ -122,28 +148,26 @@ async def test_feed_actor_killed_is_restarted_by_ray_and_streams_again(
             status = await actor.status.remote()
         except ray.exceptions.RayActorError:
             return False
-        return status["state"] == "live" and await redis_client.xlen(key) > before + 3
+        return status.state == "live" and await redis_client.xlen(key) > before + 3
 
     await wait_until(streams_again, 60, "the restarted actor to stream")
     await actor.shutdown.remote()
-    ray.kill(actor, no_restart=True)
 
 
 async def test_feed_actor_with_unknown_venue_reports_failure_and_stays_up(
-    ray_cluster: None, redis_url: str
+    start_feed: StartFeed, redis_url: str
 ) -> None:
     config = VenueConfig(venue="nowhere", symbols=["BTC-USDT"])
-    actor = FeedActor.remote(config, "nowhere-0", redis_url, stream_maxlen=10_000)  # type: ignore[attr-defined]
+    actor = start_feed(config, "nowhere-0", redis_url, stream_maxlen=10_000)
     status = await actor.status.remote()
-    assert status["state"] == "failed" and "unknown venue 'nowhere'" in status["detail"]
-    ray.kill(actor, no_restart=True)
+    assert status.state == "failed" and "unknown venue 'nowhere'" in status.detail
 
 
 async def test_feed_actor_replaying_demo_history_streams_daily_bars_and_restarts_with_a_gap(
-    ray_cluster: None, redis_url: str, redis_client: aioredis.Redis, tmp_path: Path
+    start_feed: StartFeed, redis_url: str, redis_client: aioredis.Redis, tmp_path: Path
 ) -> None:
     config = demo_config(tmp_path, pace_s=0.005)
-    actor = FeedActor.remote(config, "alpaca-iex", redis_url, stream_maxlen=10_000)  # type: ignore[attr-defined]
+    actor = start_feed(config, "alpaca-iex", redis_url, stream_maxlen=10_000)
     key = stream_key("bars", "alpaca:AAPL")
 
     async def bars_streamed() -> bool:
@@ -152,10 +176,12 @@ async def test_feed_actor_replaying_demo_history_streams_daily_bars_and_restarts
     await wait_until(bars_streamed, 30, "demo bars")
     first = (await stream(redis_client, key))[0]
     assert isinstance(first, Bar) and first.interval == "1d"
-    # Split- and dividend-adjusted: the raw 118.56 and 130.31 of 2000-03-01.
-    assert (first.start_ts_ns, first.open, first.close) == (951_868_800 * 10**9, "3.8092", "4.1867")
+    # The replay carries on where the loaded history ends: 2011-01-03, split- and
+    # dividend-adjusted (the raw 325.64 and 329.57).
+    assert first.start_ts_ns == DEMO_REPLAY_FROM.value + 2 * 86_400 * 10**9
+    assert (first.open, first.close) == ("41.8493", "42.3543")
     status = await actor.status.remote()
-    assert status["state"] == "live" and status["messages"] > 20 and not status["problems"]
+    assert status.state == "live" and status.messages > 20 and not status.problems
 
     await actor.restart.remote()
 
@@ -168,18 +194,17 @@ async def test_feed_actor_replaying_demo_history_streams_daily_bars_and_restarts
 
     await wait_until(started_over, 30, "the replay to start over after a gap")
     await actor.shutdown.remote()
-    ray.kill(actor, no_restart=True)
 
 
 async def test_feed_actor_with_redis_restarted_underneath_resumes_publishing(
-    ray_cluster: None, okx: OkxServer, tmp_path: Path
+    start_feed: StartFeed, okx: OkxServer, tmp_path: Path
 ) -> None:
     server = EmbeddedRedis(tmp_path, "127.0.0.1", free_port(), os.environ)
     server.process.start()
     client = aioredis.from_url(server.url)
     key = stream_key("trades", "okx:BTC-USDT")
     config = VenueConfig(venue="okx", symbols=["BTC-USDT"], ws_url=okx.url)
-    actor = FeedActor.remote(config, "okx-0", server.url, stream_maxlen=10_000)  # type: ignore[attr-defined]
+    actor = start_feed(config, "okx-0", server.url, stream_maxlen=10_000)
     try:
 
         async def publishing() -> bool:
@@ -192,10 +217,10 @@ async def test_feed_actor_with_redis_restarted_underneath_resumes_publishing(
         server.process.stop()
         await asyncio.sleep(1.0)
         down = await actor.status.remote()
-        assert down["redis_ok"] is False
+        assert down.redis_ok is False
 
         async def holding() -> bool:
-            return (await actor.status.remote())["unpublished"] > 0
+            return (await actor.status.remote()).unpublished > 0
 
         await wait_until(holding, 30, "events held while Redis is down")
         server.process.start()
@@ -208,17 +233,16 @@ async def test_feed_actor_with_redis_restarted_underneath_resumes_publishing(
             except (OSError, RedisError):
                 return False
             status = await actor.status.remote()
-            return status["redis_ok"] and status["state"] == "live" and count_after_restart > 10
+            return status.redis_ok and status.state == "live" and count_after_restart > 10
 
         await wait_until(resumed, 60, "publishing to resume")
 
         async def caught_up() -> bool:
             status = await actor.status.remote()
-            return status["published"] > down["published"] and status["unpublished"] < 100
+            return status.published > down.published and status.unpublished < 100
 
         await wait_until(caught_up, 30, "the held events to reach Redis")
     finally:
         await actor.shutdown.remote()
-        ray.kill(actor, no_restart=True)
         await client.aclose()
         server.process.stop()

@@ -12,10 +12,10 @@ import redis.asyncio as aioredis
 
 from actors.publisher import RedisPublisher
 from cluster.embedded_redis import EmbeddedRedis
-from cluster.events import FeedStatus, Gap, Quote, Trade, decode_event
-from cluster.health import check_redis, passes
 from cluster.ports import free_port
-from cluster.redis_keys import EVENT_FIELD, QUOTES_HASH, status_stream_key, stream_key
+from core.events import FeedStatus, Gap, Quote, Trade, decode_event
+from core.health import check_redis, passes
+from core.redis_keys import EVENT_FIELD, QUOTES_HASH, status_stream_key, stream_key
 
 
 def trade(instrument: str, n: int) -> Trade:
@@ -60,7 +60,9 @@ async def test_publisher_with_mixed_events_writes_each_to_its_streams(
     publisher = RedisPublisher(redis_url)
     publisher.start()
     gap = Gap(instrument="okx:BTC-USDT", exchange_ts_ns=5, receive_ts_ns=5, reason="reconnect")
-    status = FeedStatus(venue="okx", connection="okx-0", state="live", exchange_ts_ns=1, receive_ts_ns=1)
+    status = FeedStatus(
+        venue="okx", connection="okx-0", state="live", exchange_ts_ns=1, receive_ts_ns=1
+    )
     publisher.publish([trade("okx:BTC-USDT", 1), quote("okx:BTC-USDT", "99"), gap, status])
     publisher.publish([quote("okx:BTC-USDT", "99.5")])
     await publisher.drain()
@@ -173,7 +175,9 @@ async def test_publisher_with_overflowing_buffer_drops_oldest_and_publishes_gap(
     events = await stream_events(client, stream_key("trades", "coinbase:BTC-USD"))
     await client.aclose()
     assert isinstance(events[0], Gap) and events[0].reason == "publisher buffer overflow"
-    assert [e.trade_id for e in events[1:] if isinstance(e, Trade)] == [str(n) for n in range(30, 80)]
+    assert [e.trade_id for e in events[1:] if isinstance(e, Trade)] == [
+        str(n) for n in range(30, 80)
+    ]
     assert publisher.stats.dropped == 30
 
 

@@ -13,8 +13,8 @@ import redis.asyncio as aioredis
 
 from actors.publisher import RedisPublisher
 from actors.recorder import CONSUMER_GROUP, Recorder, RecorderCore
-from cluster.events import Bar, Gap, Trade, TradeCancel, TradeCorrection
-from cluster.redis_keys import stream_key
+from core.events import Bar, Gap, Trade, TradeCancel, TradeCorrection
+from core.redis_keys import stream_key
 from tests.polling import wait_until
 
 SECOND_NS = 1_000_000_000
@@ -85,7 +85,9 @@ async def test_recorder_with_published_trades_writes_trades_and_exact_bars(
 
     conn = await asyncpg.connect(database_url)
     try:
-        stored = await conn.fetch("SELECT trade_id, price, size FROM trades ORDER BY exchange_ts_ns")
+        stored = await conn.fetch(
+            "SELECT trade_id, price, size FROM trades ORDER BY exchange_ts_ns"
+        )
         minute_bars = await conn.fetch(
             "SELECT * FROM bars WHERE interval = '1m' ORDER BY start_ts_ns"
         )
@@ -115,9 +117,17 @@ async def test_recorder_with_venue_bars_stores_them_but_trade_bars_take_preceden
 ) -> None:
     def bar(instrument: str, interval: str, start_ns: int, close: str) -> Bar:
         return Bar(
-            instrument=instrument, exchange_ts_ns=start_ns, receive_ts_ns=start_ns,
-            interval=interval, start_ts_ns=start_ns, open="100.00", high="101.50",
-            low="99.00", close=close, volume="1200", trade_count=0,
+            instrument=instrument,
+            exchange_ts_ns=start_ns,
+            receive_ts_ns=start_ns,
+            interval=interval,
+            start_ts_ns=start_ns,
+            open="100.00",
+            high="101.50",
+            low="99.00",
+            close=close,
+            volume="1200",
+            trade_count=0,
         )
 
     daily = [bar("alpaca:AAPL", "1d", BASE_NS + n * 86_400_000_000_000, "100.50") for n in range(3)]
@@ -146,8 +156,17 @@ async def test_recorder_with_impossible_entries_skips_them_and_records_the_rest(
     good = trades("okx:BTC-USDT", 20)
     negative = msgspec.structs.replace(good[0], trade_id="bad-1", price="-5")
     crossed = Bar(
-        instrument="okx:BTC-USDT", exchange_ts_ns=1, receive_ts_ns=1, interval="1d",
-        start_ts_ns=0, open="10", high="9", low="8", close="10", volume="1", trade_count=1,
+        instrument="okx:BTC-USDT",
+        exchange_ts_ns=1,
+        receive_ts_ns=1,
+        interval="1d",
+        start_ts_ns=0,
+        open="10",
+        high="9",
+        low="8",
+        close="10",
+        volume="1",
+        trade_count=1,
     )
     await publish(redis_url, [*good[:10], negative, crossed, *good[10:]])
     core = RecorderCore(redis_url, database_url)
@@ -207,7 +226,9 @@ async def test_recorder_killed_mid_batch_loses_nothing_and_duplicates_nothing(
     conn = await asyncpg.connect(database_url)
     try:
         per_instrument = dict(
-            await conn.fetch("SELECT instrument_id, count(DISTINCT trade_id) FROM trades GROUP BY 1")
+            await conn.fetch(
+                "SELECT instrument_id, count(DISTINCT trade_id) FROM trades GROUP BY 1"
+            )
         )
         bar_trades = await conn.fetchval("SELECT sum(trade_count) FROM bars WHERE interval = '1m'")
     finally:
@@ -227,26 +248,39 @@ async def _above(value: object, threshold: int) -> bool:
 
 def alpaca_trade(trade_id: str, offset_ns: int, price: str, size: str) -> Trade:
     return Trade(
-        instrument="alpaca:AAPL", exchange_ts_ns=BASE_NS + offset_ns,
-        receive_ts_ns=BASE_NS + offset_ns + 1_000, trade_id=trade_id, price=price, size=size,
+        instrument="alpaca:AAPL",
+        exchange_ts_ns=BASE_NS + offset_ns,
+        receive_ts_ns=BASE_NS + offset_ns + 1_000,
+        trade_id=trade_id,
+        price=price,
+        size=size,
     )
 
 
 def corrected(original: Trade, trade_id: str, price: str, size: str) -> TradeCorrection:
     # Stamped well after the trade, in another second: the trade's own buckets must change.
     return TradeCorrection(
-        instrument=original.instrument, exchange_ts_ns=BASE_NS + 30 * SECOND_NS,
-        receive_ts_ns=BASE_NS + 30 * SECOND_NS, original_trade_id=original.trade_id,
-        original_price=original.price, original_size=original.size, corrected_trade_id=trade_id,
-        corrected_price=price, corrected_size=size,
+        instrument=original.instrument,
+        exchange_ts_ns=BASE_NS + 30 * SECOND_NS,
+        receive_ts_ns=BASE_NS + 30 * SECOND_NS,
+        original_trade_id=original.trade_id,
+        original_price=original.price,
+        original_size=original.size,
+        corrected_trade_id=trade_id,
+        corrected_price=price,
+        corrected_size=size,
     )
 
 
 def canceled(original: Trade, reason: str = "cancel") -> TradeCancel:
     return TradeCancel(
-        instrument=original.instrument, exchange_ts_ns=BASE_NS + 40 * SECOND_NS,
-        receive_ts_ns=BASE_NS + 40 * SECOND_NS, trade_id=original.trade_id,
-        price=original.price, size=original.size, reason=reason,  # type: ignore[arg-type]
+        instrument=original.instrument,
+        exchange_ts_ns=BASE_NS + 40 * SECOND_NS,
+        receive_ts_ns=BASE_NS + 40 * SECOND_NS,
+        trade_id=original.trade_id,
+        price=original.price,
+        size=original.size,
+        reason=reason,  # type: ignore[arg-type]
     )
 
 

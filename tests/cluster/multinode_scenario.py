@@ -21,14 +21,14 @@ from ray import serve
 from ray.cluster_utils import Cluster
 from ray.util.state import list_actors
 
-from actors.feeds_component import FeedsComponent
-from cluster.components import RAY_NAMESPACE
+from cluster.components.feeds import FeedsComponent
 from cluster.ports import free_port
-from cluster.settings import Settings
+from core.named_actors import RAY_NAMESPACE
+from core.settings import Settings
 from serve.app import application
 from serve.auth.accounts import create_user
 from serve.auth.passwords import Passwords
-from serve.component import deployment_options
+from serve.serve_config import deployment_options
 
 PASSWORD = "a multinode passphrase"
 _DEAD_VENUE = "ws://127.0.0.1:9/"

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from cluster.bars_import import read_bars_file, write_bars
-from cluster.errors import PlatformError
+from core.errors import PlatformError
 from tests.finone_cli import run_finone
 
 CSV = """Date,Open,High,Low,Close,Volume
@@ -23,8 +23,15 @@ CSV = """Date,Open,High,Low,Close,Volume
 def import_bars(database_url: str, path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DATABASE_URL": database_url}
     return run_finone(
-        "import-bars", str(path), "--venue", "alpaca", "--symbol", "AAPL", *extra,
-        env=env, timeout=60,
+        "import-bars",
+        str(path),
+        "--venue",
+        "alpaca",
+        "--symbol",
+        "AAPL",
+        *extra,
+        env=env,
+        timeout=60,
     )
 
 
@@ -91,7 +98,9 @@ def test_read_bars_file_with_invalid_content_explains_what_is_wrong(
         read_bars_file(path)
 
 
-async def test_import_bars_with_parquet_file_stores_its_bars(tmp_path: Path, database_url: str) -> None:
+async def test_import_bars_with_parquet_file_stores_its_bars(
+    tmp_path: Path, database_url: str
+) -> None:
     path = tmp_path / "btc.parquet"
     pd.DataFrame(
         {
@@ -104,7 +113,9 @@ async def test_import_bars_with_parquet_file_stores_its_bars(tmp_path: Path, dat
             "trade_count": [17, 4],
         }
     ).to_parquet(path)
-    inserted, updated = await write_bars(database_url, "binance", "BTC-USDT", "1m", read_bars_file(path))
+    inserted, updated = await write_bars(
+        database_url, "binance", "BTC-USDT", "1m", read_bars_file(path)
+    )
     assert (inserted, updated) == (2, 0)
     bars = await stored_bars(database_url)
     assert [b["trade_count"] for b in bars] == [17, 4]

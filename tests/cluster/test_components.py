@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from cluster.components import components_to_deploy
-from cluster.errors import PlatformError
-from cluster.settings import Settings
+from core.errors import PlatformError
+from core.settings import Settings
 
 
 def test_every_component_is_deployed_unless_skipped() -> None:
@@ -15,6 +15,11 @@ def test_every_component_is_deployed_unless_skipped() -> None:
 
     without_serve = components_to_deploy(Settings(skip_components=["serve"]))
     assert [c.name for c in without_serve] == ["recorder", "alerts", "retrain", "feeds"]
+
+
+def test_demo_deploys_its_simulated_venue_before_the_feeds_that_stream_it() -> None:
+    demo = [c.name for c in components_to_deploy(Settings(demo=True))]
+    assert demo == ["recorder", "alerts", "retrain", "simulated-venue", "feeds", "serve"]
 
 
 def test_skipping_a_component_that_does_not_exist_says_which_do() -> None:

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from cluster.settings import Settings
+from core.settings import Settings
 
 
 @pytest.mark.slow

@@ -18,37 +18,15 @@ import httpx
 import pytest
 import redis
 
+from actors.demo import DEMO_REPLAY_FROM, stock_history
+from actors.simulated.okx import OkxMarket, OkxServer
 from cluster.ports import free_port
 from cluster.processes import stack_pids
 from cluster.state import StackState, read_state
-from tests.actors.venues.okx_server import OkxMarket, OkxServer
+from core.events import Trade, decode_event
+from core.redis_keys import EVENT_FIELD, QUOTES_HASH, stream_key
 from tests.finone_cli import FINONE, run_finone
-
-STARTUP_TIMEOUT_S = 240
-
-
-def stack_env(data_dir: Path, **extra: str) -> dict[str, str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in {"REDIS_URL", "DATABASE_URL", "MLFLOW_TRACKING_URI", "RAY_ADDRESS"}
-        and not key.startswith(("FINONE_", "RAY_AUTH"))
-    }
-    env.update(
-        FINONE_DATA_DIR=str(data_dir),
-        FINONE_API_PORT=str(free_port()),
-        FINONE_REDIS_PORT=str(free_port()),
-        FINONE_POSTGRES_PORT=str(free_port()),
-        FINONE_MLFLOW_PORT=str(free_port()),
-        FINONE_RAY_PORT=str(free_port()),
-        FINONE_DASHBOARD_PORT=str(free_port()),
-        FINONE_METRICS_PORT=str(free_port()),
-        # Tests have no internet: no feeds unless a test points one at a local venue server.
-        FINONE_FEEDS="{}",
-        PYTHONUNBUFFERED="1",
-    )
-    env.update(extra)
-    return env
+from tests.stack_runner import RunningStack, stack_env
 
 
 def error_lines(stderr: str) -> list[str]:
@@ -82,60 +60,6 @@ class LocalOkx:
         self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(10)
         self._loop.close()
-
-
-class RunningStack:
-    """A ``finone up`` subprocess whose output is collected as it comes."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self.env = env
-        self.data_dir = Path(env["FINONE_DATA_DIR"])
-        self.stdout: list[str] = []
-        self.stderr: list[str] = []
-        self.process = subprocess.Popen(
-            [FINONE, "up"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        self._readers = [
-            threading.Thread(target=self._drain, args=(stream, sink), daemon=True)
-            for stream, sink in ((self.process.stdout, self.stdout), (self.process.stderr, self.stderr))
-        ]
-        for reader in self._readers:
-            reader.start()
-
-    @staticmethod
-    def _drain(stream: object, sink: list[str]) -> None:
-        for line in stream:  # type: ignore[attr-defined]
-            sink.append(line)
-
-    def wait_until_up(self) -> StackState:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while not any("is up" in line for line in self.stdout):
-            if self.process.poll() is not None:
-                raise AssertionError("finone up exited early:\n" + "".join(self.stderr[-30:]))
-            if time.monotonic() > deadline:
-                raise AssertionError("finone up not ready:\n" + "".join(self.stderr[-30:]))
-            time.sleep(0.2)
-        state = read_state(self.data_dir)
-        assert state is not None
-        return state
-
-    @property
-    def api(self) -> str:
-        return f"http://127.0.0.1:{self.env['FINONE_API_PORT']}"
-
-    def ensure_stopped(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(120)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-        run_finone("down", env=self.env, timeout=120)
-        for reader in self._readers:
-            reader.join(10)
-        for stream in (self.process.stdout, self.process.stderr):
-            if stream is not None:
-                stream.close()
 
 
 @pytest.fixture
@@ -178,7 +102,9 @@ def local_okx() -> Iterator[LocalOkx]:
 async def _trades_in_postgres(database_url: str) -> int:
     conn = await asyncpg.connect(database_url)
     try:
-        return int(await conn.fetchval("SELECT count(*) FROM trades WHERE instrument_id = 'okx:BTC-USDT'"))
+        return int(
+            await conn.fetchval("SELECT count(*) FROM trades WHERE instrument_id = 'okx:BTC-USDT'")
+        )
     finally:
         await conn.close()
 
@@ -221,14 +147,19 @@ def test_platform_up_streams_records_reports_heals_and_stops_without_leftovers(
     # Per-feed status is on the Prometheus endpoint too (Ray prefixes custom metrics "ray_").
     def feed_metrics_exported() -> bool:
         text = httpx.get(state.metrics_url or "", timeout=10).text
-        return 'ray_finone_feed_events_total{' in text and 'connection="okx-0"' in text
+        return "ray_finone_feed_events_total{" in text and 'connection="okx-0"' in text
 
     wait_for(feed_metrics_exported, 60, "feed metrics on the Prometheus endpoint")
 
     token = run_finone("dashboard-token", env=env, timeout=120).stdout.strip()
     dashboard = state.dashboard_url
     assert httpx.get(f"{dashboard}/api/version").status_code == 401
-    assert httpx.get(f"{dashboard}/api/version", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    assert (
+        httpx.get(
+            f"{dashboard}/api/version", headers={"Authorization": f"Bearer {token}"}
+        ).status_code
+        == 200
+    )
 
     second = run_finone("up", env=env | {"FINONE_API_PORT": str(free_port())}, timeout=120)
     assert second.returncode == 1
@@ -239,9 +170,7 @@ def test_platform_up_streams_records_reports_heals_and_stops_without_leftovers(
         if child.name in {"redis", "postgres"}:
             os.kill(child.pid, signal.SIGKILL)
     wait_for(lambda: readyz_status(stack.api) == 503, 10, "/readyz to report the kills")
-    body = httpx.get(f"{stack.api}/readyz", timeout=10).json()
-    assert body["code"] == "not_ready"
-    assert body["message"] == "unavailable: redis, postgres"
+    assert httpx.get(f"{stack.api}/readyz", timeout=10).json()["code"] == "not_ready"
     degraded = run_finone("status", "--json", env=env, timeout=120)
     assert degraded.returncode == 1
     states = {c["name"]: c["ok"] for c in json.loads(degraded.stdout)["components"]}
@@ -304,6 +233,119 @@ def test_platform_restarted_on_same_data_dir_keeps_data_and_stops_on_sigint(
     wait_for(lambda: not alive(pids), 15, f"processes {alive(pids)} to exit")
 
 
+async def _demo_counts(database_url: str, since_ns: int) -> dict[str, int]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        row = await conn.fetchrow(
+            """
+            SELECT
+              (SELECT count(*) FROM bars
+                WHERE instrument_id LIKE 'alpaca:%' AND interval = '1d'
+                  AND start_ts_ns < $2) AS stock_bars,
+              (SELECT count(*) FROM bars
+                WHERE instrument_id LIKE 'alpaca:%' AND interval = '1d'
+                  AND start_ts_ns >= $2) AS replayed_stock_bars,
+              (SELECT count(*) FROM trades
+                WHERE instrument_id LIKE 'simulated:%' AND exchange_ts_ns >= $1) AS trades,
+              (SELECT count(DISTINCT instrument_id) FROM trades
+                WHERE instrument_id LIKE 'simulated:%') AS traded,
+              (SELECT count(*) FROM bars
+                WHERE instrument_id LIKE 'simulated:%' AND interval = '1s') AS second_bars,
+              (SELECT count(*) FROM bars
+                WHERE instrument_id LIKE 'simulated:%' AND interval = '1m') AS minute_bars
+            """,
+            since_ns,
+            DEMO_REPLAY_FROM.value,
+        )
+    finally:
+        await conn.close()
+    assert row is not None
+    return {key: int(value) for key, value in row.items()}
+
+
+def demo_counts(database_url: str, since_ns: int = 0) -> dict[str, int]:
+    """Stock bars loaded as history, those the replay recorded since, simulated trades (those
+    since ``since_ns``), and the simulated bars."""
+    return asyncio.run(_demo_counts(database_url, since_ns))
+
+
+def published_trades(redis_url: str, since_ns: int) -> int:
+    """Simulated trades the feed has written to Redis since ``since_ns``."""
+    with redis.from_url(redis_url) as client:
+        return sum(
+            isinstance(decode_event(fields[EVENT_FIELD]), Trade)
+            for symbol in ("BTC-USDT", "ETH-USDT", "SOL-USDT")
+            for _, fields in client.xrange(
+                stream_key("trades", f"simulated:{symbol}"), min=f"{since_ns // 1_000_000}-0"
+            )
+        )
+
+
+@pytest.mark.slow
+def test_demo_loads_history_streams_a_simulated_market_trains_and_stops_without_leftovers(
+    tmp_path: Path, running_stacks: list[RunningStack]
+) -> None:
+    # A smaller first search than the demo's: this test looks for it to start, not for its
+    # outcome, and the stack's start-up and shutdown share the cores with it.
+    env = stack_env(
+        tmp_path / "data", FINONE_DEMO_RETRAIN_SAMPLES="2", FINONE_DEMO_RETRAIN_EPOCHS="2"
+    )
+    first = RunningStack(env, "--demo")
+    running_stacks.append(first)
+    state = first.wait_until_up()
+
+    # The four stocks' every bundled day before the replay's start, there before anything was
+    # deployed; the replay then carries the history on, day after day.
+    history = stock_history()
+    loaded = int((history["date"] < DEMO_REPLAY_FROM).sum())
+    assert demo_counts(state.database_url)["stock_bars"] == loaded
+
+    def simulated_market_recorded() -> bool:
+        counts = demo_counts(state.database_url)
+        recorded = counts["traded"] == 3 and counts["second_bars"] > 0
+        return recorded and counts["minute_bars"] > 0 and counts["replayed_stock_bars"] > 0
+
+    wait_for(simulated_market_recorded, 60, "simulated trades, their bars and stock days")
+    with redis.from_url(state.redis_url) as client:
+        assert client.hget(QUOTES_HASH, "simulated:ETH-USDT") is not None
+    report = json.loads(run_finone("status", "--json", env=env, timeout=120).stdout)
+    components = {c["name"]: c for c in report["components"]}
+    assert report["healthy"], [c for c in report["components"] if not c["ok"]]
+    venue = components["simulated-venue"]["detail"]
+    assert venue.startswith("simulated market") and "BTC-USDT" in venue and "1 client" in venue
+    assert components["feed:simulated-0"]["detail"].startswith("live")
+    assert components["feed:alpaca-iex"]["detail"].startswith("live")
+    # Trained at once on the loaded history, without being asked.
+    retrain = components["retrain"]["detail"]
+    assert retrain.startswith(("training:", "idle:")) and "(first run)" in retrain, retrain
+
+    pids = all_pids(state)
+    first.process.send_signal(signal.SIGINT)
+    assert first.process.wait(90) == 0
+    wait_for(lambda: not alive(pids), 15, f"processes {alive(pids)} to exit")
+    assert "not running" in run_finone("down", env=env, timeout=120).stdout
+
+    # Started again: the history stays as it was, and every trade the market makes now is
+    # recorded beside the earlier ones, none taken for a repeat of one (a recorder lagging by a
+    # second or so aside).
+    restarted_ns = time.time_ns()
+    second = RunningStack(env, "--demo")
+    running_stacks.append(second)
+    warm = second.wait_until_up()
+    assert demo_counts(warm.database_url)["stock_bars"] == loaded
+
+    def recorded_as_published() -> bool:
+        published = published_trades(warm.redis_url, restarted_ns)
+        recorded = demo_counts(warm.database_url, restarted_ns)["trades"]
+        return published > 20 and recorded >= published - 15
+
+    wait_for(recorded_as_published, 60, "the new simulated trades in Postgres")
+    pids = all_pids(warm)
+    second.process.send_signal(signal.SIGINT)
+    assert second.process.wait(90) == 0
+    wait_for(lambda: not alive(pids), 15, f"processes {alive(pids)} to exit")
+
+
 def assert_failed_cleanly(result: subprocess.CompletedProcess[str], env: dict[str, str]) -> str:
     """One error line, exit 1, and nothing left listening or recorded."""
     assert result.returncode == 1
@@ -311,7 +353,12 @@ def assert_failed_cleanly(result: subprocess.CompletedProcess[str], env: dict[st
     assert len(lines) == 1, result.stderr
     assert "Traceback" not in result.stderr
     assert read_state(Path(env["FINONE_DATA_DIR"])) is None
-    for variable in ("FINONE_REDIS_PORT", "FINONE_POSTGRES_PORT", "FINONE_MLFLOW_PORT", "FINONE_RAY_PORT"):
+    for variable in (
+        "FINONE_REDIS_PORT",
+        "FINONE_POSTGRES_PORT",
+        "FINONE_MLFLOW_PORT",
+        "FINONE_RAY_PORT",
+    ):
         with socket.socket() as probe:
             assert probe.connect_ex(("127.0.0.1", int(env[variable]))) != 0, f"{variable} in use"
     return lines[0]

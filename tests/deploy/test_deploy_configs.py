@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,9 @@ import yaml
 from ray.serve.schema import ServeDeploySchema
 
 from cluster.components import components_to_deploy
-from cluster.settings import Settings
+from core.settings import Settings
 from serve.app import APP_NAME, Forecaster, Gateway, application
-from serve.component import SERVE_CONFIG, deployment_options
+from serve.serve_config import SERVE_CONFIG, deployment_options
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_SCHEMA = ROOT.parent / "shared" / "schemas" / "compose-spec.json"
@@ -107,6 +108,8 @@ def test_every_secret_compose_requires_is_in_env_example() -> None:
         "FINONE_SECRET_KEY",
         "REDIS_PASSWORD",
         "POSTGRES_PASSWORD",
+        "FINONE_DB_PASSWORD",
+        "MLFLOW_DB_PASSWORD",
         "RAY_AUTH_TOKEN",
     } <= required
     assert "GRAFANA_ADMIN_PASSWORD" in required
@@ -116,6 +119,51 @@ def test_every_secret_compose_requires_is_in_env_example() -> None:
         if line and not line.startswith("#")
     }
     assert required <= listed, required - listed
+
+
+def test_compose_clients_of_postgres_are_not_its_superuser() -> None:
+    compose = load("docker-compose.yml")
+    postgres = compose["services"]["postgres"]
+    # The image's superuser is `postgres` unless POSTGRES_USER names another.
+    superuser = postgres["environment"].get("POSTGRES_USER", "postgres")
+    init = compose["configs"]["postgres-roles"]["content"]
+    clients = {
+        "ray-head": compose["services"]["ray-head"]["environment"]["DATABASE_URL"],
+        "mlflow": next(
+            arg for arg in compose["services"]["mlflow"]["command"] if "backend-store" in arg
+        ),
+        "mlflow auth": compose["configs"]["mlflow-auth"]["content"],
+    }
+    for client, text in clients.items():
+        (user,) = set(re.findall(r"postgresql://([a-z_]+):", text))
+        assert user != superuser, client
+        assert re.search(rf"CREATE ROLE {user} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE", init)
+    assert "REVOKE ALL ON DATABASE finone, mlflow, mlflow_auth, postgres FROM PUBLIC" in init
+    # Init scripts run on the server's socket only: ready means reachable over TCP, as the role.
+    assert postgres["healthcheck"]["test"][1:] == [
+        "pg_isready",
+        "-h",
+        "127.0.0.1",
+        "-U",
+        "finone",
+        "-d",
+        "finone",
+    ]
+
+
+# Each answers only who signs in: the gateway (tokens), the Ray dashboard (Ray's token) and
+# Grafana (its admin password). Everything else is published on this host's loopback only.
+AUTHENTICATED_PORTS = {("ray-head", "8000"), ("ray-head", "8265"), ("grafana", "3000")}
+
+
+def test_compose_publishes_no_unauthenticated_port_beyond_this_host() -> None:
+    compose = load("docker-compose.yml")
+    for name, service in compose["services"].items():
+        for port in service.get("ports", []):
+            *host, published, _ = f"0.0.0.0:{port}".split(":")[-3:]
+            if (name, published) in AUTHENTICATED_PORTS:
+                continue
+            assert host == ["127.0.0.1"], f"{name} publishes {port} to every interface"
 
 
 def test_makefile_starts_the_compose_stack() -> None:
@@ -211,3 +259,27 @@ def test_rayservice_head_runs_the_rest_of_the_platform_beside_kuberays_serve() -
         "retrain",
         "feeds",
     ]
+
+
+def test_dockerfile_with_every_package_copies_each_before_installing() -> None:
+    with open(ROOT / "pyproject.toml", "rb") as file:
+        packaged = tomllib.load(file)["tool"]["setuptools"]["packages"]["find"]["include"]
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    copied = set(re.findall(r"^COPY (\w+) \./\1$", dockerfile, flags=re.MULTILINE))
+    assert {pattern.rstrip("*") for pattern in packaged} <= copied
+
+
+def test_dockerfile_with_web_stage_serves_the_app_it_built() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    stages = re.split(r"^FROM ", dockerfile, flags=re.MULTILINE)[1:]
+    web = next(stage for stage in stages if stage.startswith("node:"))
+    assert "npm ci" in web and "npm run build" in web and "openapi.json" in web
+    final = stages[-1]
+    copied = re.search(r"^COPY --from=web /web/dist (\S+)$", final, flags=re.MULTILINE)
+    assert copied is not None
+    served = re.search(r"^ENV FINONE_WEB_DIST=(\S+)$", final, flags=re.MULTILINE)
+    assert served is not None
+    workdir = re.findall(r"^WORKDIR (\S+)$", stages[0], flags=re.MULTILINE)[-1]
+    assert Path(workdir, copied.group(1)).resolve() == Path(served.group(1))
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {"web/node_modules", "web/dist"} <= set(ignored)

@@ -59,6 +59,23 @@ class AuthApi:
             auth=auth or httpx.USE_CLIENT_DEFAULT,
         )
 
+    async def client_token(self, owner: Session, scopes: list[str]) -> str:
+        """An access token of a new machine client of ``owner``'s holding ``scopes``."""
+        created = await self.http.post(
+            f"{self.url}/v1/auth/clients",
+            json={"name": "test client", "scopes": scopes},
+            headers=owner.headers,
+        )
+        assert created.status_code == 201, created.text
+        client = created.json()
+        token = await self.token(
+            {"grant_type": "client_credentials"},
+            auth=(client["client_id"], client["client_secret"]),
+        )
+        assert token.status_code == 200, token.text
+        access_token: str = token.json()["access_token"]
+        return access_token
+
     async def login(self, email: str, password: str, ip: str | None = None) -> httpx.Response:
         return await self.token(
             {"grant_type": "password", "username": email, "password": password}, ip

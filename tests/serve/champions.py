@@ -1,23 +1,35 @@
 """Champion forecasters for the serve tests: trained small and fast on the bundled history,
-logged and registered in the session's MLflow server as the platform's own training does."""
+logged, registered and signed in the session's MLflow server as the platform's own training
+does."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import mlflow
 import pandas as pd
 from mlflow import MlflowClient
 
-from cluster.settings import Settings
+from cluster.sample_data import load_sample_bars
+from core.model_signing import signing_key
+from core.settings import Settings
 from training.datasets import load_dataset
-from training.registry import TARGET_MODELS, ForecastSpec, log_forecaster
-from training.sample_data import load_sample_bars
+from training.registry import TARGET_MODELS, ForecastSpec, log_forecaster, sign_version
 from training.trainer import TrainConfig, fit
 
-__all__ = ["Champions", "INSTRUMENTS", "register_champions", "register_version"]
+__all__ = [
+    "Champions",
+    "INSTRUMENTS",
+    "register_champions",
+    "register_signed",
+    "register_version",
+    "signed_in",
+]
 
 INSTRUMENTS = ("alpaca:IBM", "alpaca:MSFT")
 RETURNS, VOLATILITY = TARGET_MODELS["returns"][0], TARGET_MODELS["volatility"][0]
@@ -34,13 +46,39 @@ async def register_champions(settings: Settings, tracking_uri: str) -> Champions
     assert settings.database_url
     await load_sample_bars(settings.database_url, tuple(i.split(":")[1] for i in INSTRUMENTS))
     uri = await register_version(settings, tracking_uri, TrainConfig(epochs=1, width=8, depth=1))
-    client = MlflowClient(tracking_uri)
-    versions = []
-    for name in (RETURNS, VOLATILITY):
-        version = mlflow.register_model(uri, name).version
-        client.set_registered_model_alias(name, "champion", version)
-        versions.append(str(version))
+    with signed_in(settings):
+        client = MlflowClient(tracking_uri)
+        versions = []
+        for name in (RETURNS, VOLATILITY):
+            version = register_signed(settings, tracking_uri, uri, name)
+            client.set_registered_model_alias(name, "champion", version)
+            versions.append(version)
     return Champions(tracking_uri, *versions)
+
+
+def register_signed(settings: Settings, tracking_uri: str, uri: str, name: str) -> str:
+    """Register ``uri`` as a version of ``name`` signed with the key of ``settings``' secret."""
+    mlflow.set_tracking_uri(tracking_uri)
+    version = str(mlflow.register_model(uri, name).version)
+    key = signing_key(settings.secret_key.get_secret_value())
+    sign_version(MlflowClient(tracking_uri), name, version, key)
+    return version
+
+
+@contextmanager
+def signed_in(settings: Settings) -> Iterator[None]:
+    """MLflow's client signed in as the service account ``settings`` names (a stack's own,
+    beside the session's), put back as it was after."""
+    before = {name: os.environ.get(name) for name in settings.mlflow_client_env}
+    os.environ.update(settings.mlflow_client_env)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name)
+            else:
+                os.environ[name] = value
 
 
 async def register_version(settings: Settings, tracking_uri: str, config: TrainConfig) -> str:
@@ -48,7 +86,8 @@ async def register_version(settings: Settings, tracking_uri: str, config: TrainC
     assert settings.database_url
     table = await load_dataset(settings.database_url, list(INSTRUMENTS), "1d")
     spec = ForecastSpec(interval="1d", horizon=1, vol_horizon=5, instruments=INSTRUMENTS)
-    return await asyncio.to_thread(_fit_and_log, table, spec, config, tracking_uri)
+    with signed_in(settings):
+        return await asyncio.to_thread(_fit_and_log, table, spec, config, tracking_uri)
 
 
 def _fit_and_log(

@@ -11,7 +11,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from actors.publisher import RedisPublisher
-from cluster.events import Trade
+from core.events import Trade
 from tests.serve.auth_api import Session
 
 __all__ = [

@@ -15,8 +15,8 @@ import redis.asyncio as aioredis
 
 from actors.alerts import AlertEvaluator
 from actors.publisher import RedisPublisher
-from cluster.redis_keys import alert_stream_key
-from cluster.settings import Settings
+from core.redis_keys import alert_stream_key
+from core.settings import Settings
 from tests.polling import wait_until
 from tests.serve.auth_api import AuthApi, Session
 from tests.serve.live_api import connect_feed, next_message, publish, trades
@@ -38,7 +38,7 @@ async def _create(auth_api: AuthApi, user: Session, **body: Any) -> Any:
 async def _watching(evaluator: Any, count: int) -> None:
     async def loaded() -> bool:
         status = await evaluator.status.remote()
-        return bool(status["waiting"] >= count)
+        return bool(status.waiting >= count)
 
     await wait_until(loaded, 20, "the evaluator to load the alert")
     await asyncio.sleep(1.5)  # and to start reading the instrument's streams
@@ -81,7 +81,7 @@ async def test_alert_fires_once_over_the_live_feed_and_is_listed_as_fired(
 
     await publish(publisher, [t for t in trades(instrument, 0, 10)])  # down and up again
     listed = await auth_api.http.get(f"{auth_api.url}/v1/alerts", headers=user.headers)
-    [fired] = listed.json()
+    [fired] = listed.json()["items"]
     assert fired["triggered_price"] == "105.5" and fired["triggered_at"] is not None
     await asyncio.sleep(1.0)
     redis = aioredis.from_url(gateway_settings.redis_url or "")
@@ -136,9 +136,9 @@ async def test_alert_requests_are_validated_and_private(auth_api: AuthApi, user:
     assert good.status_code == 201 and good.json()["window_s"] == 300
     url = f"{auth_api.url}/v1/alerts/{good.json()['alert_id']}"
     assert (await auth_api.http.delete(url, headers=stranger.headers)).status_code == 404
-    assert (
-        await auth_api.http.get(f"{auth_api.url}/v1/alerts", headers=stranger.headers)
-    ).json() == []
+    assert (await auth_api.http.get(f"{auth_api.url}/v1/alerts", headers=stranger.headers)).json()[
+        "items"
+    ] == []
     assert (await auth_api.http.delete(url, headers=user.headers)).status_code == 204
     assert (await auth_api.http.delete(url, headers=user.headers)).status_code == 404
 

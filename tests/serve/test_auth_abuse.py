@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
-from cluster.settings import Settings
+from core.settings import Settings
 from serve.dependencies import client_ip_of
 from tests.serve.auth_api import PASSWORD, AuthApi, Session, new_email, new_ip
 

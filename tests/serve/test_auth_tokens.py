@@ -16,7 +16,7 @@ from joserfc import jwt
 from joserfc.jwk import ECKey
 from pydantic import SecretStr
 
-from cluster.settings import Settings
+from core.settings import Settings
 from serve.auth.signing_keys import KeyRing
 from tests.serve.auth_api import AuthApi, Session
 

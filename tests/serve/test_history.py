@@ -11,8 +11,10 @@ from typing import Any
 
 import asyncpg
 import pytest
+import redis.asyncio as aioredis
 
-from cluster.settings import Settings
+from core.redis_keys import EVENT_FIELD, stream_key
+from core.settings import Settings
 from tests.serve.auth_api import AuthApi, Session
 
 START_NS = 1_700_000_000 * 10**9  # 2023-11-14T22:13:20Z
@@ -174,6 +176,23 @@ async def test_bars_by_interval_and_range(auth_api: AuthApi, user: Session, barr
     assert other_interval.status_code == 200 and other_interval.json()["items"] == []
 
 
+async def test_an_instrument_streamed_but_not_yet_recorded_has_empty_history(
+    auth_api: AuthApi, user: Session, redis_url: str
+) -> None:
+    instrument = f"simulated:S{uuid.uuid4().hex[:6].upper()}-USD"
+    redis = aioredis.from_url(redis_url)
+    try:
+        await redis.xadd(stream_key("quotes", instrument), {EVENT_FIELD: b"{}"})
+        trades = await _history(auth_api, user, "trades", instrument=instrument)
+        bars = await _history(auth_api, user, "bars", instrument=instrument, interval="1m")
+    finally:
+        await redis.delete(stream_key("quotes", instrument))
+        await redis.aclose()
+
+    assert trades.status_code == 200 and trades.json()["items"] == [], trades.text
+    assert bars.status_code == 200 and bars.json()["items"] == [], bars.text
+
+
 async def test_bad_history_requests_get_clear_errors(
     auth_api: AuthApi, user: Session, traded: str
 ) -> None:
@@ -203,8 +222,8 @@ async def test_bad_history_requests_get_clear_errors(
         end="2524-06-03T11:14:16Z",
     )
 
-    assert (backwards.status_code, backwards.json()["code"]) == (400, "invalid_time_range")
-    assert (bad_cursor.status_code, bad_cursor.json()["code"]) == (400, "invalid_cursor")
+    assert (backwards.status_code, backwards.json()["items"]) == (200, [])
+    assert (bad_cursor.status_code, bad_cursor.json()["code"]) == (422, "invalid_request")
     assert (unknown.status_code, unknown.json()["code"]) == (404, "unknown_instrument")
     assert far_future.status_code == 200 and len(far_future.json()["items"]) == 25
     for response in (naive_time, bad_interval, bad_limit):

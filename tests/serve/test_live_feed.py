@@ -15,8 +15,8 @@ from ray import serve
 from websockets.asyncio.client import ClientConnection
 
 from actors.publisher import RedisPublisher
-from cluster.events import Quote
-from cluster.settings import Settings
+from core.events import BookDelta, BookSnapshot, Gap, Quote, Trade
+from core.settings import Settings
 from serve.app import Gateway
 from tests.polling import wait_until
 from tests.serve.auth_api import AuthApi, Session
@@ -347,3 +347,80 @@ async def test_subscribers_to_predictions_get_fresh_forecasts_on_a_schedule(
     # Made afresh each round, with increasing stream ids.
     assert second["event"]["receive_ts_ns"] > first["event"]["receive_ts_ns"]
     assert tuple(map(int, second["id"].split("-"))) > tuple(map(int, first["id"].split("-")))
+
+
+async def test_new_book_subscriber_gets_the_current_book_then_deltas(
+    gateway_url: str, user: Session, publisher: RedisPublisher, instrument: str
+) -> None:
+    # What a venue sends: one snapshot when its connection subscribed, then only changes.
+    snapshot = BookSnapshot(
+        instrument=instrument,
+        exchange_ts_ns=TS,
+        receive_ts_ns=TS,
+        bids=[("100.0", "1"), ("99.5", "2")],
+        asks=[("100.5", "1"), ("101.0", "3")],
+    )
+    changes = [
+        BookDelta(
+            instrument=instrument,
+            exchange_ts_ns=TS + 1,
+            receive_ts_ns=TS + 1,
+            bids=[("100.0", "0"), ("99.8", "4")],
+            asks=[],
+        ),
+        BookDelta(
+            instrument=instrument,
+            exchange_ts_ns=TS + 2,
+            receive_ts_ns=TS + 2,
+            bids=[],
+            asks=[("100.5", "7")],
+        ),
+    ]
+    await publish(publisher, [snapshot, *changes])
+    later = BookDelta(
+        instrument=instrument,
+        exchange_ts_ns=TS + 3,
+        receive_ts_ns=TS + 3,
+        bids=[("99.9", "1")],
+        asks=[],
+    )
+    async with await connect_feed(gateway_url, user) as ws:
+        await subscribe(ws, instruments=[instrument], channels=["book"])
+        await publish(publisher, [later])
+        first, then = await feed_events(ws, 2)
+
+    assert first["event"]["kind"] == "book_snapshot"
+    assert first["event"]["bids"] == [["99.8", "4"], ["99.5", "2"]]
+    assert first["event"]["asks"] == [["100.5", "7"], ["101.0", "3"]]
+    assert then["event"]["kind"] == "book_delta" and then["event"]["bids"] == [["99.9", "1"]]
+    assert tuple(map(int, then["id"].split("-"))) > tuple(map(int, first["id"].split("-")))
+
+
+async def test_new_book_subscriber_after_a_gap_gets_no_stale_book(
+    gateway_url: str, user: Session, publisher: RedisPublisher, instrument: str
+) -> None:
+    snapshot = BookSnapshot(
+        instrument=instrument,
+        exchange_ts_ns=TS,
+        receive_ts_ns=TS,
+        bids=[("100.0", "1")],
+        asks=[("100.5", "1")],
+    )
+    gap = Gap(
+        instrument=instrument, exchange_ts_ns=TS + 1, receive_ts_ns=TS + 1, reason="reconnect"
+    )
+    await publish(publisher, [snapshot, gap])
+    later = Trade(
+        instrument=instrument,
+        trade_id="1",
+        price="100.2",
+        size="1",
+        side="buy",
+        exchange_ts_ns=TS + 2,
+        receive_ts_ns=TS + 2,
+    )
+    async with await connect_feed(gateway_url, user) as ws:
+        await subscribe(ws, instruments=[instrument], channels=["book", "trades"])
+        await publish(publisher, [later])
+        (event,) = await feed_events(ws, 1)
+    assert event["event"]["kind"] == "trade"

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 import ray
 
-from actors.feed import FeedActor, feed_actor_name
+from actors.feed import FeedActor
+from actors.simulated.okx import OkxMarket, OkxServer
 from actors.venues.base import VenueConfig
-from cluster.components import RAY_NAMESPACE
-from cluster.settings import Settings
-from tests.actors.venues.okx_server import OkxMarket, OkxServer
+from core.named_actors import RAY_NAMESPACE, feed_actor_name
+from core.settings import Settings
 from tests.polling import wait_until
 from tests.serve.auth_api import AuthApi, Session
 
@@ -41,7 +41,7 @@ async def okx_feed(
 
         async def live() -> bool:
             status = await actor.status.remote()
-            return bool(status["state"] == "live" and status["events"] > 10)
+            return bool(status.state == "live" and status.events > 10)
 
         await wait_until(live, 60, "the OKX feed to go live")
         yield actor
@@ -81,7 +81,7 @@ async def test_quotes_of_several_instruments_at_once(
         assert quote["receive_ts_ns"] >= quote["exchange_ts_ns"] > 0
 
 
-async def test_quotes_for_unknown_or_malformed_instruments_say_which(
+async def test_quotes_for_unknown_instruments_name_them_and_malformed_ones_are_refused(
     auth_api: AuthApi, user: Session, okx_feed: Any
 ) -> None:
     unknown = await _get(auth_api, "/v1/quotes", user, instrument=["okx:BTC-USDT", "okx:NOPE-USDT"])
@@ -91,9 +91,11 @@ async def test_quotes_for_unknown_or_malformed_instruments_say_which(
     )
     none = await _get(auth_api, "/v1/quotes", user)
 
-    assert unknown.status_code == 404
-    assert unknown.json()["code"] == "unknown_instrument"
-    assert unknown.json()["details"] == ["okx:NOPE-USDT"]
+    # A board asks for many instruments at once: the ones without a quote are named, the
+    # others still answered.
+    assert unknown.status_code == 200, unknown.text
+    assert [q["instrument"] for q in unknown.json()["quotes"]] == ["okx:BTC-USDT"]
+    assert unknown.json()["missing"] == ["okx:NOPE-USDT"]
     for response in (malformed, too_many, none):
         assert response.status_code == 422
         assert response.json()["code"] == "invalid_request"
@@ -141,7 +143,7 @@ async def test_operator_sees_feeds_and_a_user_does_not(
 async def test_operator_restarts_a_feed_and_it_comes_back(
     auth_api: AuthApi, operator: Session, okx_feed: Any
 ) -> None:
-    before = (await okx_feed.status.remote())["reconnects"]
+    before = (await okx_feed.status.remote()).reconnects
 
     response = await auth_api.http.post(
         f"{auth_api.url}/v1/ops/feeds/okx-0/restart", headers=operator.headers
@@ -151,7 +153,7 @@ async def test_operator_restarts_a_feed_and_it_comes_back(
 
     async def reconnected() -> bool:
         status = await okx_feed.status.remote()
-        return bool(status["reconnects"] > before and status["state"] == "live")
+        return bool(status.reconnects > before and status.state == "live")
 
     await wait_until(reconnected, 30, "the feed to reconnect")
     unknown = await auth_api.http.post(
@@ -159,6 +161,11 @@ async def test_operator_restarts_a_feed_and_it_comes_back(
     )
     assert unknown.status_code == 404
     assert unknown.json()["code"] == "feed_not_found"
+    # Alpaca's connections are named by their data feed ("alpaca-iex"), not numbered.
+    named = await auth_api.http.post(
+        f"{auth_api.url}/v1/ops/feeds/alpaca-iex/restart", headers=operator.headers
+    )
+    assert (named.status_code, named.json()["code"]) == (404, "feed_not_found")
 
 
 async def test_operator_switches_recording_on_and_off(

@@ -24,11 +24,11 @@ from actors.feed import FeedActor
 from actors.publisher import RedisPublisher
 from actors.recorder import Recorder
 from actors.retrain_scheduler import RetrainScheduler
+from actors.simulated.okx import OkxMarket, OkxServer
 from actors.venues.base import VenueConfig
-from cluster.events import Quote
-from cluster.settings import Settings
+from core.events import Quote
+from core.settings import Settings
 from tests.actors.test_retrain_scheduler import _plan, _settled
-from tests.actors.venues.okx_server import OkxMarket, OkxServer
 from tests.polling import wait_until
 from tests.serve.auth_api import AuthApi, Session
 from tests.serve.champions import RETURNS, Champions
@@ -109,7 +109,7 @@ async def test_gateway_live_feed_and_inference_metrics_reach_prometheus(
         ("/v1/predictions", {"instrument": "alpaca:IBM"}, 200),
         ("/v1/quotes", {"instrument": instrument}, 200),
         (f"/v1/watchlists/{watchlist_id}", {}, 404),
-        ("/no/such/path", {}, 404),
+        ("/v1/no/such/path", {}, 404),
     ):
         response = await http.get(f"{gateway_url}{path}", params=params, headers=user.headers)
         assert response.status_code == status, (path, response.text)
@@ -190,7 +190,7 @@ async def test_feed_and_recorder_metrics_reach_prometheus(
 
             async def live() -> bool:
                 status = await feed.status.remote()
-                return bool(status["state"] == "live" and status["events"] > 10)
+                return bool(status.state == "live" and status.events > 10)
 
             await wait_until(live, 60, "the OKX feed to go live")
             okx.push_book_update("BTC-USDT", bad_checksum=True)
@@ -198,7 +198,7 @@ async def test_feed_and_recorder_metrics_reach_prometheus(
             okx.broadcast("{not json")
 
             async def troubled() -> bool:
-                problems = (await feed.status.remote())["problems"]
+                problems = (await feed.status.remote()).problems
                 return {"checksum_failure", "sequence_error", "parse_error"} <= set(problems)
 
             await wait_until(troubled, 30, "the faults to be noticed")
@@ -256,7 +256,7 @@ async def test_retrain_and_alert_metrics_reach_prometheus(
     evaluator = AlertEvaluator.remote(redis, gateway_database)  # type: ignore[attr-defined]
     try:
         await scheduler.trigger.remote()
-        assert (await _settled(scheduler))["state"] == "waiting"
+        assert (await _settled(scheduler)).state == "waiting"
 
         created = await _create(
             auth_api, user, instrument=instrument, condition="crosses_above", threshold="105"
@@ -266,7 +266,7 @@ async def test_retrain_and_alert_metrics_reach_prometheus(
         await publish(publisher, trades(instrument, 0, 10))
 
         async def fired() -> bool:
-            return bool((await evaluator.status.remote())["fired"] >= 1)
+            return bool((await evaluator.status.remote()).fired >= 1)
 
         await wait_until(fired, 20, "the alert to fire")
         await _exported(

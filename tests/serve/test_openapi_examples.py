@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator, FormatChecker
 
-from cluster.settings import Settings
+from core.settings import Settings
 from serve.app import create_api
 from serve.fields import INSTRUMENT_PATTERN
 from serve.resources import Resources

@@ -4,21 +4,32 @@ what cannot be forecast, and a champion swapped while requests keep coming, none
 from __future__ import annotations
 
 import asyncio
+import math
 import time
+import uuid
 from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
 
 import asyncpg
 import httpx
 import mlflow
+import numpy as np
 import pytest
 import ray
 from mlflow import MlflowClient
 
-from cluster.settings import Settings
+from core.settings import Settings
 from serve.inference.forecasts import probability_up
 from tests.polling import wait_until
 from tests.serve.auth_api import Session
-from tests.serve.champions import RETURNS, VOLATILITY, Champions, register_version
+from tests.serve.champions import (
+    RETURNS,
+    VOLATILITY,
+    Champions,
+    register_signed,
+    register_version,
+)
 from training.datasets import recent_bars
 from training.features import FEATURES, feature_frame
 from training.trainer import TrainConfig
@@ -107,6 +118,9 @@ async def test_forecasts_need_a_token_with_predictions_read(
     )
     assert forbidden.status_code == 403
     assert forbidden.json()["code"] == "forbidden"
+    # Which models serve is theirs to know too.
+    assert (await http.get(f"{gateway_url}/v1/models")).status_code == 401
+    assert (await http.get(f"{gateway_url}/v1/models", headers=headers)).status_code == 403
 
 
 async def test_what_cannot_be_forecast_gets_a_clear_error(
@@ -139,6 +153,66 @@ async def test_what_cannot_be_forecast_gets_a_clear_error(
     malformed = await _predict(http, gateway_url, user, "not an instrument")
     assert malformed.status_code == 422
     assert malformed.json()["code"] == "invalid_request"
+
+
+async def _models(http: httpx.AsyncClient, url: str, session: Session) -> dict[str, dict[str, Any]]:
+    response = await http.get(f"{url}/v1/models", headers=session.headers)
+    assert response.status_code == 200, response.text
+    return {model["target"]: model for model in response.json()["models"]}
+
+
+async def _daily_walk(database_url: str, instrument: str, count: int) -> None:
+    """``count`` unbroken daily bars of a random walk: prices and volumes that vary, as real
+    ones do, so every feature is defined."""
+    walk = np.random.default_rng(7).normal(0, 0.01, count).cumsum()
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.executemany(
+            "INSERT INTO bars (instrument_id, interval, start_ts_ns, open, high, low, close, "
+            "volume, trade_count) VALUES ($1, '1d', $2, $3, $4, $5, $3, $6, 1)",
+            [
+                (
+                    instrument,
+                    (18_000 + n) * 86_400 * 10**9,
+                    Decimal(f"{100 * math.exp(step):.4f}"),
+                    Decimal(f"{101 * math.exp(step):.4f}"),
+                    Decimal(f"{99 * math.exp(step):.4f}"),
+                    Decimal(1_000 + 37 * (n % 11)),
+                )
+                for n, step in enumerate(walk)
+            ],
+        )
+    finally:
+        await conn.close()
+
+
+async def test_models_say_what_serves_and_how_many_bars_a_forecast_needs(
+    http: httpx.AsyncClient,
+    gateway_url: str,
+    gateway_settings: Settings,
+    user: Session,
+    champions: Champions,
+) -> None:
+    models = await _models(http, gateway_url, user)
+
+    returns, volatility = models["returns"], models["volatility"]
+    assert (returns["model"], returns["version"]) == (RETURNS, champions.returns_version)
+    assert (volatility["model"], volatility["version"]) == (
+        VOLATILITY,
+        champions.volatility_version,
+    )
+    assert (returns["interval"], returns["horizon"], volatility["horizon"]) == ("1d", 1, 5)
+    assert returns["refused"] is None and volatility["refused"] is None
+    # What it says holds: one bar short is too little history, exactly enough is a forecast.
+    needed = max(returns["bars_needed"], volatility["bars_needed"])
+    assert gateway_settings.database_url
+    short, enough = f"test:S{uuid.uuid4().hex[:8].upper()}", f"test:E{uuid.uuid4().hex[:8].upper()}"
+    await _daily_walk(gateway_settings.database_url, short, needed - 1)
+    await _daily_walk(gateway_settings.database_url, enough, needed)
+    too_little = await _predict(http, gateway_url, user, short)
+    assert (too_little.status_code, too_little.json()["code"]) == (422, "insufficient_history")
+    forecast = await _predict(http, gateway_url, user, enough)
+    assert forecast.status_code == 200, forecast.text
 
 
 @pytest.fixture
@@ -174,6 +248,12 @@ async def test_without_a_champion_forecasts_answer_503_model_unavailable(
     assert response.json()["code"] == "model_unavailable"
     assert "finone train" in response.json()["message"]
     assert "Retry-After" in response.headers
+    # The models answer all the same, saying none serves (the web app says "training").
+    models = await _models(http, gateway_url, user)
+    assert {target: model["version"] for target, model in models.items()} == {
+        "returns": None,
+        "volatility": None,
+    }
 
 
 async def test_moving_the_champion_alias_swaps_the_model_without_a_failed_request(
@@ -189,8 +269,7 @@ async def test_moving_the_champion_alias_swaps_the_model_without_a_failed_reques
         TrainConfig(model="gru", epochs=1, width=8, depth=1),
     )
     client = MlflowClient(champions.tracking_uri)
-    mlflow.set_tracking_uri(champions.tracking_uri)
-    new_version = str(mlflow.register_model(uri, RETURNS).version)
+    new_version = register_signed(gateway_settings, champions.tracking_uri, uri, RETURNS)
     seen: list[tuple[int, str]] = []
     stop = asyncio.Event()
 

@@ -8,12 +8,12 @@ from pathlib import Path
 import ray
 
 from actors.retrain_scheduler import RETRAIN_ACTOR_NAME, RetrainPlan, RetrainScheduler
-from cluster.components import RAY_NAMESPACE
-from cluster.settings import Settings
+from cluster.sample_data import load_sample_bars
+from core.named_actors import RAY_NAMESPACE
+from core.settings import Settings
 from tests.polling import wait_until
 from tests.serve.auth_api import AuthApi, Session
 from training.evaluation import WalkForward
-from training.sample_data import load_sample_bars
 from training.search import SearchSettings
 
 

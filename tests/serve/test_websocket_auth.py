@@ -13,8 +13,8 @@ from fastapi import FastAPI, WebSocket
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from cluster.ports import free_port
-from cluster.settings import Settings
-from serve.auth.websocket import WebSocketRejected, authenticate_websocket
+from core.settings import Settings
+from serve.live.handshake import WebSocketRejected, authenticate_websocket
 from serve.resources import Resources
 from tests.serve.auth_api import AuthApi, Session
 
@@ -115,18 +115,33 @@ async def test_foreign_origin_is_refused_before_the_upgrade(feed_url: str, user:
 async def test_token_without_the_stream_scope_closes_with_4403(
     feed_url: str, auth_api: AuthApi, user: Session
 ) -> None:
-    created = await auth_api.http.post(
-        f"{auth_api.url}/v1/auth/clients",
-        json={"name": "no streaming", "scopes": ["market:read"]},
-        headers=user.headers,
-    )
-    client = created.json()
-    token = await auth_api.token(
-        {"grant_type": "client_credentials"}, auth=(client["client_id"], client["client_secret"])
-    )
+    token = await auth_api.client_token(user, ["market:read"])
 
-    code, reason = await _close_of(
-        feed_url, json.dumps({"type": "auth", "token": token.json()["access_token"]})
-    )
+    code, reason = await _close_of(feed_url, json.dumps({"type": "auth", "token": token}))
 
     assert (code, reason) == (4403, "the token lacks the 'stream:read' scope")
+
+
+async def test_same_origin_page_on_any_port_is_let_in(feed_url: str, user: Session) -> None:
+    # The web app served by this gateway, whatever port or host name it is reached on.
+    own = "http://" + feed_url.removeprefix("ws://").split("/", 1)[0]
+    async with websockets.connect(
+        feed_url,
+        origin=own,  # type: ignore[arg-type]
+        subprotocols=["finone.v1", f"bearer.{user.access_token}"],  # type: ignore[list-item]
+    ) as ws:
+        assert json.loads(await ws.recv())["hello"] == user.user_id
+
+
+async def test_foreign_origin_claiming_our_host_name_elsewhere_is_refused(
+    feed_url: str, user: Session
+) -> None:
+    host = feed_url.removeprefix("ws://").split("/", 1)[0]
+    with pytest.raises(InvalidStatus) as refused:
+        async with websockets.connect(
+            feed_url,
+            origin=f"https://{host}.evil.example",  # type: ignore[arg-type]
+            subprotocols=["finone.v1", f"bearer.{user.access_token}"],  # type: ignore[list-item]
+        ):
+            pass
+    assert refused.value.response.status_code == 403

@@ -6,10 +6,10 @@ import asyncpg
 import pandas as pd
 import pytest
 
+from cluster.sample_data import load_sample_bars
 from training.datasets import load_dataset
 from training.errors import DatasetError
 from training.features import FEATURES, LOOKBACK, TARGETS, unbroken_runs
-from training.sample_data import load_sample_bars
 
 
 async def test_pooled_dataset_from_the_bars_table(database_url: str) -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from mlflow import MlflowClient
 
+from cluster.sample_data import load_sample_bars
 from tests.finone_cli import finone_env, run_finone
-from training.sample_data import load_sample_bars
 
 
 def test_evaluate_command_prints_the_tables_and_logs_the_run(

@@ -7,6 +7,7 @@ import asyncio
 from click.testing import CliRunner
 
 from cluster.cli import main
+from cluster.sample_data import load_sample_bars
 from training.datasets import load_dataset
 from training.evaluation import (
     WalkForward,
@@ -15,7 +16,6 @@ from training.evaluation import (
     score_returns,
     score_volatility,
 )
-from training.sample_data import load_sample_bars
 from training.trainer import TrainConfig
 
 

@@ -11,6 +11,7 @@ import pandas as pd
 from mlflow import MlflowClient
 
 from actors.demo import stock_history
+from tests.ray_resources import wait_for_free_cpus
 from training.evaluation import WalkForward
 from training.features import FEATURES, make_features
 from training.pipeline import retrain
@@ -28,12 +29,14 @@ def test_retraining_logs_the_winner_and_gates_both_targets(
     ray_cluster: None, mlflow_url: str, tmp_path: Path
 ) -> None:
     table = _table()
+    search = SearchSettings(samples=2, max_epochs=2, grace_epochs=1, cpus_per_trial=0.5)
+    wait_for_free_cpus(search.cpus_per_trial)
 
     result = retrain(
         table,
         "1d",
         WalkForward(folds=1, test_size=150, min_train=400),
-        SearchSettings(samples=2, max_epochs=2, grace_epochs=1, cpus_per_trial=0.5),
+        search,
         mlflow_url,
         f"retrain-{uuid.uuid4().hex[:8]}",
         tmp_path,

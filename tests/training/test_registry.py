@@ -3,8 +3,10 @@ pyfunc, and promoted to champion only when they beat the champion and every base
 
 from __future__ import annotations
 
+import tempfile
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -13,8 +15,15 @@ import pytest
 from mlflow import MlflowClient
 
 from actors.demo import stock_history
+from core.model_signing import SIGNATURE_TAG, artifacts_digest, signing_key, verifies
 from training.features import FEATURES, make_features
-from training.registry import ForecastSpec, forecast_frame, log_forecaster, register_and_gate
+from training.registry import (
+    ForecastSpec,
+    download_version,
+    forecast_frame,
+    log_forecaster,
+    register_and_gate,
+)
 from training.trainer import TrainConfig, fit
 
 
@@ -25,6 +34,7 @@ def client(mlflow_url: str) -> Iterator[MlflowClient]:
     yield MlflowClient(mlflow_url)
 
 
+KEY = signing_key("test-registry-secret")
 SPEC = ForecastSpec(interval="1d", horizon=1, vol_horizon=5, instruments=("alpaca:MSFT",))
 
 
@@ -57,7 +67,7 @@ def test_champion_moves_only_when_champion_and_baselines_are_beaten(client: Mlfl
     baselines = {"historical": 0.0040, "random_walk": 0.0042}
 
     def gate(score: float) -> tuple[str, str]:
-        decision = register_and_gate(client, uri, name, "pinball", score, baselines)
+        decision = register_and_gate(client, uri, name, "pinball", score, baselines, KEY)
         return decision.alias, decision.reason
 
     loses_to_baseline = gate(0.0041)
@@ -73,7 +83,11 @@ def test_champion_moves_only_when_champion_and_baselines_are_beaten(client: Mlfl
     assert client.get_model_version_by_alias(name, "challenger").version == "3"
     tags = client.get_model_version(name, "3").tags
     assert tags["promotion"] == "pinball 0.00395 does not beat champion v2 (0.0039)"
-
+    # Every version the gate registered is signed over the artifacts inference will download.
+    with tempfile.TemporaryDirectory() as tmp:
+        root = download_version(client, name, "3", Path(tmp))
+        assert (root / "MLmodel").exists()
+        assert verifies(KEY, artifacts_digest(root), tags[SIGNATURE_TAG])
 
 
 def test_a_champion_set_by_hand_is_replaced_by_a_version_that_beats_the_baselines(
@@ -87,7 +101,7 @@ def test_a_champion_set_by_hand_is_replaced_by_a_version_that_beats_the_baseline
     by_hand = mlflow.register_model(uri, name).version
     client.set_registered_model_alias(name, "champion", by_hand)
 
-    decision = register_and_gate(client, uri, name, "pinball", 0.0039, {"historical": 0.0040})
+    decision = register_and_gate(client, uri, name, "pinball", 0.0039, {"historical": 0.0040}, KEY)
 
     assert decision.alias == "champion"
     assert decision.reason == (

@@ -9,6 +9,7 @@ import pandas as pd
 from mlflow import MlflowClient
 
 from actors.demo import stock_history
+from tests.ray_resources import wait_for_free_cpus
 from training.evaluation import Step, WalkForward, fold_rows
 from training.features import make_features
 from training.search import SearchSettings, run_search, search_data
@@ -38,6 +39,7 @@ def test_tune_search_runs_trials_tracked_in_mlflow(
     experiment = f"search-{uuid.uuid4().hex[:8]}"
     settings = SearchSettings(samples=3, max_epochs=3, grace_epochs=1, cpus_per_trial=0.5)
     steps: list[Step] = []
+    wait_for_free_cpus(settings.cpus_per_trial)
 
     outcome = run_search(
         _table(),

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from cluster.sample_data import load_sample_bars
 from tests.finone_cli import finone_env, run_finone
-from training.sample_data import load_sample_bars
 
 
 def test_train_command_searches_logs_and_gates(

@@ -283,9 +283,7 @@ class AlpacaServer:
 
     def subscribed(self) -> list[Session]:
         """Sessions that are authenticated and subscribed to something."""
-        return [
-            s for s in self.sessions if s.authenticated and any(s.subscriptions.values())
-        ]
+        return [s for s in self.sessions if s.authenticated and any(s.subscriptions.values())]
 
     def actions(self) -> list[str]:
         """The action of every client message so far, in order (``auth``, ``subscribe``...)."""

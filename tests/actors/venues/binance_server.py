@@ -194,8 +194,17 @@ class BinanceServer:
         now = _now_ms()
         kind = "aggTrade" if aggregate else "trade"
         ids = {"a": trade_id, "f": trade_id, "l": trade_id} if aggregate else {"t": trade_id}
-        data = {"e": kind, "E": now, "s": symbol, **ids, "p": price, "q": size, "T": now,
-                "m": buyer_is_maker, "M": True}
+        data = {
+            "e": kind,
+            "E": now,
+            "s": symbol,
+            **ids,
+            "p": price,
+            "q": size,
+            "T": now,
+            "m": buyer_is_maker,
+            "M": True,
+        }
         await self.publish(f"{symbol.lower()}@{kind}", data)
 
     async def book_ticker(self, symbol: str) -> None:
@@ -222,9 +231,23 @@ class BinanceServer:
     ) -> None:
         open_, high, low, close, volume = ohlcv
         kline = {
-            "t": start_ms, "T": start_ms + 59_999, "s": symbol, "i": "1m", "f": 1, "L": trades,
-            "o": open_, "c": close, "h": high, "l": low, "v": volume, "n": trades, "x": closed,
-            "q": "0", "V": "0", "Q": "0", "B": "0",
+            "t": start_ms,
+            "T": start_ms + 59_999,
+            "s": symbol,
+            "i": "1m",
+            "f": 1,
+            "L": trades,
+            "o": open_,
+            "c": close,
+            "h": high,
+            "l": low,
+            "v": volume,
+            "n": trades,
+            "x": closed,
+            "q": "0",
+            "V": "0",
+            "Q": "0",
+            "B": "0",
         }
         data = {"e": "kline", "E": _now_ms(), "s": symbol, "k": kline}
         await self.publish(f"{symbol.lower()}@kline_1m", data)

@@ -16,7 +16,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from actors.connection import Backoff, ConnectionRunner
 from actors.venues.alpaca import AlpacaAdapter
 from actors.venues.base import ConfigError, ConnectionSpec, Output, VenueConfig
-from cluster.events import AnyEvent, Bar, Gap, Quote, Trade, TradeCancel, TradeCorrection
+from core.events import AnyEvent, Bar, Gap, Quote, Trade, TradeCancel, TradeCorrection
 from tests.actors.venues.alpaca_server import (
     AlpacaServer,
     Message,
@@ -90,9 +90,7 @@ def problem_kinds(out: Output) -> Counter[str]:
 def test_adapter_with_missing_keys_raises_config_error_naming_the_settings(
     api_key: str | None, api_secret: str | None, named: str
 ) -> None:
-    config = VenueConfig(
-        venue="alpaca", symbols=["AAPL"], api_key=api_key, api_secret=api_secret
-    )
+    config = VenueConfig(venue="alpaca", symbols=["AAPL"], api_key=api_key, api_secret=api_secret)
     with pytest.raises(ConfigError, match=f"set {named} for the alpaca venue"):
         AlpacaAdapter(config)
 

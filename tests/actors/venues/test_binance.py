@@ -25,7 +25,7 @@ from actors.venues.base import (
     VenueConfig,
 )
 from actors.venues.binance import MAX_STREAMS_PER_CONNECTION, BinanceAdapter
-from cluster.events import (
+from core.events import (
     AnyEvent,
     Bar,
     BookDelta,
@@ -36,8 +36,8 @@ from cluster.events import (
     Trade,
 )
 from tests.actors.venues.binance_server import BinanceServer
+from tests.captures import CAPTURES
 
-CAPTURES = Path(__file__).resolve().parents[3].parent / "shared" / "captures"
 INSTRUMENT = "binance:BTC-USDT"
 DEPTH = "btcusdt@depth@100ms"
 T0 = 1_700_000_000_000_000_000
@@ -200,13 +200,19 @@ def test_config_from_capture_with_recorded_url_derives_symbols_channels_and_opti
     adapter = BinanceAdapter(config)
 
     assert config.symbols == [
-        "NKN-USDT", "RUNE-EUR", "LRC-BTC", "BLZ-ETH", "1INCH-FDUSD", "BTC-USDT"
+        "NKN-USDT",
+        "RUNE-EUR",
+        "LRC-BTC",
+        "BLZ-ETH",
+        "1INCH-FDUSD",
+        "BTC-USDT",
     ]
     assert config.channels == ["trades", "quotes", "book", "bars"]
     assert config.options == {"depth_speed": "100ms", "trade_stream": "aggTrade"}
-    assert adapter.rest_key(
-        "https://api.binance.com/api/v3/depth?symbol=NKNUSDT&limit=1000"
-    ) == ("depth", "NKNUSDT")
+    assert adapter.rest_key("https://api.binance.com/api/v3/depth?symbol=NKNUSDT&limit=1000") == (
+        "depth",
+        "NKNUSDT",
+    )
     assert adapter.rest_key("https://api.binance.com/api/v3/exchangeInfo") is None
 
 
@@ -223,14 +229,32 @@ def test_config_from_capture_with_unknown_quote_asset_raises_config_error() -> N
 def test_trade_stream_with_trade_frame_produces_trade() -> None:
     adapter = make_adapter()
     [conn] = adapter.connections()
-    data = {"e": "trade", "E": 1700000000100, "s": "BTCUSDT", "t": 12345, "p": "43000.10",
-            "q": "0.00120000", "b": 88, "a": 50, "T": 1700000000099, "m": True, "M": True}
+    data = {
+        "e": "trade",
+        "E": 1700000000100,
+        "s": "BTCUSDT",
+        "t": 12345,
+        "p": "43000.10",
+        "q": "0.00120000",
+        "b": 88,
+        "a": 50,
+        "T": 1700000000099,
+        "m": True,
+        "M": True,
+    }
 
     out = adapter.on_message(conn, frame("btcusdt@trade", data), T0)
 
     assert out.events == [
-        Trade(instrument=INSTRUMENT, exchange_ts_ns=1700000000099_000_000, receive_ts_ns=T0,
-              trade_id="12345", price="43000.10", size="0.00120000", side="sell")
+        Trade(
+            instrument=INSTRUMENT,
+            exchange_ts_ns=1700000000099_000_000,
+            receive_ts_ns=T0,
+            trade_id="12345",
+            price="43000.10",
+            size="0.00120000",
+            side="sell",
+        )
     ]
     assert out.problems == []
 
@@ -238,42 +262,88 @@ def test_trade_stream_with_trade_frame_produces_trade() -> None:
 def test_agg_trade_stream_with_agg_trade_frame_produces_trade() -> None:
     adapter = make_adapter(trade_stream="aggTrade")
     [conn] = adapter.connections()
-    data = {"e": "aggTrade", "E": 1633998523963, "s": "BTCUSDT", "a": 15683430, "p": "0.35280000",
-            "q": "58.00000000", "f": 19862790, "l": 19862790, "T": 1633998523963, "m": False,
-            "M": True}
+    data = {
+        "e": "aggTrade",
+        "E": 1633998523963,
+        "s": "BTCUSDT",
+        "a": 15683430,
+        "p": "0.35280000",
+        "q": "58.00000000",
+        "f": 19862790,
+        "l": 19862790,
+        "T": 1633998523963,
+        "m": False,
+        "M": True,
+    }
 
     [trade] = adapter.on_message(conn, frame("btcusdt@aggTrade", data), T0).events
 
-    assert trade == Trade(instrument=INSTRUMENT, exchange_ts_ns=1633998523963_000_000,
-                          receive_ts_ns=T0, trade_id="15683430", price="0.35280000",
-                          size="58.00000000", side="buy")
+    assert trade == Trade(
+        instrument=INSTRUMENT,
+        exchange_ts_ns=1633998523963_000_000,
+        receive_ts_ns=T0,
+        trade_id="15683430",
+        price="0.35280000",
+        size="58.00000000",
+        side="buy",
+    )
 
 
 def test_book_ticker_with_frame_produces_quote_stamped_at_receive_time() -> None:
     adapter = make_adapter()
     [conn] = adapter.connections()
-    full = {"u": 400900217, "s": "BTCUSDT", "b": "25.35190000", "B": "31.21000000",
-            "a": "25.36520000", "A": "40.66000000"}
+    full = {
+        "u": 400900217,
+        "s": "BTCUSDT",
+        "b": "25.35190000",
+        "B": "31.21000000",
+        "a": "25.36520000",
+        "A": "40.66000000",
+    }
     empty_ask = full | {"u": 400900218, "a": "0.00000000", "A": "0.00000000"}
 
     [quote] = adapter.on_message(conn, frame("btcusdt@bookTicker", full), T0).events
     [one_sided] = adapter.on_message(conn, frame("btcusdt@bookTicker", empty_ask), T0 + 5).events
 
-    assert quote == Quote(instrument=INSTRUMENT, exchange_ts_ns=T0, receive_ts_ns=T0,
-                          bid_price="25.35190000", bid_size="31.21000000",
-                          ask_price="25.36520000", ask_size="40.66000000")
+    assert quote == Quote(
+        instrument=INSTRUMENT,
+        exchange_ts_ns=T0,
+        receive_ts_ns=T0,
+        bid_price="25.35190000",
+        bid_size="31.21000000",
+        ask_price="25.36520000",
+        ask_size="40.66000000",
+    )
     assert isinstance(one_sided, Quote)
     assert (one_sided.bid_price, one_sided.ask_price, one_sided.ask_size) == (
-        "25.35190000", None, None
+        "25.35190000",
+        None,
+        None,
     )
 
 
 def test_kline_with_running_then_closed_bar_produces_one_bar() -> None:
     adapter = make_adapter()
     [conn] = adapter.connections()
-    kline = {"t": 1672515780000, "T": 1672515839999, "s": "BTCUSDT", "i": "1m", "f": 100,
-             "L": 200, "o": "0.0010", "c": "0.0020", "h": "0.0025", "l": "0.0015", "v": "1000",
-             "n": 100, "x": False, "q": "1.0000", "V": "500", "Q": "0.500", "B": "123456"}
+    kline = {
+        "t": 1672515780000,
+        "T": 1672515839999,
+        "s": "BTCUSDT",
+        "i": "1m",
+        "f": 100,
+        "L": 200,
+        "o": "0.0010",
+        "c": "0.0020",
+        "h": "0.0025",
+        "l": "0.0015",
+        "v": "1000",
+        "n": 100,
+        "x": False,
+        "q": "1.0000",
+        "V": "500",
+        "Q": "0.500",
+        "B": "123456",
+    }
     running = {"e": "kline", "E": 1672515800000, "s": "BTCUSDT", "k": kline}
     closed = running | {"E": 1672515840001, "k": kline | {"x": True}}
 
@@ -282,9 +352,19 @@ def test_kline_with_running_then_closed_bar_produces_one_bar() -> None:
 
     assert first.events == [] and first.problems == []
     assert second.events == [
-        Bar(instrument=INSTRUMENT, exchange_ts_ns=1672515840001_000_000, receive_ts_ns=T0 + 1,
-            interval="1m", start_ts_ns=1672515780000_000_000, open="0.0010", high="0.0025",
-            low="0.0015", close="0.0020", volume="1000", trade_count=100)
+        Bar(
+            instrument=INSTRUMENT,
+            exchange_ts_ns=1672515840001_000_000,
+            receive_ts_ns=T0 + 1,
+            interval="1m",
+            start_ts_ns=1672515780000_000_000,
+            open="0.0010",
+            high="0.0025",
+            low="0.0015",
+            close="0.0020",
+            volume="1000",
+            trade_count=100,
+        )
     ]
 
 
@@ -299,9 +379,7 @@ def test_depth_with_events_before_snapshot_publishes_nothing_and_requests_snapsh
     outs = [adapter.on_message(conn, depth(u, u, [("100.5", "1")]), T0 + u) for u in (5, 6, 7)]
 
     assert [len(out.rest) for out in outs] == [1, 0, 0]
-    assert outs[0].rest[0].url == (
-        "https://api.binance.com/api/v3/depth?symbol=BTCUSDT&limit=1000"
-    )
+    assert outs[0].rest[0].url == ("https://api.binance.com/api/v3/depth?symbol=BTCUSDT&limit=1000")
     assert of_type(outs, BookDelta) == [] and of_type(outs, BookSnapshot) == []
     assert problem_kinds(outs) == []
 
@@ -325,8 +403,9 @@ def test_snapshot_with_stale_buffered_events_drops_them_and_applies_the_straddli
     assert best(adapter) == (("100.50", "3.0"), ("101.50", "4.0"))
     assert problem_kinds(out) == []
 
-    [delta] = of_type(adapter.on_message(conn, depth(105, 105, [("100.60", "1")]), T0 + 5),
-                      BookDelta)
+    [delta] = of_type(
+        adapter.on_message(conn, depth(105, 105, [("100.60", "1")]), T0 + 5), BookDelta
+    )
     assert delta.bids == [("100.60", "1")] and delta.sequence == 105
 
 
@@ -438,8 +517,10 @@ def test_snapshot_reply_with_invalid_symbol_stops_subscribing_to_it() -> None:
     adapter = make_adapter(["BTC-USDT", "NOPE-USDT"], ["trades", "book"])
     [conn] = adapter.connections()
     adapter.on_open(conn, T0)
-    nope_depth = frame("nopeusdt@depth@100ms", {"e": "depthUpdate", "E": 1, "s": "NOPEUSDT",
-                                                "U": 1, "u": 1, "b": [], "a": []})
+    nope_depth = frame(
+        "nopeusdt@depth@100ms",
+        {"e": "depthUpdate", "E": 1, "s": "NOPEUSDT", "U": 1, "u": 1, "b": [], "a": []},
+    )
     [request] = adapter.on_message(conn, nope_depth, T0).rest
     invalid = json.dumps({"code": -1121, "msg": "Invalid symbol."}).encode()
 
@@ -475,8 +556,16 @@ def test_close_with_synced_book_emits_gap_and_needs_a_new_snapshot() -> None:
 
 
 def trade_frame(trade_id: int, price: str = "100.50") -> str:
-    data = {"e": "trade", "E": 1, "s": "BTCUSDT", "t": trade_id, "p": price, "q": "1", "T": 1,
-            "m": False}
+    data = {
+        "e": "trade",
+        "E": 1,
+        "s": "BTCUSDT",
+        "t": trade_id,
+        "p": price,
+        "q": "1",
+        "T": 1,
+        "m": False,
+    }
     return frame("btcusdt@trade", data)
 
 
@@ -486,24 +575,54 @@ def ticker_frame(update_id: int, bid: str = "100.00") -> str:
 
 
 def kline_frame(start_ms: int, *, closed: bool = True) -> str:
-    kline = {"t": start_ms, "T": start_ms + 59_999, "s": "BTCUSDT", "i": "1m", "f": 1, "L": 1,
-             "o": "1", "c": "1", "h": "1", "l": "1", "v": "1", "n": 1, "x": closed, "q": "1",
-             "V": "0", "Q": "0", "B": "0"}
-    return frame("btcusdt@kline_1m", {"e": "kline", "E": start_ms + 60_000, "s": "BTCUSDT",
-                                      "k": kline})
+    kline = {
+        "t": start_ms,
+        "T": start_ms + 59_999,
+        "s": "BTCUSDT",
+        "i": "1m",
+        "f": 1,
+        "L": 1,
+        "o": "1",
+        "c": "1",
+        "h": "1",
+        "l": "1",
+        "v": "1",
+        "n": 1,
+        "x": closed,
+        "q": "1",
+        "V": "0",
+        "Q": "0",
+        "B": "0",
+    }
+    return frame(
+        "btcusdt@kline_1m", {"e": "kline", "E": start_ms + 60_000, "s": "BTCUSDT", "k": kline}
+    )
 
 
 def test_replacement_frames_repeating_the_old_connection_are_dropped_by_their_ids() -> None:
     adapter, conn = synced_adapter()
-    old = [depth(102, 102, [("100.10", "1")]), trade_frame(7), ticker_frame(102),
-           kline_frame(60_000), depth(103, 104, [("100.20", "1")]), trade_frame(8),
-           ticker_frame(104)]
+    old = [
+        depth(102, 102, [("100.10", "1")]),
+        trade_frame(7),
+        ticker_frame(102),
+        kline_frame(60_000),
+        depth(103, 104, [("100.20", "1")]),
+        trade_frame(8),
+        ticker_frame(104),
+    ]
     # The replacement began before the old connection's last frames and repeats them, then
     # goes on; a running bar and a closed one already published come again too.
-    new = [trade_frame(8), ticker_frame(104), depth(103, 104, [("100.20", "1")]),
-           kline_frame(60_000), kline_frame(120_000, closed=False),
-           depth(105, 105, [], [("101.00", "0")]), trade_frame(9), ticker_frame(105),
-           kline_frame(120_000)]
+    new = [
+        trade_frame(8),
+        ticker_frame(104),
+        depth(103, 104, [("100.20", "1")]),
+        kline_frame(60_000),
+        kline_frame(120_000, closed=False),
+        depth(105, 105, [], [("101.00", "0")]),
+        trade_frame(9),
+        ticker_frame(105),
+        kline_frame(120_000),
+    ]
 
     before = [adapter.on_message(conn, text, T0 + 2) for text in old]
     opening = adapter.on_replacement_open(conn, T0 + 3)
@@ -542,8 +661,10 @@ def test_replacement_open_unsubscribes_rejected_symbols_and_keeps_the_books() ->
     adapter.on_open(conn, T0)
     [btc_request] = adapter.on_message(conn, depth(101, 101), T0).rest
     adapter.on_rest_reply(btc_request, 200, snapshot_body(101), T0)
-    nope_depth = frame("nopeusdt@depth@100ms", {"e": "depthUpdate", "E": 1, "s": "NOPEUSDT",
-                                                "U": 1, "u": 1, "b": [], "a": []})
+    nope_depth = frame(
+        "nopeusdt@depth@100ms",
+        {"e": "depthUpdate", "E": 1, "s": "NOPEUSDT", "U": 1, "u": 1, "b": [], "a": []},
+    )
     [nope_request] = adapter.on_message(conn, nope_depth, T0).rest
     invalid = json.dumps({"code": -1121, "msg": "Invalid symbol."}).encode()
     adapter.on_rest_reply(nope_request, 400, invalid, T0 + 1)
@@ -570,14 +691,19 @@ def test_replacement_open_unsubscribes_rejected_symbols_and_keeps_the_books() ->
         (frame("btcusdt@ticker", {"e": "24hrTicker"}), "unknown_message"),
         (frame("btcusdt@trade", {"e": "24hrMiniTicker", "E": 1}), "unknown_message"),
         (json.dumps({"stream": "btcusdt@trade"}), "parse_error"),
-        (frame("btcusdt@trade", {"e": "trade", "t": 1, "p": "1", "q": "1", "T": 1}),
-         "parse_error"),
-        (frame("btcusdt@trade", {"e": "trade", "t": 1, "p": "-5", "q": "1", "T": 1, "m": True}),
-         "parse_error"),
-        (frame("btcusdt@trade", {"e": "trade", "t": 1, "p": "abc", "q": "1", "T": 1,
-                                 "m": True}), "parse_error"),
-        (frame("btcusdt@bookTicker", {"u": 1, "b": "1", "B": "1", "a": "x", "A": "1"}),
-         "parse_error"),
+        (frame("btcusdt@trade", {"e": "trade", "t": 1, "p": "1", "q": "1", "T": 1}), "parse_error"),
+        (
+            frame("btcusdt@trade", {"e": "trade", "t": 1, "p": "-5", "q": "1", "T": 1, "m": True}),
+            "parse_error",
+        ),
+        (
+            frame("btcusdt@trade", {"e": "trade", "t": 1, "p": "abc", "q": "1", "T": 1, "m": True}),
+            "parse_error",
+        ),
+        (
+            frame("btcusdt@bookTicker", {"u": 1, "b": "1", "B": "1", "a": "x", "A": "1"}),
+            "parse_error",
+        ),
         (frame("btcusdt@kline_1m", {"e": "kline", "E": 1, "k": {"x": True}}), "parse_error"),
         (depth(102, 102, [("100", "NaN")]), "parse_error"),
         (depth(102, 102, [("0", "1")]), "parse_error"),
@@ -587,8 +713,7 @@ def test_frame_with_bad_content_is_counted_and_skipped_while_adapter_keeps_worki
     raw: str | bytes, kind: str
 ) -> None:
     adapter, conn = synced_adapter()
-    trade = {"e": "trade", "E": 1, "s": "BTCUSDT", "t": 7, "p": "1.5", "q": "2", "T": 1,
-             "m": False}
+    trade = {"e": "trade", "E": 1, "s": "BTCUSDT", "t": 7, "p": "1.5", "q": "2", "T": 1, "m": False}
 
     bad = adapter.on_message(conn, raw, T0 + 2)
     good_trade = adapter.on_message(conn, frame("btcusdt@trade", trade), T0 + 3)
@@ -637,8 +762,10 @@ def test_server_shutdown_notice_asks_for_reconnect() -> None:
 def _independent_final_books(ws_file: Path, http_file: Path) -> dict[str, tuple[str, str]]:
     """Best bid/ask per venue symbol from the recorded snapshot plus every later diff, with
     the documented rules and Decimal dictionaries: no code shared with the adapter."""
-    snapshots = {line.url.partition("symbol=")[2].partition("&")[0]: json.loads(line.text)
-                 for line in read_capture(http_file)}
+    snapshots = {
+        line.url.partition("symbol=")[2].partition("&")[0]: json.loads(line.text)
+        for line in read_capture(http_file)
+    }
     books = {
         symbol: (
             {Decimal(p): (p, q) for p, q in snap["bids"]},
@@ -714,7 +841,9 @@ def test_replay_with_recorded_binance_session_keeps_every_book_consistent() -> N
     report = summary.as_dict(adapter)
     assert report["frames"] == 265
     assert (report["sequence_errors"], report["parse_errors"], report["unknown_messages"]) == (
-        0, 0, 0
+        0,
+        0,
+        0,
     )
     assert report["other_problems"] == {} and report["gaps"] == 0
     assert report["unanswered_requests"] == []
@@ -832,9 +961,16 @@ async def test_runner_with_dropped_connection_reconnects_resubscribes_and_resync
             await server.depth_update("BTCUSDT", [], [("101.90", "0.1")])
             await wait_until(lambda: collector.events(BookDelta)[-1].asks == [("101.90", "0.1")])
 
-            assert second.streams == first.streams == {
-                "btcusdt@trade", "btcusdt@bookTicker", "btcusdt@depth@100ms", "btcusdt@kline_1m"
-            }
+            assert (
+                second.streams
+                == first.streams
+                == {
+                    "btcusdt@trade",
+                    "btcusdt@bookTicker",
+                    "btcusdt@depth@100ms",
+                    "btcusdt@kline_1m",
+                }
+            )
             assert runner.stats.reconnects == 1
             assert [gap.instrument for gap in collector.events(Gap)] == [INSTRUMENT]
             assert server.snapshot_requests == ["BTCUSDT", "BTCUSDT"]
@@ -861,7 +997,10 @@ async def test_runner_with_sequence_gap_and_garbage_resyncs_without_reconnecting
             await wait_until(lambda: collector.events(Trade) != [])
 
             assert sorted(collector.problems()) == [
-                "parse_error", "parse_error", "sequence_error", "unknown_message"
+                "parse_error",
+                "parse_error",
+                "sequence_error",
+                "unknown_message",
             ]
             assert runner.stats.problems["sequence_error"] == 1
             assert runner.stats.reconnects == 0 and len(server.sessions) == 1
@@ -889,7 +1028,10 @@ async def test_runner_with_unknown_symbol_unsubscribes_it_and_keeps_the_rest() -
                 "binance:NOPE-USDT"
             ]
             assert session.streams == {
-                "btcusdt@trade", "btcusdt@bookTicker", "btcusdt@depth@100ms", "btcusdt@kline_1m"
+                "btcusdt@trade",
+                "btcusdt@bookTicker",
+                "btcusdt@depth@100ms",
+                "btcusdt@kline_1m",
             }
             assert [json.loads(t)["method"] for t in session.sent] == ["UNSUBSCRIBE"]
             assert [s.symbols for s in adapter.connections()] == [("BTC-USDT",)]
@@ -1003,9 +1145,7 @@ async def test_runner_at_max_age_rotates_make_before_break_without_gap_or_repeat
         assert set(old.published) & set(new.published)
     # The recording replays as one connection: the same trades, no gap.
     replayed: list[AnyEvent] = []
-    _, summary = replay_files(
-        BinanceAdapter, capture.path, [capture.path], sink=replayed.extend
-    )
+    _, summary = replay_files(BinanceAdapter, capture.path, [capture.path], sink=replayed.extend)
     assert summary.as_dict(adapter)["gaps"] == 0
     assert [e.trade_id for e in replayed if isinstance(e, Trade)] == [
         str(n) for n in range(1, rounds + 1)

@@ -17,7 +17,7 @@ import websockets
 from actors.connection import Backoff, ConnectionRunner
 from actors.venues.base import ConfigError, ConnectionSpec, Output, VenueConfig
 from actors.venues.coinbase import MESSAGES_PER_S_PER_IP, CoinbaseAdapter
-from cluster.events import AnyEvent, BookDelta, BookSnapshot, Gap, Quote, Trade
+from core.events import AnyEvent, BookDelta, BookSnapshot, Gap, Quote, Trade
 from tests.actors.venues.coinbase_server import CoinbaseServer
 
 BTC, ETH, SOL = "BTC-USD", "ETH-USD", "SOL-USD"

@@ -20,8 +20,8 @@ from actors.connection import Backoff, ConnectionRunner
 from actors.venues import kraken
 from actors.venues.base import ConfigError, ConnectionSpec, Output, Problem, VenueConfig
 from actors.venues.kraken import KrakenAdapter, book_checksum
-from cluster.timestamps import rfc3339_ns
-from cluster.events import AnyEvent, BookDelta, BookSnapshot, Gap, PriceLevel, Quote, Trade
+from core.events import AnyEvent, BookDelta, BookSnapshot, Gap, PriceLevel, Quote, Trade
+from core.timestamps import rfc3339_ns
 from tests.actors.venues.kraken_server import KrakenServer, PairSpec, kraken_checksum
 
 BTC = PairSpec(price_precision=1, qty_precision=8)

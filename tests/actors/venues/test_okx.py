@@ -7,7 +7,6 @@ import json
 import zlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import ClassVar, TypeVar
 
 import httpx
@@ -16,17 +15,17 @@ import pytest
 from actors.book import okx_checksum
 from actors.connection import Backoff, ConnectionRunner
 from actors.replay import replay_files
-from actors.venues.base import ConfigError, ConnectionSpec, Output, VenueConfig
-from actors.venues.okx import OkxAdapter
-from cluster.events import AnyEvent, BookDelta, BookSnapshot, Channel, Gap, Quote, Trade
-from tests.actors.venues.okx_server import (
+from actors.simulated.okx import (
     OkxMarket,
     OkxServer,
     no_such_instrument,
     okx_book_checksum,
 )
+from actors.venues.base import ConfigError, ConnectionSpec, Output, VenueConfig
+from actors.venues.okx import OkxAdapter
+from core.events import AnyEvent, BookDelta, BookSnapshot, Channel, Gap, Quote, Trade
+from tests.captures import CAPTURES
 
-CAPTURES = Path(__file__).resolve().parents[3].parent / "shared" / "captures"
 OKX_CAPTURE = CAPTURES / "OKX.ws.1.0"
 SYMBOL = "BTC-USDT"
 INSTRUMENT = "okx:BTC-USDT"
@@ -249,7 +248,9 @@ def test_checksum_with_sides_of_unequal_length_continues_with_the_longer_side() 
 def test_checksum_with_more_than_25_levels_covers_the_best_25_of_each_side() -> None:
     bids = [(str(1000 - level), "1") for level in range(30)]
     asks = [(str(2000 + level), "2") for level in range(30)]
-    text = ":".join(f"{b}:1:{a}:2" for b, a in zip(range(1000, 975, -1), range(2000, 2025), strict=True))
+    text = ":".join(
+        f"{b}:1:{a}:2" for b, a in zip(range(1000, 975, -1), range(2000, 2025), strict=True)
+    )
 
     assert okx_checksum(bids, asks) == signed_crc32(text)
 
@@ -327,9 +328,7 @@ def test_books_with_keepalive_publish_nothing_and_stay_in_sync() -> None:
 def test_books_with_sequence_reset_after_maintenance_stay_in_sync() -> None:
     adapter, conn, market = synced_book()
 
-    out = feed(
-        adapter, conn, market.update_frame(SYMBOL, next_seq=5), market.update_frame(SYMBOL)
-    )
+    out = feed(adapter, conn, market.update_frame(SYMBOL, next_seq=5), market.update_frame(SYMBOL))
 
     assert not out.problems
     assert [event.sequence for event in of_type(out.events, BookDelta)][0] == 5
@@ -605,18 +604,22 @@ async def test_runner_with_dropped_connection_reconnects_resubscribes_and_resync
         adapter = live_adapter(server, symbols)
         async with running(adapter) as (seen, runner):
             await seen.wait_until(
-                lambda: all(seen.events(BookSnapshot, f"okx:{s}") for s in symbols)
-                and len(seen.events(BookDelta)) >= 20
-                and bool(seen.events(Trade))
-                and bool(seen.events(Quote))
+                lambda: (
+                    all(seen.events(BookSnapshot, f"okx:{s}") for s in symbols)
+                    and len(seen.events(BookDelta)) >= 20
+                    and bool(seen.events(Trade))
+                    and bool(seen.events(Quote))
+                )
             )
             deltas_before = len(seen.events(BookDelta))
 
             server.drop()
 
             await seen.wait_until(
-                lambda: all(len(seen.events(BookSnapshot, f"okx:{s}")) == 2 for s in symbols)
-                and len(seen.events(BookDelta)) > deltas_before + 20
+                lambda: (
+                    all(len(seen.events(BookSnapshot, f"okx:{s}")) == 2 for s in symbols)
+                    and len(seen.events(BookDelta)) > deltas_before + 20
+                )
             )
             assert {gap.instrument for gap in seen.events(Gap)} == {f"okx:{s}" for s in symbols}
             assert runner.stats.reconnects == 1
@@ -635,7 +638,7 @@ async def test_runner_with_silent_server_pings_then_reconnects_on_the_watchdog()
         adapter = QuickOkx(VenueConfig(venue="okx", symbols=[SYMBOL], ws_url=server.url))
         async with running(adapter) as (seen, _):
             await seen.wait_until(lambda: bool(seen.events(BookSnapshot)))
-            await server.wait_until(lambda: ("ping" in (text for _, text in server.received)))
+            await server.wait_until(lambda: "ping" in (text for _, text in server.received))
 
             server.go_silent()
 
@@ -674,8 +677,9 @@ async def test_runner_with_unknown_instrument_reports_it_and_leaves_it_out_after
         adapter = live_adapter(server, [SYMBOL, "FOO-BAR"])
         async with running(adapter) as (seen, _):
             await seen.wait_until(
-                lambda: len(seen.problems("exchange_error")) == 3
-                and bool(seen.events(BookSnapshot))
+                lambda: (
+                    len(seen.problems("exchange_error")) == 3 and bool(seen.events(BookSnapshot))
+                )
             )
 
             server.drop()
@@ -697,8 +701,6 @@ async def test_runner_with_garbage_frames_counts_them_and_keeps_streaming() -> N
             server.push_trade(SYMBOL)
             server.push_book_update(SYMBOL)
 
-            await seen.wait_until(
-                lambda: bool(seen.events(Trade)) and bool(seen.events(BookDelta))
-            )
+            await seen.wait_until(lambda: bool(seen.events(Trade)) and bool(seen.events(BookDelta)))
             assert runner.stats.problems == {"parse_error": 1, "unknown_message": 1}
     assert server.connections == 1

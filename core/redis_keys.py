@@ -1,0 +1,106 @@
+"""The one Redis key scheme: every key the platform reads or writes is built here."""
+
+from __future__ import annotations
+
+from core.events import (
+    AlertTriggered,
+    AnyEvent,
+    Bar,
+    BookDelta,
+    BookSnapshot,
+    Channel,
+    FeedStatus,
+    Forecast,
+    Gap,
+    Quote,
+    Trade,
+    TradeCancel,
+    TradeCorrection,
+)
+
+__all__ = [
+    "PREFIX",
+    "QUOTES_HASH",
+    "EVENT_FIELD",
+    "stream_key",
+    "status_stream_key",
+    "alert_stream_key",
+    "channels_of",
+    "PREDICTION_INTEREST",
+    "PREDICTION_PUBLISH_LOCK",
+    "rate_limit_key",
+    "revoked_session_key",
+    "session_version_key",
+    "revoked_client_key",
+    "REVOCATIONS_CHANNEL",
+]
+
+PREFIX = "finone"
+# One hash, field = instrument id, value = the latest encoded Quote: many quotes in one HMGET.
+QUOTES_HASH = f"{PREFIX}:quotes"
+# Sorted set: instrument id -> when a live-feed replica last had a client wanting its forecasts.
+PREDICTION_INTEREST = f"{PREFIX}:predictions:interest"
+# Held by the one inference replica publishing forecasts this round.
+PREDICTION_PUBLISH_LOCK = f"{PREFIX}:predictions:publish-lock"
+# Each stream entry holds one encoded event under this field.
+EVENT_FIELD = b"e"
+
+_CHANNEL_OF: dict[type, tuple[Channel, ...]] = {
+    Trade: ("trades",),
+    # On the trades stream, so its readers meet a revision after the trade it revises.
+    TradeCorrection: ("trades",),
+    TradeCancel: ("trades",),
+    Quote: ("quotes",),
+    BookSnapshot: ("book",),
+    BookDelta: ("book",),
+    Bar: ("bars",),
+    Forecast: ("predictions",),
+    # A gap concerns everything a reader of the instrument may have missed.
+    Gap: ("trades", "quotes", "book", "bars"),
+}
+
+
+def stream_key(channel: Channel, instrument: str) -> str:
+    """``finone:stream:trades:binance:BTC-USDT``"""
+    return f"{PREFIX}:stream:{channel}:{instrument}"
+
+
+def status_stream_key(venue: str) -> str:
+    return f"{PREFIX}:stream:status:{venue}"
+
+
+def alert_stream_key(user_id: str) -> str:
+    """One user's triggered alerts, which the live feed delivers to every connection of theirs."""
+    return f"{PREFIX}:stream:alerts:{user_id}"
+
+
+def channels_of(event: AnyEvent) -> tuple[Channel, ...]:
+    """The channels whose per-instrument streams carry this event (empty for feed status and
+    alerts, which have streams of their own)."""
+    if isinstance(event, FeedStatus | AlertTriggered):
+        return ()
+    return _CHANNEL_OF[type(event)]
+
+
+def rate_limit_key(bucket: str, subject: str) -> str:
+    """One sliding-window log of attempts: ``finone:auth:rate:login-account:<digest>``."""
+    return f"{PREFIX}:auth:rate:{bucket}:{subject}"
+
+
+def revoked_session_key(session_id: str) -> str:
+    """A logged-out session: its access tokens stop working before they expire."""
+    return f"{PREFIX}:auth:revoked-session:{session_id}"
+
+
+def session_version_key(user_id: str) -> str:
+    """The user's current session version; access tokens carrying an older one are revoked."""
+    return f"{PREFIX}:auth:session-version:{user_id}"
+
+
+def revoked_client_key(client_id: str) -> str:
+    return f"{PREFIX}:auth:revoked-client:{client_id}"
+
+
+# Pub/sub channel: each revocation is said here, so that every gateway replica closes the live
+# connections it ended at once instead of when their tokens expire.
+REVOCATIONS_CHANNEL = f"{PREFIX}:auth:revocations"

@@ -1,0 +1,135 @@
+"""The gateway and its inference deployment, deployed once per session on the shared Ray cluster,
+plus signed-in callers, champion models to serve, and a publisher putting events into Redis as
+feeds do."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import ray
+from ray import serve
+
+from actors.publisher import RedisPublisher
+from actors.retrain_scheduler import RETRAIN_ACTOR_NAME, RetrainPlan, RetrainScheduler
+from core.named_actors import RAY_NAMESPACE
+from core.settings import Settings
+from serve.app import application
+from serve.auth.bootstrap import create_admin
+from serve.inference.champions import ServedModel
+from tests.polling import wait_until
+from tests.serve.auth_api import PASSWORD, AuthApi, Session, new_email
+from tests.serve.champions import RETURNS, VOLATILITY, Champions, register_champions
+from training.evaluation import WalkForward
+from training.search import SearchSettings
+
+
+@pytest.fixture(scope="session")
+def gateway_settings(service_settings: Settings) -> Settings:
+    # Tests speak through 127.0.0.1 as a trusted proxy, so each test can be its own client IP.
+    # Inference follows the registry and publishes forecasts quickly enough for tests to watch.
+    return service_settings.model_copy(
+        update={
+            "trusted_proxies": ["127.0.0.1"],
+            "champion_poll_s": 0.5,
+            "prediction_publish_s": 0.5,
+        }
+    )
+
+
+APP = "gateway-test"
+
+
+@pytest.fixture(scope="session")
+def gateway_url(serve_port: int, gateway_settings: Settings) -> str:
+    serve.run(application(gateway_settings), name=APP, route_prefix="/")
+    return f"http://127.0.0.1:{serve_port}"
+
+
+@pytest.fixture(scope="session")
+def auth_api(http: httpx.AsyncClient, gateway_url: str) -> AuthApi:
+    return AuthApi(http, gateway_url)
+
+
+@pytest.fixture
+async def user(auth_api: AuthApi) -> Session:
+    return await auth_api.signed_up()
+
+
+@pytest.fixture(scope="session")
+async def admin(auth_api: AuthApi, gateway_settings: Settings) -> Session:
+    email = new_email()
+    assert gateway_settings.database_url
+    await create_admin(gateway_settings.database_url, gateway_settings, email, PASSWORD)
+    return await auth_api.logged_in(email, PASSWORD)
+
+
+@pytest.fixture
+async def operator(auth_api: AuthApi, admin: Session) -> Session:
+    session = await auth_api.signed_up()
+    response = await auth_api.http.put(
+        f"{auth_api.url}/v1/admin/users/{session.user_id}/role",
+        json={"role": "operator"},
+        headers=admin.headers,
+    )
+    assert response.status_code == 200, response.text
+    return await auth_api.logged_in(session.email, PASSWORD)
+
+
+@pytest.fixture(scope="session")
+async def champions(gateway_url: str, gateway_settings: Settings, mlflow_url: str) -> Champions:
+    """Small forecasters registered as both targets' champions, and served, with the bundled IBM
+    and MSFT history in the gateway's database to forecast from."""
+    registered = await register_champions(gateway_settings, mlflow_url)
+    inference = serve.get_deployment_handle("Forecaster", app_name=APP)
+    expected = {
+        "returns": f"{RETURNS}/{registered.returns_version}",
+        "volatility": f"{VOLATILITY}/{registered.volatility_version}",
+    }
+
+    async def serving() -> bool:
+        served: list[ServedModel] = await inference.served.remote()
+        return {model.target: f"{model.name}/{model.version}" for model in served} == expected
+
+    await wait_until(serving, 60, "inference to load the champions")
+    return registered
+
+
+@pytest.fixture
+async def publisher(gateway_settings: Settings) -> AsyncIterator[RedisPublisher]:
+    assert gateway_settings.redis_url
+    publisher = RedisPublisher(gateway_settings.redis_url, max_delay_s=0.001)
+    publisher.start()
+    yield publisher
+    await publisher.close()
+
+
+@pytest.fixture
+def instrument() -> str:
+    return f"test:L{uuid.uuid4().hex[:10].upper()}"
+
+
+@pytest.fixture
+def retrain_scheduler(
+    ray_cluster: None, gateway_settings: Settings, mlflow_url: str, tmp_path: Path
+) -> Iterator[None]:
+    """The scheduler `finone up` runs, so the retrain endpoints answer as deployed; its
+    instruments have no history, so a fuzzed trigger ends at once, waiting for data."""
+    assert gateway_settings.database_url
+    plan = RetrainPlan(
+        instruments=("fuzz:NO-HISTORY",),
+        interval="1d",
+        every_s=86_400,
+        min_new_bars=10_000,
+        walk_forward=WalkForward(),
+        search=SearchSettings(samples=1, max_epochs=1),
+        storage=str(tmp_path),
+    )
+    actor = RetrainScheduler.options(  # type: ignore[attr-defined]
+        name=RETRAIN_ACTOR_NAME, namespace=RAY_NAMESPACE, lifetime="detached"
+    ).remote(gateway_settings.database_url, mlflow_url, plan)
+    yield
+    ray.kill(actor, no_restart=True)

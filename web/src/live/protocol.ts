@@ -1,0 +1,196 @@
+/**
+ * The live feed's messages (/v1/stream), as serve/live/protocol.py and core/events.py define
+ * them. The feed is not part of the OpenAPI document, so these are written here; prices and
+ * sizes stay the decimal strings the exchange wrote.
+ */
+
+export type Channel = "trades" | "quotes" | "book" | "bars" | "predictions";
+export const CHANNELS: readonly Channel[] = ["trades", "quotes", "book", "bars", "predictions"];
+export const ALERTS_STREAM = "alerts";
+export const SUBPROTOCOL = "finone.v1";
+export const BEARER_PREFIX = "bearer.";
+
+export const CLOSE_TOO_SLOW = 4008;
+export const CLOSE_UNAUTHENTICATED = 4401;
+/** The session or client was revoked while connected (logout, password change, disable...). */
+export const CLOSE_REVOKED = 4001;
+export const CLOSE_FORBIDDEN = 4403;
+export const CLOSE_TOO_MANY_CONNECTIONS = 4029;
+export const CLOSE_TRY_AGAIN_LATER = 1013;
+
+type PriceLevel = [price: string, size: string];
+
+interface Stamped {
+  exchange_ts_ns: number;
+  receive_ts_ns: number;
+  instrument: string;
+}
+
+export interface TradeEvent extends Stamped {
+  kind: "trade";
+  trade_id: string;
+  price: string;
+  size: string;
+  side?: "buy" | "sell" | null;
+}
+
+export interface TradeCorrectionEvent extends Stamped {
+  kind: "trade_correction";
+  original_trade_id: string;
+  corrected_trade_id: string;
+  corrected_price: string;
+  corrected_size: string;
+}
+
+export interface TradeCancelEvent extends Stamped {
+  kind: "trade_cancel";
+  trade_id: string;
+  price: string;
+  size: string;
+  reason: "cancel" | "error";
+}
+
+export interface QuoteEvent extends Stamped {
+  kind: "quote";
+  bid_price: string | null;
+  bid_size: string | null;
+  ask_price: string | null;
+  ask_size: string | null;
+}
+
+export interface BookSnapshotEvent extends Stamped {
+  kind: "book_snapshot";
+  bids: PriceLevel[];
+  asks: PriceLevel[];
+  sequence?: number | null;
+}
+
+export interface BookDeltaEvent extends Stamped {
+  kind: "book_delta";
+  bids: PriceLevel[];
+  asks: PriceLevel[];
+  sequence?: number | null;
+}
+
+export interface BarEvent extends Stamped {
+  kind: "bar";
+  interval: string;
+  start_ts_ns: number;
+  open: string;
+  high: string;
+  low: string;
+  close: string;
+  volume: string;
+  trade_count: number;
+  vwap?: string | null;
+}
+
+/** Continuity was lost for an instrument upstream (a feed reconnect, a sequence gap). */
+export interface GapEvent extends Stamped {
+  kind: "gap";
+  reason: string;
+}
+
+export interface AlertEvent extends Stamped {
+  kind: "alert";
+  user_id: string;
+  alert_id: string;
+  condition: string;
+  threshold: string;
+  price: string;
+  window_s?: number | null;
+}
+
+interface ModelOutput {
+  model: string;
+  version: string;
+  interval: string;
+  horizon: number;
+  bar_start_ts_ns: number;
+}
+
+export interface ReturnForecast extends ModelOutput {
+  q10: number;
+  q50: number;
+  q90: number;
+  prob_up: number;
+}
+
+export interface VolatilityForecast extends ModelOutput {
+  volatility: number;
+}
+
+export interface ForecastEvent extends Stamped {
+  kind: "forecast";
+  returns: ReturnForecast | null;
+  volatility: VolatilityForecast | null;
+}
+
+export type FeedEvent =
+  | TradeEvent
+  | TradeCorrectionEvent
+  | TradeCancelEvent
+  | QuoteEvent
+  | BookSnapshotEvent
+  | BookDeltaEvent
+  | BarEvent
+  | GapEvent
+  | AlertEvent
+  | ForecastEvent;
+
+/** One event as the feed delivers it: its stream and the stream's event id. */
+export interface StreamEvent {
+  stream: string;
+  id: string;
+  event: FeedEvent;
+}
+
+export type ServerMessage =
+  | { type: "data"; seq: number; events: StreamEvent[] }
+  | { type: "subscribed"; streams: string[] }
+  | { type: "unsubscribed"; streams: string[] }
+  | { type: "authenticated"; expires_at: number }
+  | { type: "error"; code: string; message: string }
+  | { type: "heartbeat"; ts_ns: number }
+  | { type: "pong" }
+  | { type: "gap"; stream: string; reason: string };
+
+export type ClientMessage =
+  | {
+      type: "subscribe";
+      instruments?: string[];
+      watchlist?: string;
+      channels: Channel[];
+      resume_from?: Record<string, string>;
+    }
+  | { type: "unsubscribe"; instruments: string[]; channels: Channel[] }
+  | { type: "ack"; seq: number }
+  | { type: "auth"; token: string }
+  | { type: "ping" };
+
+/** Every client message but acks, which are flow control: each of these gets one reply. */
+export type ControlMessage = Exclude<ClientMessage, { type: "ack" }>;
+
+export function streamName(channel: Channel, instrument: string): string {
+  return `${channel}:${instrument}`;
+}
+
+/** [channel, instrument] of a market stream, null for `alerts` or anything else. */
+export function splitStream(stream: string): [Channel, string] | null {
+  const at = stream.indexOf(":");
+  if (at < 0) return null;
+  const channel = stream.slice(0, at) as Channel;
+  if (!CHANNELS.includes(channel)) return null;
+  return [channel, stream.slice(at + 1)];
+}
+
+/** Redis stream ids ("<ms>-<seq>") in order: negative, zero or positive like a comparator. */
+export function compareEventIds(a: string, b: string): number {
+  const [aMs = "0", aSeq = "0"] = a.split("-");
+  const [bMs = "0", bSeq = "0"] = b.split("-");
+  if (aMs.length !== bMs.length) return aMs.length - bMs.length;
+  if (aMs !== bMs) return aMs < bMs ? -1 : 1;
+  if (aSeq.length !== bSeq.length) return aSeq.length - bSeq.length;
+  if (aSeq !== bSeq) return aSeq < bSeq ? -1 : 1;
+  return 0;
+}

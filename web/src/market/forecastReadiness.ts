@@ -1,0 +1,40 @@
+/** Whether an instrument can be forecast, from what /v1/models says serves: asked before
+ * /v1/predictions, so that an instrument the models cannot read (a crypto market when they read
+ * daily bars) or a platform still training its first model is said plainly instead of being
+ * asked for, and refused, over and over. The server stays the judge: "ask" may still be
+ * refused, and that refusal is shown as it comes. */
+import type { ServedModelView } from "../api/types";
+
+export type Readiness =
+  | { kind: "ask" }
+  | { kind: "training"; message: string }
+  | { kind: "none"; message: string };
+
+/** interval -> the most bars any serving model of that interval reads. */
+export function barsWanted(models: readonly ServedModelView[]): Map<string, number> {
+  const wanted = new Map<string, number>();
+  for (const model of models) {
+    if (model.version === null || model.interval === null || model.bars_needed === null) continue;
+    wanted.set(model.interval, Math.max(wanted.get(model.interval) ?? 0, model.bars_needed));
+  }
+  return wanted;
+}
+
+/** `bars`: interval -> how many bars of the instrument there are (counted up to `barsWanted`). */
+export function readiness(models: readonly ServedModelView[], bars: ReadonlyMap<string, number>): Readiness {
+  const serving = models.filter((model) => model.version !== null);
+  if (serving.length === 0) {
+    const refused = models.map((model) => model.refused).filter((why): why is string => why !== null);
+    return {
+      kind: "training",
+      message: refused.length > 0 ? `no champion can be served: ${refused.join("; ")}` : "no champion model is registered yet",
+    };
+  }
+  const short: string[] = [];
+  for (const [interval, needed] of barsWanted(serving)) {
+    const have = bars.get(interval) ?? 0;
+    if (have >= needed) return { kind: "ask" };
+    short.push(`${needed} bars of ${interval} (it has ${have})`);
+  }
+  return { kind: "none", message: `the models forecast from the latest ${short.join(" or ")}` };
+}
