@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import time
 import uuid
@@ -24,6 +25,7 @@ from cluster.components import WEB_APP, Component, components_to_deploy
 from cluster.embedded_mlflow import ADMIN_USERNAME, SERVICE_USERNAME, EmbeddedMlflow
 from cluster.embedded_postgres import EmbeddedPostgres
 from cluster.embedded_redis import EmbeddedRedis
+from cluster.ingress import haproxy_runtime_dir, ingress_env
 from cluster.preflight import (
     DataDirLock,
     check_external_services,
@@ -128,6 +130,7 @@ class LocalStack:
             log.warning(
                 "stopped %d processes left by a stack that did not shut down", len(leftovers)
             )
+        shutil.rmtree(haproxy_runtime_dir(stale.stack_id), ignore_errors=True)
         remove_state(self.data_dir)
 
     def _start_processes(self) -> None:
@@ -165,7 +168,7 @@ class LocalStack:
             s.dashboard_port,
             s.metrics_port,
             s.ray_num_cpus,
-            self.env,
+            {**self.env, **ingress_env(s.ingress, haproxy_runtime_dir(self.stack_id))},
         )
 
     async def _wait_until_ready(self) -> None:
@@ -362,6 +365,7 @@ class LocalStack:
             log.warning(
                 "killed %d processes that outlived their parents: %s", len(leftovers), leftovers
             )
+        shutil.rmtree(haproxy_runtime_dir(self.stack_id), ignore_errors=True)
         if self._owns_state:
             remove_state(self.data_dir)
             self._owns_state = False

@@ -102,6 +102,13 @@ class Settings(BaseSettings):
     ray_port: int = Field(default=6380, ge=1, le=65535)
     dashboard_port: int = Field(default=8265, ge=1, le=65535)
     metrics_port: int = Field(default=8080, ge=1, le=65535)
+    ingress: Literal["haproxy", "serve"] = Field(
+        default="haproxy",
+        description="What takes the API's HTTP and WebSocket connections on a Ray head `finone "
+        "up` starts: `haproxy` (Ray Serve's HAProxy ingress, replicas answer it directly) or "
+        "`serve` (Serve's Python proxy). Nodes started with `ray start` follow "
+        "RAY_SERVE_ENABLE_HA_PROXY in their own environment.",
+    )
 
     mlflow_ui_url: str | None = Field(
         default=None,

@@ -62,7 +62,9 @@ def client_ip_of(connection: HTTPConnection, trusted_proxies: list[str]) -> str:
     """The caller's IP (of a request or a WebSocket); behind a trusted proxy, the last address a
     trusted proxy saw."""
     peer = connection.client.host if connection.client else "unknown"
-    forwarded = connection.headers.get("x-forwarded-for")
+    # Each proxy may add a header line of its own (HAProxy's `option forwardfor` does): in
+    # order, they are one list.
+    forwarded = ",".join(connection.headers.getlist("x-forwarded-for"))
     if not forwarded or peer not in trusted_proxies:
         return peer
     for hop in reversed([h.strip() for h in forwarded.split(",")]):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 from cluster.embedded_mlflow import SERVICE_USERNAME, EmbeddedMlflow, service_password_path
 from cluster.embedded_postgres import EmbeddedPostgres
 from cluster.embedded_redis import EmbeddedRedis
+from cluster.ingress import haproxy_runtime_dir, ingress_env
 from cluster.ports import free_port
 from cluster.secrets_file import write_secret
 from core.health import check_postgres, check_redis, passes
@@ -153,9 +155,13 @@ async def mlflow_url(data_dir: Path) -> AsyncIterator[str]:
 
 @pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[None]:
-    """One local Ray cluster for the whole session (ray.init costs ~9 s here)."""
+    """One local Ray cluster for the whole session (ray.init costs ~9 s here), taking the API's
+    connections through the platform's default ingress, as `finone up` does."""
     import ray
 
+    runtime_dir = haproxy_runtime_dir(uuid.uuid4().hex)
+    # The cluster's processes (Serve's controller, its HAProxy managers) read it at start.
+    os.environ.update(ingress_env(Settings().ingress, runtime_dir))
     # "local" always starts a fresh cluster, never joins one `finone up` left on this machine.
     ray.init(
         address="local",
@@ -171,6 +177,7 @@ def ray_cluster() -> Iterator[None]:
 
         serve.shutdown()
         ray.shutdown()
+        shutil.rmtree(runtime_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,8 @@ def stack_env(data_dir: Path, **extra: str) -> dict[str, str]:
         key: value
         for key, value in os.environ.items()
         if key not in {"REDIS_URL", "DATABASE_URL", "MLFLOW_TRACKING_URI", "RAY_ADDRESS"}
-        and not key.startswith(("FINONE_", "RAY_AUTH"))
+        # The session cluster's ingress settings are its own: a stack chooses its ingress.
+        and not key.startswith(("FINONE_", "RAY_AUTH", "RAY_SERVE_"))
     }
     env.update(
         FINONE_DATA_DIR=str(data_dir),

@@ -18,7 +18,11 @@ def test_platform_spreads_over_nodes_and_survives_losing_one(
     service_settings: Settings,
 ) -> None:
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("RAY_ADDRESS", "FINONE_"))},
+        **{
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("RAY_ADDRESS", "FINONE_", "RAY_SERVE_"))
+        },
         "FINONE_ENVIRONMENT": "test",
         "FINONE_SECRET_KEY": service_settings.secret_key.get_secret_value(),
         "FINONE_DATA_DIR": str(service_settings.data_path / "multinode"),

@@ -148,3 +148,11 @@ async def test_text_postgres_cannot_store_is_invalid_input_not_a_server_error(
     for response in (login, client):
         assert response.status_code == 422
         assert response.json()["code"] == "invalid_request"
+
+
+def test_client_address_reads_every_x_forwarded_for_line_in_order() -> None:
+    # HAProxy's `option forwardfor` adds a line of its own after whatever the client sent: the
+    # first line is the client's claim, the last what the trusted hop saw.
+    lines = [(b"x-forwarded-for", b"203.0.113.9"), (b"x-forwarded-for", b"10.0.0.7")]
+    request = Request({"type": "http", "client": ("127.0.0.1", 5000), "headers": lines})
+    assert client_ip_of(request, ["127.0.0.1"]) == "10.0.0.7"

@@ -1,0 +1,70 @@
+"""The session gateway is reached as `finone up` serves it by default: through Ray Serve's
+HAProxy ingress, run by ``finone-haproxy``. What that must not change: nothing listens beyond
+the API port, and each client is told apart by its own address, not HAProxy's."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import httpx
+import psutil
+
+from core.settings import Settings
+from tests.serve.auth_api import PASSWORD, new_email
+
+
+def _haproxies() -> list[psutil.Process]:
+    return [p for p in psutil.process_iter(["name"]) if p.info["name"] == "haproxy"]
+
+
+def _listeners(process: psutil.Process) -> list[tuple[str, int]]:
+    return [
+        (c.laddr.ip, c.laddr.port)
+        for c in process.net_connections(kind="inet")
+        if c.status == psutil.CONN_LISTEN
+    ]
+
+
+def test_the_api_port_is_haproxys_and_nothing_else_it_opens_leaves_loopback(
+    gateway_url: str, serve_port: int
+) -> None:
+    assert httpx.get(f"{gateway_url}/healthz").status_code == 200
+    ours = [p for p in _haproxies() if ("127.0.0.1", serve_port) in _listeners(p)]
+    assert ours, f"no haproxy process listens on the API port {serve_port}"
+    (haproxy,) = ours
+    listeners = _listeners(haproxy)
+    # The API, the stats page and the Prometheus exporter (Ray binds the last two to every
+    # interface; the launcher moves them).
+    assert len(listeners) == 3, listeners
+    assert {ip for ip, _ in listeners} == {"127.0.0.1"}, listeners
+    config = Path(haproxy.cmdline()[haproxy.cmdline().index("-f") + 1])
+    admin_socket = next(
+        Path(line.split()[2]) for line in config.read_text().splitlines() if "stats socket" in line
+    )
+    assert stat.S_IMODE(admin_socket.stat().st_mode) == 0o600
+    assert stat.S_IMODE(config.parent.parent.stat().st_mode) == 0o700
+
+
+async def test_clients_are_limited_by_their_own_address_and_cannot_claim_another(
+    gateway_url: str, gateway_settings: Settings
+) -> None:
+    def client(address: str) -> httpx.AsyncClient:
+        transport = httpx.AsyncHTTPTransport(local_address=address)
+        return httpx.AsyncClient(transport=transport, base_url=gateway_url, timeout=30)
+
+    def login(email: str) -> dict[str, str]:
+        return {"grant_type": "password", "username": email, "password": PASSWORD}
+
+    # Straight from loopback addresses of their own, as separate machines would connect: only
+    # HAProxy's X-Forwarded-For line tells the gateway who they are.
+    async with client("127.0.0.2") as greedy, client("127.0.0.3") as bystander:
+        for _ in range(gateway_settings.auth_requests_per_ip):
+            response = await greedy.post("/v1/auth/token", data=login(new_email()))
+            assert response.status_code == 400, response.text
+        assert (await greedy.post("/v1/auth/token", data=login(new_email()))).status_code == 429
+        claimed = await greedy.post(
+            "/v1/auth/token", data=login(new_email()), headers={"X-Forwarded-For": "127.0.0.9"}
+        )
+        assert claimed.status_code == 429
+        assert (await bystander.post("/v1/auth/token", data=login(new_email()))).status_code == 400
