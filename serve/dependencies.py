@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Annotated, Any
 
 import asyncpg
@@ -58,7 +58,7 @@ def get_resources(request: Request) -> Resources:
 ResourcesDep = Annotated[Resources, Depends(get_resources)]
 
 
-def client_ip_of(connection: HTTPConnection, trusted_proxies: list[str]) -> str:
+def client_ip_of(connection: HTTPConnection, trusted_proxies: Collection[str]) -> str:
     """The caller's IP (of a request or a WebSocket); behind a trusted proxy, the last address a
     trusted proxy saw."""
     peer = connection.client.host if connection.client else "unknown"
@@ -78,7 +78,7 @@ def client_ip_of(connection: HTTPConnection, trusted_proxies: list[str]) -> str:
 
 
 def client_address(request: Request, resources: ResourcesDep) -> str:
-    return client_ip_of(request, resources.settings.trusted_proxies)
+    return client_ip_of(request, resources.trusted_proxies())
 
 
 ClientIp = Annotated[str, Depends(client_address)]

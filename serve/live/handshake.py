@@ -67,7 +67,7 @@ async def authenticate_websocket(
     invalid or insufficient token with close code 4401/4403 and the reason) and raises
     ``WebSocketRejected``.
     """
-    address = client_ip_of(websocket, resources.settings.trusted_proxies)
+    address = client_ip_of(websocket, resources.trusted_proxies())
     origin = websocket.headers.get("origin")
     if origin is not None and not _origin_allowed(websocket, origin, resources):
         # Before the upgrade: the client sees HTTP 403.

@@ -382,7 +382,7 @@ def _public_url(request: Request, resources: Resources) -> str:
     url = request.url
     peer = request.client.host if request.client else None
     if (
-        peer in resources.settings.trusted_proxies
+        peer in resources.trusted_proxies()
         and request.headers.get("x-forwarded-proto") == "https"
     ):
         url = url.replace(scheme="https")

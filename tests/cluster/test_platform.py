@@ -20,6 +20,7 @@ import redis
 
 from actors.demo import DEMO_REPLAY_FROM, stock_history
 from actors.simulated.okx import OkxMarket, OkxServer
+from cluster.ingress import haproxy_runtime_dir
 from cluster.ports import free_port
 from cluster.processes import stack_pids
 from cluster.state import StackState, read_state
@@ -76,6 +77,18 @@ def all_pids(state: StackState) -> list[int]:
 
 def alive(pids: list[int]) -> list[int]:
     return [pid for pid in pids if Path(f"/proc/{pid}").exists()]
+
+
+def haproxies(pids: list[int]) -> list[int]:
+    """The HAProxy processes among ``pids`` (the ingress, marked as the stack's like the rest)."""
+    found = []
+    for pid in pids:
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip() == "haproxy":
+                found.append(pid)
+        except OSError:
+            continue
+    return found
 
 
 def wait_for(predicate: object, timeout_s: float, what: str) -> None:
@@ -179,11 +192,13 @@ def test_platform_up_streams_records_reports_heals_and_stops_without_leftovers(
 
     pids = all_pids(read_state(stack.data_dir) or state)
     assert len(pids) > 5
+    assert haproxies(pids), "HAProxy is the default ingress"
     down = run_finone("down", env=env, timeout=120)
     assert down.returncode == 0, down.stderr
     assert stack.process.wait(30) == 0
     wait_for(lambda: not alive(pids), 15, f"processes {alive(pids)} to exit")
     assert read_state(stack.data_dir) is None
+    assert not haproxy_runtime_dir(state.stack_id).exists()
     assert "stopped" not in down.stderr, "the supervisor should have stopped everything itself"
 
 
@@ -191,10 +206,13 @@ def test_platform_up_streams_records_reports_heals_and_stops_without_leftovers(
 def test_platform_restarted_on_same_data_dir_keeps_data_and_stops_on_sigint(
     tmp_path: Path, running_stacks: list[RunningStack]
 ) -> None:
+    # First on Serve's own proxy, the fallback ingress; then on the default, HAProxy.
     env = stack_env(tmp_path / "data")
-    first = RunningStack(env)
+    first = RunningStack(env | {"FINONE_INGRESS": "serve"})
     running_stacks.append(first)
     state = first.wait_until_up()
+    assert httpx.get(f"{first.api}/healthz").status_code == 200
+    assert not haproxies(all_pids(state))
     with redis.from_url(state.redis_url) as client:
         client.set("finone:test:persisted", "yes")
 
@@ -227,7 +245,9 @@ def test_platform_restarted_on_same_data_dir_keeps_data_and_stops_on_sigint(
             await conn.close()
 
     assert asyncio.run(count_rows()) == 1
+    assert httpx.get(f"{second.api}/healthz").status_code == 200
     pids = all_pids(warm_state)
+    assert haproxies(pids)
     second.process.send_signal(signal.SIGINT)
     assert second.process.wait(60) == 0
     wait_for(lambda: not alive(pids), 15, f"processes {alive(pids)} to exit")

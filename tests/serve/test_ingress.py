@@ -9,9 +9,10 @@ from pathlib import Path
 
 import httpx
 import psutil
+import ray
 
 from core.settings import Settings
-from tests.serve.auth_api import PASSWORD, new_email
+from tests.serve.auth_api import PASSWORD, Session, new_email, new_ip
 
 
 def _haproxies() -> list[psutil.Process]:
@@ -68,3 +69,32 @@ async def test_clients_are_limited_by_their_own_address_and_cannot_claim_another
         )
         assert claimed.status_code == 429
         assert (await bystander.post("/v1/auth/token", data=login(new_email()))).status_code == 400
+
+
+async def test_a_request_another_node_forwards_is_the_client_s_it_names(
+    gateway_url: str, admin: Session
+) -> None:
+    # On a cluster, HAProxy (or Serve's proxy) on one node hands requests to replicas on
+    # others: the replica's peer is a node of the cluster, which it trusts as a proxy without
+    # anyone listing the nodes' addresses in FINONE_TRUSTED_PROXIES.
+    (node,) = {n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]}
+    assert node != "127.0.0.1"
+    client_ip = new_ip()
+    transport = httpx.AsyncHTTPTransport(local_address=node)
+    async with httpx.AsyncClient(transport=transport, base_url=gateway_url) as from_node:
+        registered = await from_node.post(
+            "/v1/auth/register",
+            json={"email": new_email(), "password": PASSWORD},
+            headers={"X-Forwarded-For": client_ip},
+        )
+    assert registered.status_code == 201, registered.text
+    assert await _audited_address(gateway_url, admin, registered.json()["user_id"]) == client_ip
+
+
+async def _audited_address(gateway_url: str, admin: Session, user_id: str) -> str:
+    async with httpx.AsyncClient(base_url=gateway_url) as http:
+        audit = await http.get(
+            "/v1/admin/audit", params={"user_id": user_id}, headers=admin.headers
+        )
+    address: str = audit.json()["items"][0]["client_ip"]
+    return address
