@@ -381,10 +381,7 @@ def _public_url(request: Request, resources: Resources) -> str:
     """The URL the client used: behind a trusted TLS-terminating proxy, https."""
     url = request.url
     peer = request.client.host if request.client else None
-    if (
-        peer in resources.trusted_proxies()
-        and request.headers.get("x-forwarded-proto") == "https"
-    ):
+    if peer in resources.trusted_proxies() and request.headers.get("x-forwarded-proto") == "https":
         url = url.replace(scheme="https")
     return str(url)
 
