@@ -37,7 +37,8 @@ class NodeAddresses:
         if not ray.is_initialized():
             return frozenset()
         try:
-            return frozenset(n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"])
+            nodes: list[dict[str, object]] = ray.nodes()  # type: ignore[no-untyped-call]
         except Exception as error:  # keep what was known: the GCS may be restarting
             log.warning("could not list the cluster's nodes (%s); keeping the last list", error)
             return self._addresses
+        return frozenset(str(n["NodeManagerAddress"]) for n in nodes if n["Alive"])
