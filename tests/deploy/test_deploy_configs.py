@@ -283,3 +283,42 @@ def test_dockerfile_with_web_stage_serves_the_app_it_built() -> None:
     assert Path(workdir, copied.group(1)).resolve() == Path(served.group(1))
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {"web/node_modules", "web/dist"} <= set(ignored)
+
+
+# What `finone up` gives a head it starts (cluster/ingress.py), wherever Ray nodes start
+# otherwise: HAProxy ingress, through the launcher that keeps its side listeners on loopback.
+def _runs_haproxy_ingress(env: dict[str, str]) -> bool:
+    return (
+        env.get("RAY_SERVE_ENABLE_HA_PROXY") == "1"
+        and env.get("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S") == "5"
+        and env.get("RAY_SERVE_HAPROXY_BINARY_PATH", "").rstrip(")").endswith("finone-haproxy")
+    )
+
+
+def test_every_ray_node_started_outside_finone_up_takes_haproxy_ingress_through_the_launcher() -> (
+    None
+):
+    compose = load("docker-compose.yml")["services"]
+    assert compose["ray-head"]["command"] == ["finone", "up"]
+    worker_env = {k: str(v) for k, v in compose["ray-worker"]["environment"].items()}
+    assert _runs_haproxy_ingress(worker_env), worker_env
+
+    for container in ray_containers(load(RAYSERVICE)):
+        env = {v["name"]: str(v.get("value", "")) for v in container["env"]}
+        assert _runs_haproxy_ingress(env), container["name"]
+
+    launcher = load("ray-cluster.yaml")
+    commands = launcher["head_start_ray_commands"] + launcher["worker_start_ray_commands"]
+    starts = [c for c in commands if "ray start" in c]
+    assert len(starts) == 2
+    for command in starts:
+        assignments = dict(re.findall(r"(RAY_SERVE_\w+)=(\$\(command -v \S+\)|\S+)", command))
+        assert _runs_haproxy_ingress(assignments), command
+
+
+def test_the_image_installs_the_launcher_where_the_manifests_name_it() -> None:
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["finone-haproxy"] == "cluster.haproxy_launcher:main"
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    # `pip install .` on the python image puts console scripts in /usr/local/bin.
+    assert "FROM python:3.11-slim" in dockerfile and "pip install . " in dockerfile
