@@ -24,6 +24,7 @@ WEB_SOURCES := $(shell find $(WEB)/src $(WEB)/scripts $(WEB)/public -type f ! -n
 API_SOURCES := $(shell find core serve -name '*.py')
 # Browser tests drive Debian's Chromium; the test command installs it when missing.
 CHROMIUM := /usr/bin/chromium
+WRK := /usr/bin/wrk
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
 $(WEB_DEPS): $(WEB)/package-lock.json
@@ -40,6 +41,11 @@ $(WEB_BUILT): $(WEB_DEPS) $(WEB)/openapi.json $(WEB_SOURCES)
 $(CHROMIUM):
 	$(SUDO) apt-get update
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install --yes --no-install-recommends chromium
+
+# The HTTP load generator of bench/bench_ingress.py.
+$(WRK):
+	$(SUDO) apt-get update
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install --yes --no-install-recommends wrk
 
 .PHONY: help
 help: ## List the targets with what they do
@@ -77,7 +83,7 @@ test: check $(WEB_BUILT) $(CHROMIUM) ## Run the house checks, the web app's unit
 	exit $$status
 
 .PHONY: bench
-bench: $(INSTALLED) ## Run the benchmarks in bench/ and print their figures
+bench: $(INSTALLED) $(WRK) ## Run the benchmarks in bench/ and print their figures
 	@for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 .PHONY: admin
