@@ -8,8 +8,9 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Iterable
 
-__all__ = ["NodeAddresses"]
+__all__ = ["TrustedPeers"]
 
 log = logging.getLogger(__name__)
 
@@ -17,11 +18,14 @@ log = logging.getLogger(__name__)
 _REFRESH_S = 30.0
 
 
-class NodeAddresses:
-    """The alive nodes' addresses, read at most every ``_REFRESH_S``; none outside Ray."""
+class TrustedPeers:
+    """The configured proxies and the alive nodes' addresses (none outside Ray), the nodes read
+    at most every ``_REFRESH_S``: the set is built then, not on each request that asks."""
 
-    def __init__(self) -> None:
+    def __init__(self, configured: Iterable[str]) -> None:
+        self._configured = frozenset(configured)
         self._addresses: frozenset[str] = frozenset()
+        self._trusted = self._configured
         self._read_at = -math.inf
 
     def current(self) -> frozenset[str]:
@@ -29,7 +33,8 @@ class NodeAddresses:
         if now - self._read_at >= _REFRESH_S:
             self._read_at = now
             self._addresses = self._read()
-        return self._addresses
+            self._trusted = self._configured | self._addresses
+        return self._trusted
 
     def _read(self) -> frozenset[str]:
         import ray

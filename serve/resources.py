@@ -19,7 +19,7 @@ from serve.auth.passwords import Passwords
 from serve.auth.rate_limit import RateLimit, RateLimiter
 from serve.auth.revocation import Revocations
 from serve.auth.signing_keys import KeyRing
-from serve.cluster_nodes import NodeAddresses
+from serve.cluster_nodes import TrustedPeers
 from serve.inference.deployment import Forecaster
 from serve.stream_hub import StreamHub
 
@@ -48,7 +48,7 @@ class Resources:
         self.auth_requests = RateLimit(
             "auth-ip", settings.auth_requests_per_ip, settings.auth_request_window_s
         )
-        self._nodes = NodeAddresses()
+        self._trusted_peers = TrustedPeers(settings.trusted_proxies)
         self._database_url = settings.database_url
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
@@ -57,7 +57,7 @@ class Resources:
     def trusted_proxies(self) -> frozenset[str]:
         """Peers whose X-Forwarded-For is believed: the configured load balancers and the
         cluster's own nodes, where Serve's ingress runs."""
-        return frozenset(self.settings.trusted_proxies) | self._nodes.current()
+        return self._trusted_peers.current()
 
     def live_hub(self) -> StreamHub:
         """The replica's one reader of Redis streams for the live feed (made on first use)."""
