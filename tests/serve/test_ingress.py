@@ -1,6 +1,7 @@
 """The session gateway is reached as `finone up` serves it by default: through Ray Serve's
 HAProxy ingress, run by ``finone-haproxy``. What that must not change: nothing listens beyond
-the API port, and each client is told apart by its own address, not HAProxy's."""
+the API port, and each client is told apart by its own address, not HAProxy's; and what it
+does: the live feed is not compressed, whatever a client offers."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import psutil
 import ray
 
 from core.settings import Settings
+from actors.publisher import RedisPublisher
 from tests.serve.auth_api import PASSWORD, Session, new_email, new_ip
+from tests.serve.live_api import connect_feed, feed_events, publish, subscribe, trades
 
 
 def _haproxies() -> list[psutil.Process]:
@@ -98,3 +101,20 @@ async def _audited_address(gateway_url: str, admin: Session, user_id: str) -> st
         )
     address: str = audit.json()["items"][0]["client_ip"]
     return address
+
+
+async def test_the_live_feed_is_sent_uncompressed_to_a_client_offering_deflate(
+    gateway_url: str, user: Session, publisher: RedisPublisher, instrument: str
+) -> None:
+    # A browser offers permessage-deflate on every WebSocket; accepted, its zlib state would
+    # cost the replica more per connection than the rest of the connection does.
+    async with await connect_feed(gateway_url, user) as ws:
+        offered = ws.request.headers["Sec-WebSocket-Extensions"] if ws.request else ""
+        assert "permessage-deflate" in offered
+        assert ws.response is not None
+        assert "Sec-WebSocket-Extensions" not in ws.response.headers
+        assert ws.protocol.extensions == []
+        await subscribe(ws, instruments=[instrument], channels=["trades"])
+        await publish(publisher, trades(instrument, 0, 3))
+        events = await feed_events(ws, 3)
+    assert [e["event"]["trade_id"] for e in events] == ["0", "1", "2"]
