@@ -12,8 +12,8 @@ import httpx
 import psutil
 import ray
 
-from core.settings import Settings
 from actors.publisher import RedisPublisher
+from core.settings import Settings
 from tests.serve.auth_api import PASSWORD, Session, new_email, new_ip
 from tests.serve.live_api import connect_feed, feed_events, publish, subscribe, trades
 
