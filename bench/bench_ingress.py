@@ -147,12 +147,12 @@ def plain_uvicorn(redis_url: str, database_url: str, work: Path) -> Iterator[str
 Figures = dict[str, list[float]]
 
 
-def measure(base: str, seconds: int, rate: float, into: Figures) -> None:
+async def measure(base: str, seconds: int, rate: float, into: Figures) -> None:
     token = signed_in(base)
     for path, bearer in (("/healthz", None), ("/v1/auth/me", token)):
         wrk(f"{base}{path}", 2, bearer)  # warm-up: connections, replicas' first requests
         saturated, mean_ms = wrk(f"{base}{path}", seconds, bearer)
-        p50, p99 = asyncio.run(open_loop(f"{base}{path}", rate, seconds, bearer))
+        p50, p99 = await open_loop(f"{base}{path}", rate, seconds, bearer)
         for name, value in (("rps", saturated), ("mean", mean_ms), ("p50", p50), ("p99", p99)):
             into.setdefault(f"{path} {name}", []).append(value)
 
@@ -174,9 +174,9 @@ def main() -> None:
             for _ in range(args.rounds):
                 for ingress in ("serve", "haproxy"):
                     with platform(ingress, work) as base:
-                        measure(base, args.seconds, args.rate, results[ingress])
+                        await measure(base, args.seconds, args.rate, results[ingress])
                 with plain_uvicorn(services.redis_url, services.database_url, work) as base:
-                    measure(base, args.seconds, args.rate, results["uvicorn"])
+                    await measure(base, args.seconds, args.rate, results["uvicorn"])
 
     asyncio.run(with_services())
 
