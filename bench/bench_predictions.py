@@ -60,8 +60,9 @@ INSTRUMENTS = [f"alpaca:{symbol}" for symbol in DEMO_SYMBOLS]
 CASES = {"batched (16)": 16, "unbatched (1)": 1}
 
 
-def register_champion(database_url: str, tracking_uri: str) -> None:
-    """Both targets' champion, registered and signed as the platform's training does."""
+def register_champion(database_url: str, tracking_uri: str, secret_key: str) -> None:
+    """Both targets' champion, registered and signed with ``secret_key``'s signing key as the
+    platform's training does (MLflow's client signed in through the environment)."""
     table = asyncio.run(load_dataset(database_url, INSTRUMENTS, "1d"))
     fitted = fit(table.iloc[:-300], table.iloc[-290:], TrainConfig(epochs=3))
     mlflow.set_tracking_uri(tracking_uri)
@@ -72,7 +73,7 @@ def register_champion(database_url: str, tracking_uri: str) -> None:
     client = MlflowClient(tracking_uri)
     for name, _ in TARGET_MODELS.values():
         version = str(mlflow.register_model(uri, name).version)
-        sign_version(client, name, version, signing_key(SECRET_KEY))
+        sign_version(client, name, version, signing_key(secret_key))
         client.set_registered_model_alias(name, "champion", version)
 
 
@@ -117,7 +118,9 @@ async def main(clients: int, seconds: float, rounds: int) -> None:
                 os.environ["MLFLOW_TRACKING_USERNAME"] = SERVICE_USERNAME
                 os.environ["MLFLOW_TRACKING_PASSWORD"] = mlflow_server.service_password
                 await load_sample_bars(services.database_url)
-                await asyncio.to_thread(register_champion, services.database_url, mlflow_server.url)
+                await asyncio.to_thread(
+                    register_champion, services.database_url, mlflow_server.url, SECRET_KEY
+                )
                 settings = Settings(
                     environment="test",
                     secret_key=SECRET_KEY,
