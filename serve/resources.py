@@ -63,7 +63,9 @@ class Resources:
         """The replica's one reader of Redis streams for the live feed (made on first use)."""
         if self._hub is None:
             assert self.settings.redis_url
-            self._hub = StreamHub(self.settings.redis_url, self.revocations)
+            self._hub = StreamHub(
+                self.settings.redis_url, self.revocations, self.settings.live_heartbeat_s
+            )
         return self._hub
 
     async def pool(self) -> asyncpg.Pool:
@@ -79,6 +81,7 @@ class Resources:
         return self._pool
 
     async def close(self) -> None:
+        await self._trusted_peers.close()
         if self._hub is not None:
             await self._hub.close()
         if self._pool is not None:

@@ -35,6 +35,7 @@ from core.redis_replies import StreamEntries, stream_entries, stream_reads
 from core.stream_ids import parse_id, read_lag_s
 from serve.auth.revocation import Revocations, RevocationWatch
 from serve.background import keep_running
+from serve.heartbeats import Heartbeats
 
 __all__ = [
     "Item",
@@ -126,11 +127,12 @@ class LiveMetrics:
 
 
 class StreamHub:
-    def __init__(self, redis_url: str, revocations: Revocations) -> None:
+    def __init__(self, redis_url: str, revocations: Revocations, heartbeat_s: float) -> None:
         # Its own connection: a blocking XREAD must not hold up anybody else's commands.
         self._redis = aioredis.from_url(redis_url, socket_timeout=5 + _BLOCK_MS / 1000)
         # Ends the replica's connections whose tokens are revoked while they are open.
         self.revocation_watch = RevocationWatch(revocations)
+        self.heartbeats = Heartbeats(heartbeat_s)
         # Everything is indexed by Redis key: one stream *name* ("alerts") stands for a
         # different key for every user.
         self._subscribers: dict[str, set[Subscriber]] = {}
@@ -249,6 +251,7 @@ class StreamHub:
             self._task.cancel()
             self._task = None
         await self.revocation_watch.close()
+        await self.heartbeats.close()
         await self._redis.aclose()
 
     async def _last_id(self, key: str) -> str:

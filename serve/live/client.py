@@ -157,10 +157,10 @@ class LiveClient:
             await self._hub.subscribe(self, alerts)
             self._streams.update(alerts)
         self._hub.revocation_watch.add(self)
+        self._hub.heartbeats.add(self)
         tasks = [
             asyncio.create_task(self._receive_loop()),
             asyncio.create_task(self._send_loop()),
-            asyncio.create_task(self._heartbeat_loop()),
         ]
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -169,6 +169,7 @@ class LiveClient:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             self._hub.revocation_watch.discard(self)
+            self._hub.heartbeats.discard(self)
             self._hub.unsubscribe(self, list(self._streams.values()))
             reason = "client" if self._closing is None else _DISCONNECT_REASONS[self._closing[0]]
             self._hub.metrics.disconnects.inc(tags={"reason": reason})
@@ -192,6 +193,13 @@ class LiveClient:
 
     def revoke(self, reason: str) -> None:
         self._close(CLOSE_REVOKED, reason)
+
+    def beat(self, now_ns: int) -> None:
+        if now_ns >= self._principal.expires_at * 1_000_000_000:
+            # The sender closes the connection, which ends this client.
+            self._close(CLOSE_UNAUTHENTICATED, "the token has expired; reconnect with a new one")
+        else:
+            self._say(server_message("heartbeat", ts_ns=now_ns))
 
     def _window_full(self) -> bool:
         return self._sent_seq - self._acked_seq >= self._settings.live_window_frames
@@ -545,17 +553,6 @@ class LiveClient:
                 continue
             kept.append(item)
         self._queue = kept
-
-    async def _heartbeat_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._settings.live_heartbeat_s)
-            if time.time() >= self._principal.expires_at:
-                # The sender closes the connection, which ends this client.
-                self._close(
-                    CLOSE_UNAUTHENTICATED, "the token has expired; reconnect with a new one"
-                )
-                continue
-            self._say(server_message("heartbeat", ts_ns=time.time_ns()))
 
 
 _UNAVAILABLE = server_message(

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 
 import pytest
-import uvicorn
 import websockets
 from fastapi import FastAPI, WebSocket
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from cluster.ports import free_port
 from core.settings import Settings
 from serve.live.handshake import WebSocketRejected, authenticate_websocket
 from serve.resources import Resources
 from tests.serve.auth_api import AuthApi, Session
+from tests.serve.local_server import served
 
 ALLOWED_ORIGIN = "https://app.example.com"
 
@@ -39,14 +37,8 @@ async def feed_url(gateway_settings: Settings) -> AsyncIterator[str]:
         await websocket.send_json({"hello": principal.user_id, "client": principal.client_id})
         await websocket.close()
 
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.05)
-    yield f"ws://127.0.0.1:{port}/feed"
-    server.should_exit = True
-    await task
+    async with served(app) as address:
+        yield f"ws://{address}/feed"
     await resources.close()
 
 
