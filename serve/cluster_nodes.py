@@ -5,10 +5,11 @@ the client. Configured proxies (``FINONE_TRUSTED_PROXIES``) are the load balance
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import math
-import time
 from collections.abc import Iterable
+
+from serve.background import keep_running
 
 __all__ = ["TrustedPeers"]
 
@@ -19,22 +20,38 @@ _REFRESH_S = 30.0
 
 
 class TrustedPeers:
-    """The configured proxies and the alive nodes' addresses (none outside Ray), the nodes read
-    at most every ``_REFRESH_S``: the set is built then, not on each request that asks."""
+    """The configured proxies and the alive nodes' addresses (none outside Ray). The nodes are
+    read once when first asked, then every ``_REFRESH_S`` by a background task, off the event
+    loop: a request never waits for the GCS."""
 
     def __init__(self, configured: Iterable[str]) -> None:
         self._configured = frozenset(configured)
         self._addresses: frozenset[str] = frozenset()
-        self._trusted = self._configured
-        self._read_at = -math.inf
+        self._trusted: frozenset[str] | None = None
+        self._task: asyncio.Task[None] | None = None
 
     def current(self) -> frozenset[str]:
-        now = time.monotonic()
-        if now - self._read_at >= _REFRESH_S:
-            self._read_at = now
-            self._addresses = self._read()
-            self._trusted = self._configured | self._addresses
+        if self._trusted is None:
+            self._learn(self._read())
+            self._task = asyncio.get_running_loop().create_task(
+                keep_running(self._refresh, "reading the cluster's nodes", log, _REFRESH_S),
+                name="trusted-peers",
+            )
+        assert self._trusted is not None
         return self._trusted
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    async def _refresh(self) -> None:
+        await asyncio.sleep(_REFRESH_S)
+        self._learn(await asyncio.to_thread(self._read))
+
+    def _learn(self, addresses: frozenset[str]) -> None:
+        self._addresses = addresses
+        self._trusted = self._configured | addresses
 
     def _read(self) -> frozenset[str]:
         import ray

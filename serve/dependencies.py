@@ -50,7 +50,8 @@ bearer = OAuth2PasswordBearer(
 )
 
 
-def get_resources(request: Request) -> Resources:
+async def get_resources(request: Request) -> Resources:
+    # Async, though it awaits nothing: FastAPI runs a plain function in a worker thread.
     resources: Resources = request.app.state.resources
     return resources
 
@@ -77,7 +78,8 @@ def client_ip_of(connection: HTTPConnection, trusted_proxies: Collection[str]) -
     return peer
 
 
-def client_address(request: Request, resources: ResourcesDep) -> str:
+async def client_address(request: Request, resources: ResourcesDep) -> str:
+    # Async, though it awaits nothing: FastAPI runs a plain function in a worker thread.
     return client_ip_of(request, resources.trusted_proxies())
 
 
