@@ -13,6 +13,7 @@ import asyncpg
 import redis.asyncio as aioredis
 from ray.serve.handle import DeploymentHandle
 
+from core.events import Forecast
 from core.settings import Settings
 from serve.auth.access_tokens import AccessTokens
 from serve.auth.passwords import Passwords
@@ -20,7 +21,9 @@ from serve.auth.rate_limit import RateLimit, RateLimiter
 from serve.auth.revocation import Revocations
 from serve.auth.signing_keys import KeyRing
 from serve.cluster_nodes import TrustedPeers
+from serve.coalescing import Coalescing
 from serve.inference.deployment import Forecaster
+from serve.inference.forecasts import Refusal
 from serve.stream_hub import StreamHub
 
 __all__ = ["Resources"]
@@ -36,6 +39,10 @@ class Resources:
         # The inference deployment (serve.inference.deployment.Forecaster); None in a gateway
         # deployed without one, which then answers that forecasts are unavailable.
         self.forecaster = forecaster
+        # Requests for one instrument's forecast that arrive together make one call to inference.
+        self.forecasts: Coalescing[str, Forecast | Refusal] | None = (
+            None if forecaster is None else Coalescing(forecaster.forecast.remote)
+        )
         self.redis = aioredis.from_url(settings.redis_url, socket_timeout=settings.health_timeout_s)
         self.passwords = Passwords(settings)
         self.keys = KeyRing(settings)

@@ -195,9 +195,9 @@ async def prediction(
     resources: ResourcesDep,
     instrument: Annotated[str, Query(pattern=INSTRUMENT_PATTERN, examples=["alpaca:IBM"])],
 ) -> PredictionView:
-    if resources.forecaster is None:
+    if resources.forecasts is None:
         raise ApiError(503, "model_unavailable", "this gateway is deployed without inference")
-    result = await _ask_inference(resources.forecaster.forecast.remote(instrument))
+    result = await _ask_inference(resources.forecasts(instrument))
     if isinstance(result, Refusal):
         headers = {"Retry-After": "30"} if _STATUS[result.code] == 503 else None
         raise ApiError(_STATUS[result.code], result.code, result.message, headers=headers)
