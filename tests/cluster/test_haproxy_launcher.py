@@ -34,6 +34,9 @@ def test_side_listeners_move_to_loopback_and_the_api_stays_where_it_was_asked(
     api = rewritten.split("\nfrontend http_frontend\n", 1)[1].split("\nbackend ", 1)[0]
     stripped = "http-request del-header Sec-WebSocket-Extensions"
     assert rewritten.count(stripped) == api.count(stripped) == 1
+    assert re.search(r"^\s+retry-on conn-failure empty-response$", defaults, re.MULTILINE)
+    retried = "http-request disable-l7-retry if !METH_GET !METH_HEAD"
+    assert rewritten.count(retried) == api.count(retried) == 1
     errorfiles = [line.split()[1:] for line in defaults.splitlines() if "errorfile" in line]
     assert errorfiles == [[str(status), str(path)] for status, path in error_files.items()]
     assert confined(rewritten, error_files) == rewritten
