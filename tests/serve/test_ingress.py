@@ -1,11 +1,14 @@
 """The session gateway is reached as `finone up` serves it by default: through Ray Serve's
 HAProxy ingress, run by ``finone-haproxy``. What that must not change: nothing listens beyond
 the API port, and each client is told apart by its own address, not HAProxy's; and what it
-does: the live feed is not compressed, whatever a client offers."""
+does: the live feed is not compressed, whatever a client offers, and a connection that never
+finishes its request is cut instead of holding a slot for an hour."""
 
 from __future__ import annotations
 
+import asyncio
 import stat
+import time
 from pathlib import Path
 
 import httpx
@@ -118,3 +121,27 @@ async def test_the_live_feed_is_sent_uncompressed_to_a_client_offering_deflate(
         await publish(publisher, trades(instrument, 0, 3))
         events = await feed_events(ws, 3)
     assert [e["event"]["trade_id"] for e in events] == ["0", "1", "2"]
+
+
+async def test_connections_that_never_finish_a_request_are_cut_and_others_still_served(
+    gateway_url: str, serve_port: int
+) -> None:
+    # Slowloris: each socket sends the start of a request and then nothing. Held for the
+    # client timeout (an hour), enough of them would take every one of HAProxy's slots.
+    stalled = [await asyncio.open_connection("127.0.0.1", serve_port) for _ in range(200)]
+    for _, writer in stalled:
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: finone\r\nX-Slow: ")
+        await writer.drain()
+    started = time.monotonic()
+    async with httpx.AsyncClient(base_url=gateway_url, timeout=10) as http:
+        assert (await http.get("/healthz")).status_code == 200
+
+    endings = await asyncio.gather(
+        *(asyncio.wait_for(reader.read(), 30) for reader, _ in stalled), return_exceptions=True
+    )
+
+    assert not [e for e in endings if isinstance(e, BaseException)], "sockets left open"
+    assert time.monotonic() - started < 20
+    assert {e.split(b" ", 2)[1] for e in endings if e} <= {b"408"}  # type: ignore[union-attr]
+    for _, writer in stalled:
+        writer.close()
