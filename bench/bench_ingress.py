@@ -72,7 +72,17 @@ def wrk(url: str, seconds: int, token: str | None, script: Path | None = None) -
     if script is not None:
         options += ["-s", str(script)]
     out = subprocess.run(
-        ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", *options, url],
+        [
+            "wrk",
+            "-t2",
+            f"-c{CONNECTIONS}",
+            f"-d{seconds}s",
+            "--timeout",
+            "10s",
+            "--latency",
+            *options,
+            url,
+        ],
         capture_output=True,
         text=True,
         check=True,

