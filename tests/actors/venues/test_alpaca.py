@@ -635,12 +635,15 @@ async def test_runner_with_wrong_keys_reports_the_auth_failure_and_streams_nothi
     async with AlpacaServer(key=KEY, secret="another-secret") as server:
         adapter = make_adapter(ws_url=server.url)
         async with running(adapter) as (runner, collected):
-            await server.wait_for(lambda: runner.stats.problems["exchange_error"] >= 1)
+            # Wrong keys never fix themselves: the feed gives up and says so (waited for here:
+            # leaving the block stops the runner, which would then report "stopped").
+            await server.wait_for(lambda: runner.stats.state == "failed", what="failed state")
+            await asyncio.sleep(0.3)
+    assert runner.stats.problems["exchange_error"] >= 1
     details = [p.detail for out in collected.outputs for p in out.problems]
     assert "402" in details[0] and "api_key and api_secret" in details[0]
     assert server.actions()[:1] == ["auth"] and "subscribe" not in server.actions()
-    await asyncio.sleep(0.3)
-    # Wrong keys never fix themselves: one attempt, then the feed reports failure.
+    # One attempt only.
     assert server.connections == 1 and runner.stats.state == "failed"
     assert not [e for e in collected.events if isinstance(e, Trade | Quote | Bar)]
 
