@@ -91,8 +91,8 @@ def write_error_files(directory: Path) -> dict[int, Path]:
             "Content-Type: application/json",
             f"Content-Length: {len(body)}",
             "Cache-Control: no-store",
+            f"Retry-After: {retry_after_s}",
         ]
-        head.append(f"Retry-After: {retry_after_s}")
         files[status] = folder / f"{status}.http"
         files[status].write_text("\r\n".join([*head, "", body]))
     return files
@@ -147,7 +147,7 @@ def _confine_in_place(config_path: Path) -> None:
             error_files = write_error_files(config_path.parent)
             _, open_files = resource.getrlimit(resource.RLIMIT_NOFILE)
             unlimited = open_files == resource.RLIM_INFINITY
-            slots = slots_for(_MOST_SLOTS * _FILES_PER_SLOT if unlimited else open_files)
+            slots = _MOST_SLOTS if unlimited else slots_for(open_files)
             if (rewritten := confined(text, error_files, slots)) != text:
                 config_path.write_text(rewritten)
         finally:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import NoReturn
+from typing import Generic, NoReturn, TypeVar
 
 import redis.exceptions
 
-__all__ = ["keep_running"]
+__all__ = ["keep_running", "ConnectionRounds"]
+
+C = TypeVar("C")
 
 
 async def keep_running(
@@ -27,3 +29,34 @@ async def keep_running(
         except Exception:
             log.exception("%s failed; continuing", what)
             await asyncio.sleep(retry_s)
+
+
+class ConnectionRounds(Generic[C]):
+    """One task per replica over its open connections, whatever their number: subclasses say
+    what one ``_step`` does; it runs again and again (``keep_running``) from the first
+    connection on, until ``close``."""
+
+    def __init__(self, what: str, log: logging.Logger, retry_s: float) -> None:
+        self._what = what
+        self._log = log
+        self._retry_s = retry_s
+        self._connections: set[C] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, connection: C) -> None:
+        self._connections.add(connection)
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(
+                keep_running(self._step, self._what, self._log, self._retry_s), name=self._what
+            )
+
+    def discard(self, connection: C) -> None:
+        self._connections.discard(connection)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    async def _step(self) -> None:
+        raise NotImplementedError

@@ -12,7 +12,7 @@ import logging
 import time
 from typing import Protocol
 
-from serve.background import keep_running
+from serve.background import ConnectionRounds
 
 __all__ = ["Beating", "Heartbeats"]
 
@@ -23,28 +23,12 @@ class Beating(Protocol):
     def beat(self, now_ns: int) -> None: ...
 
 
-class Heartbeats:
+class Heartbeats(ConnectionRounds[Beating]):
     def __init__(self, period_s: float) -> None:
+        super().__init__("live feed heartbeats", log, 0.0)
         self._period_s = period_s
-        self._connections: set[Beating] = set()
-        self._task: asyncio.Task[None] | None = None
 
-    def add(self, connection: Beating) -> None:
-        self._connections.add(connection)
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(
-                keep_running(self._round, "live feed heartbeats", log, 0.0), name="heartbeats"
-            )
-
-    def discard(self, connection: Beating) -> None:
-        self._connections.discard(connection)
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
-
-    async def _round(self) -> None:
+    async def _step(self) -> None:
         await asyncio.sleep(self._period_s)
         now_ns = time.time_ns()
         for connection in tuple(self._connections):

@@ -13,7 +13,6 @@ was missed (pub/sub keeps nothing for a replica that was reconnecting).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -31,7 +30,7 @@ from core.redis_keys import (
 )
 from core.redis_replies import hash_values
 from serve.auth.access_tokens import Principal, TokenError
-from serve.background import keep_running
+from serve.background import ConnectionRounds
 
 __all__ = ["Revocations", "Revoked", "Revocable", "RevocationWatch", "RECHECK_S"]
 
@@ -134,35 +133,16 @@ class Revocable(Protocol):
     def revoke(self, reason: str) -> None: ...
 
 
-class RevocationWatch:
+class RevocationWatch(ConnectionRounds[Revocable]):
     """One per replica: ends the open connections whose tokens were revoked, within
     ``RECHECK_S`` at worst, with one task and one MGET per round whatever their number."""
 
     def __init__(self, revocations: Revocations) -> None:
-        self._revocations = revocations
-        self._connections: set[Revocable] = set()
-        self._task: asyncio.Task[None] | None = None
-
-    def add(self, connection: Revocable) -> None:
-        self._connections.add(connection)
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(
-                self._run(), name="revocation-watch"
-            )
-
-    def discard(self, connection: Revocable) -> None:
-        self._connections.discard(connection)
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
-
-    async def _run(self) -> None:
         # A failure must not leave revoked connections open for the rest of the day.
-        await keep_running(self._watch, "revocation watch", log, _RETRY_S)
+        super().__init__("revocation watch", log, _RETRY_S)
+        self._revocations = revocations
 
-    async def _watch(self) -> None:
+    async def _step(self) -> None:
         async with self._revocations.listen() as pubsub:
             await pubsub.subscribe(REVOCATIONS_CHANNEL)
             next_round = time.monotonic()
