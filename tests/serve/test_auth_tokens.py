@@ -17,6 +17,7 @@ from joserfc.jwk import ECKey
 from pydantic import SecretStr
 
 from core.settings import Settings
+from serve.auth.access_tokens import AccessTokens, TokenError
 from serve.auth.signing_keys import KeyRing
 from tests.serve.auth_api import AuthApi, Session
 
@@ -129,6 +130,38 @@ async def test_expired_token_is_refused(
     )
 
     await _assert_refused(auth_api, expired, "expired")
+
+
+async def test_a_token_that_verified_before_is_refused_once_it_expires(
+    gateway_settings: Settings, user: Session, key_ring: KeyRing
+) -> None:
+    tokens = AccessTokens(gateway_settings, key_ring)
+    _, claims, _ = _parts(user.access_token)
+    # Past exp by all but 2 s of the 30 s leeway: verifies now, not 3 s from now.
+    now = int(time.time())
+    token = _signed(key_ring, {"typ": "at+jwt"}, {**claims, "iat": now - 60, "exp": now - 28})
+    assert tokens.decode(token).user_id == user.user_id
+
+    time.sleep(3)
+
+    with pytest.raises(TokenError, match="expired"):
+        tokens.decode(token)
+
+
+async def test_a_token_that_verified_before_vouches_for_no_other(
+    gateway_settings: Settings, user: Session, key_ring: KeyRing
+) -> None:
+    tokens = AccessTokens(gateway_settings, key_ring)
+    header, claims, signature = _parts(user.access_token)
+    assert tokens.decode(user.access_token).role.value == claims["role"]
+    promoted = {**claims, "role": "admin", "scope": claims["scope"] + " admin operations"}
+
+    for forged in (
+        f"{_b64(header)}.{_b64(promoted)}.{signature}",
+        f"{_b64(header)}.{_b64(claims)}.{signature[:-4]}AAAA",
+    ):
+        with pytest.raises(TokenError, match="signature|malformed"):
+            tokens.decode(forged)
 
 
 async def test_token_for_another_audience_or_issuer_is_refused(

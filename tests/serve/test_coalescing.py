@@ -4,6 +4,7 @@ flight; a failure reaches every caller; one caller giving up leaves the others t
 from __future__ import annotations
 
 import asyncio
+import contextvars
 
 import pytest
 
@@ -80,3 +81,32 @@ async def test_a_caller_giving_up_leaves_the_others_their_answer() -> None:
     with pytest.raises(asyncio.CancelledError):
         await impatient
     assert call.calls == [5]
+
+
+_asker: contextvars.ContextVar[str] = contextvars.ContextVar("asker", default="nobody")
+
+
+async def test_the_shared_call_is_made_outside_every_callers_context() -> None:
+    """Ray Serve cancels the handle calls a request made, found through its context, when that
+    request's client goes away; a shared call must be no one caller's."""
+    seen: list[str] = []
+    release = asyncio.Event()
+
+    async def call(key: int) -> int:
+        seen.append(_asker.get())
+        await release.wait()
+        return key
+
+    coalescing = Coalescing(call)
+
+    async def ask(name: str) -> int:
+        _asker.set(name)
+        return await coalescing(1)
+
+    first = asyncio.create_task(ask("first"))
+    second = asyncio.create_task(ask("second"))
+    await asyncio.sleep(0)
+    release.set()
+
+    assert await asyncio.gather(first, second) == [1, 1]
+    assert seen == ["nobody"]

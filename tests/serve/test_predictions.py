@@ -323,6 +323,32 @@ async def test_a_killed_inference_replica_answers_503_then_recovers(
     assert failures <= {(503, "service_unavailable")}
 
 
+async def test_a_client_going_away_leaves_others_asking_the_same_their_forecast(
+    http: httpx.AsyncClient, gateway_url: str, user: Session, champions: Champions
+) -> None:
+    """Requests for one instrument share one call to inference, and Serve cancels the calls a
+    request made when its client disconnects: the shared call must not be the first asker's."""
+
+    async def quitter(gives_up_after_s: float) -> None:
+        async with httpx.AsyncClient(timeout=gives_up_after_s) as impatient:
+            try:
+                await _predict(impatient, gateway_url, user, "alpaca:IBM")
+            except httpx.TimeoutException:
+                pass
+
+    async def stayer() -> int:
+        await asyncio.sleep(0.005)
+        return (await _predict(http, gateway_url, user, "alpaca:IBM")).status_code
+
+    statuses: list[int] = []
+    for round_ in range(24):
+        # Give-up times around a forecast's latency, so that some quitters leave mid-call.
+        _, status = await asyncio.gather(quitter(0.01 + 0.005 * (round_ % 8)), stayer())
+        statuses.append(status)
+
+    assert statuses == [200] * len(statuses)
+
+
 async def test_a_new_bar_brings_a_new_forecast(
     http: httpx.AsyncClient,
     gateway_url: str,
