@@ -152,14 +152,14 @@ async def platform(ingress: str, work: Path) -> AsyncIterator[str]:
     champion for both targets in its MLflow."""
     data = Path(tempfile.mkdtemp(dir=work))
     secret = secrets.token_hex(32)
-    # No feeds, and no retraining on the history loaded below: a Tune run would take the CPU
-    # the measurement is of.
+    # No feeds, and nothing to retrain on (an instrument without bars): the scheduler's first run
+    # ignores FINONE_RETRAIN_MIN_NEW_BARS, and a Tune run would take the CPU being measured.
     env = platform_env(
         data,
         FINONE_FEEDS="{}",
         FINONE_INGRESS=ingress,
         FINONE_SECRET_KEY=secret,
-        FINONE_RETRAIN_MIN_NEW_BARS=str(10**9),
+        FINONE_RETRAIN_INSTRUMENTS='["bench:none"]',
     )
     process, _ = start_platform(env, work / f"platform-{ingress}.log")
     try:
