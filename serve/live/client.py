@@ -94,6 +94,8 @@ _DISCONNECT_REASONS = {
 class _Allowance:
     """A token bucket: ``burst`` at once, refilled at ``per_s``."""
 
+    __slots__ = ("_burst", "_per_s", "_tokens", "_at")
+
     def __init__(self, burst: float, per_s: float) -> None:
         self._burst = burst
         self._per_s = per_s
@@ -110,6 +112,31 @@ class _Allowance:
         return True
 
 
+class _Wakeup:
+    """asyncio.Event's set and wait for the one task that waits, in a tenth of its memory: an
+    Event keeps a dict and a deque of waiters, 1 KiB of every idle connection."""
+
+    __slots__ = ("_set", "_waiter")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def set(self) -> None:
+        self._set = True
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def wait_and_clear(self) -> None:
+        if not self._set:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        self._set = False
+
+
 @dataclass(slots=True)
 class _Resume:
     """A stream still being caught up, from after the entry id in ``after`` (XRANGE syntax)."""
@@ -119,6 +146,34 @@ class _Resume:
 
 
 class LiveClient:
+    # Thousands of these live in one replica, most of them idle: no per-instance dict, and
+    # lists where a deque's 760 bytes buy nothing (control messages and catch-ups are few).
+    __slots__ = (
+        "_ws",
+        "_principal",
+        "_resources",
+        "_settings",
+        "_hub",
+        "_streams",
+        "_queue",
+        "_control",
+        "_last_sent",
+        "_sent_seq",
+        "_acked_seq",
+        "_lagging",
+        "_wakeup",
+        "_paused",
+        "_closing",
+        "_allowance",
+        "_refusals",
+        "_resuming",
+        "_held",
+        "_held_count",
+        "_alerts_resumed",
+        "_unstreamed",
+        "_receiving",
+    )
+
     def __init__(
         self, websocket: WebSocket, principal: Principal, resources: Resources, hub: StreamHub
     ) -> None:
@@ -129,22 +184,23 @@ class LiveClient:
         self._hub = hub
         self._streams: dict[str, str] = {}  # name -> Redis key
         self._queue: deque[Item] = deque()
-        self._control: deque[str] = deque()
+        self._control: list[str] = []
         self._last_sent: dict[str, tuple[int, int]] = {}
         self._sent_seq = 0
         self._acked_seq = 0
         self._lagging = False
-        self._wakeup = asyncio.Event()
+        self._wakeup = _Wakeup()
         self._paused = False
         self._closing: tuple[int, str] | None = None
         self._allowance = _Allowance(_MESSAGES_PER_S, _MESSAGES_PER_S)
         self._refusals = _Allowance(MAX_REFUSALS, _REFUSALS_PER_S)
         # Streams being caught up, in order, and their live events waiting until they are.
-        self._resuming: deque[_Resume] = deque()
+        self._resuming: list[_Resume] = []
         self._held: dict[str, list[Item]] = {}
         self._held_count = 0
         self._alerts_resumed = False
         self._unstreamed: set[str] = set()
+        self._receiving = False
 
     @property
     def principal(self) -> Principal:
@@ -158,16 +214,29 @@ class LiveClient:
             self._streams.update(alerts)
         self._hub.revocation_watch.add(self)
         self._hub.heartbeats.add(self)
-        tasks = [
-            asyncio.create_task(self._receive_loop()),
-            asyncio.create_task(self._send_loop()),
-        ]
+        # Receiving runs in this task, sending in one of its own; when the sender ends (it
+        # closed the connection) it ends the receiving too. One task fewer per connection than
+        # a task for each side.
+        receiving = asyncio.current_task()
+        assert receiving is not None
+
+        def sender_ended(_: asyncio.Task[None]) -> None:
+            if self._receiving:
+                receiving.cancel()
+
+        sender = asyncio.create_task(self._send_loop())
+        sender.add_done_callback(sender_ended)
+        self._receiving = True
         try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            await self._receive_loop()
+        except asyncio.CancelledError:
+            if not sender.done():
+                raise
+            receiving.uncancel()
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            self._receiving = False
+            sender.cancel()
+            await asyncio.gather(sender, return_exceptions=True)
             self._hub.revocation_watch.discard(self)
             self._hub.heartbeats.discard(self)
             self._hub.unsubscribe(self, list(self._streams.values()))
@@ -408,7 +477,7 @@ class LiveClient:
         self._hub.unsubscribe(self, [self._streams.pop(s) for s in gone])
         dropped = set(gone)
         self._queue = deque(item for item in self._queue if item.stream not in dropped)
-        self._resuming = deque(r for r in self._resuming if r.stream not in dropped)
+        self._resuming = [r for r in self._resuming if r.stream not in dropped]
         for stream in gone:
             self._held_count -= len(self._held.pop(stream, []))
         still = {c_i[1] for s in self._streams if (c_i := split_stream(s)) is not None}
@@ -454,10 +523,9 @@ class LiveClient:
 
     async def _send_loop(self) -> None:
         while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
+            await self._wakeup.wait_and_clear()
             while self._control:
-                await self._ws.send_text(self._control.popleft())
+                await self._ws.send_text(self._control.pop(0))
             if self._closing is not None:
                 code, reason = self._closing
                 if self._ws.application_state is WebSocketState.CONNECTED:
@@ -499,7 +567,7 @@ class LiveClient:
             if isinstance(event, MarketEvent):
                 self._queue.append(item_of(resume.stream, raw_id.decode(), event))
         if len(page) < page_size:
-            self._resuming.popleft()
+            self._resuming.pop(0)
             self._release(resume.stream)
         else:
             resume.after = f"({page[-1][0].decode()}"

@@ -1,6 +1,7 @@
 """The live feed's heartbeats and token expiry, on the gateway's own app served by uvicorn with a
-heartbeat every quarter second and access tokens that last two seconds (the deployed gateway's
-15 s and 15 min would make these tests wait as long)."""
+heartbeat every quarter second and access tokens that last four seconds (the deployed gateway's
+15 s and 15 min would make these tests wait as long; two seconds were once too few for a login,
+a handshake and three heartbeats on a loaded machine)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from tests.serve.live_api import connect_feed
 from tests.serve.local_server import served
 
 _HEARTBEAT_S = 0.25
-_TOKEN_TTL_S = 2
+_TOKEN_TTL_S = 4
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +57,7 @@ async def test_idle_connection_hears_a_heartbeat_with_the_time_every_period(
     stamps = [b["ts_ns"] for b in beats]
     assert stamps == sorted(stamps)
     assert abs(stamps[-1] - time.time_ns()) < 5 * 10**9
-    assert 2 * _HEARTBEAT_S * 0.8 <= elapsed < 3 * _HEARTBEAT_S + 2
+    assert 2 * _HEARTBEAT_S * 0.8 <= elapsed < _TOKEN_TTL_S
 
 
 async def test_connection_is_closed_with_4401_once_its_token_expires(
