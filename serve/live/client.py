@@ -222,6 +222,7 @@ class LiveClient:
 
         def sender_ended(_: asyncio.Task[None]) -> None:
             if self._receiving:
+                self._receiving = False
                 receiving.cancel()
 
         sender = asyncio.create_task(self._send_loop())
@@ -230,8 +231,8 @@ class LiveClient:
         try:
             await self._receive_loop()
         except asyncio.CancelledError:
-            if not sender.done():
-                raise
+            if self._receiving:
+                raise  # cancelled from outside: the replica is stopping
             receiving.uncancel()
         finally:
             self._receiving = False
