@@ -137,8 +137,7 @@ class AccessTokens:
         if header.get("typ") != TOKEN_TYPE:
             raise TokenError("not an access token")
         kid = header.get("kid")
-        key = self._keys.verification_key(kid) if isinstance(kid, str) else None
-        if key is None or not isinstance(kid, str):
+        if not isinstance(kid, str) or (key := self._keys.verification_key(kid)) is None:
             raise UnknownKeyError("the token was signed with an unknown key")
         try:
             claims = jwt.decode(token, key, algorithms=[ALGORITHM]).claims

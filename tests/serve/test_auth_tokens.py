@@ -3,6 +3,7 @@ audience, of another type, missing claims; and signing-key rotation."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -142,7 +143,7 @@ async def test_a_token_that_verified_before_is_refused_once_it_expires(
     token = _signed(key_ring, {"typ": "at+jwt"}, {**claims, "iat": now - 60, "exp": now - 28})
     assert tokens.decode(token).user_id == user.user_id
 
-    time.sleep(3)
+    await asyncio.sleep(3)
 
     with pytest.raises(TokenError, match="expired"):
         tokens.decode(token)
