@@ -1,6 +1,7 @@
-"""Which ingress takes the API's connections on a Ray node the platform starts: the environment
-that Serve's controller and HAProxy managers on that node read (``ray/serve/_private/
-constants.py``), and the private directory HAProxy keeps its config and sockets in.
+"""Which ingress takes the API's connections on a Ray node the platform starts, and how Serve's
+request path runs there: the environment that Serve's controller, replicas and HAProxy managers on
+that node read (``ray/serve/_private/constants.py``), and the private directory HAProxy keeps its
+config and sockets in.
 
 Ray's defaults put those files in ``/tmp/haproxy-serve``, shared by every user and every stack
 on the host, and bind the stats and exporter listeners to fixed ports (8404, 9101), so two
@@ -18,7 +19,22 @@ from typing import Literal
 
 from cluster.ports import free_port
 
-__all__ = ["haproxy_runtime_dir", "ingress_env"]
+__all__ = ["haproxy_runtime_dir", "ingress_env", "REQUEST_PATH_ENV"]
+
+# Ray's throughput-optimized request path (what RAY_SERVE_THROUGHPUT_OPTIMIZED=1 selects, less
+# direct ingress, which the ingress decides, and less moving replicas' logs off stderr): a
+# replica runs our handlers on its own event loop and routes calls to other deployments from it
+# instead of handing each request across threads, calls between deployments go over gRPC, and
+# access logs are written in batches. Side by side on two cores (HAProxy, 32 connections):
+# /healthz 944 -> 1,636 req/s, /v1/auth/me 444 -> 689, /v1/predictions p50 at 100 req/s open
+# loop 1,962 -> 228 ms.
+REQUEST_PATH_ENV = {
+    "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
+    "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0",
+    "RAY_SERVE_USE_GRPC_BY_DEFAULT": "1",
+    "RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE": "1000",
+    "RAY_SERVE_FREEZE_GC_ON_STARTUP": "1",
+}
 
 # HAProxy takes a log socket path of at most 97 bytes, and Ray puts a node id (56 characters)
 # and "/metrics.sock" under this directory: a data directory (or TMPDIR) can be too deep for
@@ -42,11 +58,13 @@ def _launcher() -> str:
 
 
 def ingress_env(ingress: Literal["haproxy", "serve"], runtime_dir: Path) -> dict[str, str]:
-    """Environment variables for a Ray node's processes that select ``ingress``."""
+    """Environment variables for a Ray node's processes that select ``ingress`` and Serve's
+    throughput-optimized request path."""
     if ingress == "serve":
-        return {"RAY_SERVE_ENABLE_HA_PROXY": "0"}
+        return {**REQUEST_PATH_ENV, "RAY_SERVE_ENABLE_HA_PROXY": "0"}
     runtime_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     return {
+        **REQUEST_PATH_ENV,
         "RAY_SERVE_ENABLE_HA_PROXY": "1",
         "RAY_SERVE_HAPROXY_BINARY_PATH": _launcher(),
         "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),

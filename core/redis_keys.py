@@ -29,6 +29,7 @@ __all__ = [
     "PREDICTION_INTEREST",
     "PREDICTION_PUBLISH_LOCK",
     "rate_limit_key",
+    "live_connections_key",
     "revoked_session_key",
     "session_version_key",
     "revoked_client_key",
@@ -85,6 +86,12 @@ def channels_of(event: AnyEvent) -> tuple[Channel, ...]:
 def rate_limit_key(bucket: str, subject: str) -> str:
     """One sliding-window log of attempts: ``finone:auth:rate:login-account:<digest>``."""
     return f"{PREFIX}:auth:rate:{bucket}:{subject}"
+
+
+def live_connections_key(user_id: str) -> str:
+    """The user's open live-feed connections on every gateway replica: a sorted set of leases,
+    each scored by when it lapses."""
+    return f"{PREFIX}:live:connections:{user_id}"
 
 
 def revoked_session_key(session_id: str) -> str:

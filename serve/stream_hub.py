@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -35,6 +34,7 @@ from core.redis_replies import StreamEntries, stream_entries, stream_reads
 from core.stream_ids import parse_id, read_lag_s
 from serve.auth.revocation import Revocations, RevocationWatch
 from serve.background import keep_running
+from serve.connection_leases import ConnectionLeases, Lease
 from serve.heartbeats import Heartbeats
 
 __all__ = [
@@ -142,25 +142,24 @@ class StreamHub:
         self._books: dict[str, _TrackedBook] = {}
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._connections: Counter[str] = Counter()
+        self.leases = ConnectionLeases(self._redis)
         self._clients = 0
         self._interest_said_at = 0.0
         self.metrics = LiveMetrics()
 
-    def admit(self, user_id: str, limit: int) -> bool:
-        """Count a new connection of ``user_id`` unless the user already has ``limit`` here."""
-        if self._connections[user_id] >= limit:
+    async def admit(self, user_id: str, limit: int) -> Lease | None:
+        """A lease for a new connection of ``user_id``, or None when the user already holds
+        ``limit`` on the gateway replicas together. Raises RedisError when Redis cannot say."""
+        lease = await self.leases.take(user_id, limit)
+        if lease is None:
             self.metrics.disconnects.inc(tags={"reason": "too_many_connections"})
-            return False
-        self._connections[user_id] += 1
+            return None
         self._clients += 1
         self.metrics.clients.set(self._clients)
-        return True
+        return lease
 
-    def release(self, user_id: str) -> None:
-        self._connections[user_id] -= 1
-        if self._connections[user_id] <= 0:
-            del self._connections[user_id]
+    async def release(self, lease: Lease) -> None:
+        await self.leases.give_back(lease)
         self._clients -= 1
         self.metrics.clients.set(self._clients)
 
@@ -252,6 +251,7 @@ class StreamHub:
             self._task = None
         await self.revocation_watch.close()
         await self.heartbeats.close()
+        await self.leases.close()
         await self._redis.aclose()
 
     async def _last_id(self, key: str) -> str:

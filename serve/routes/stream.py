@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import redis.exceptions
 from fastapi import APIRouter, WebSocket
 
 from serve.live.client import LiveClient
-from serve.live.handshake import WebSocketRejected, authenticate_websocket
+from serve.live.handshake import (
+    CLOSE_TRY_AGAIN_LATER,
+    WebSocketRejected,
+    authenticate_websocket,
+)
 from serve.live.protocol import CLOSE_TOO_MANY_CONNECTIONS
 from serve.resources import Resources
 
@@ -24,7 +29,14 @@ async def live_feed(websocket: WebSocket) -> None:
         hub.metrics.disconnects.inc(tags={"reason": "rejected"})
         return
     limit = resources.settings.live_max_connections_per_user
-    if not hub.admit(principal.user_id, limit):
+    try:
+        lease = await hub.admit(principal.user_id, limit)
+    except (redis.exceptions.RedisError, OSError):
+        await websocket.close(
+            code=CLOSE_TRY_AGAIN_LATER, reason="cannot count your connections right now"
+        )
+        return
+    if lease is None:
         await websocket.close(
             code=CLOSE_TOO_MANY_CONNECTIONS, reason=f"at most {limit} connections per user"
         )
@@ -32,4 +44,4 @@ async def live_feed(websocket: WebSocket) -> None:
     try:
         await LiveClient(websocket, principal, resources, hub).run()
     finally:
-        hub.release(principal.user_id)
+        await hub.release(lease)

@@ -16,6 +16,7 @@ import yaml
 from ray.serve.schema import ServeDeploySchema
 
 from cluster.components import components_to_deploy
+from cluster.ingress import REQUEST_PATH_ENV
 from core.settings import Settings
 from serve.app import APP_NAME, Forecaster, Gateway, application
 from serve.serve_config import SERVE_CONFIG, deployment_options
@@ -286,10 +287,12 @@ def test_dockerfile_with_web_stage_serves_the_app_it_built() -> None:
 
 
 # What `finone up` gives a head it starts (cluster/ingress.py), wherever Ray nodes start
-# otherwise: HAProxy ingress, through the launcher that keeps its side listeners on loopback.
+# otherwise: HAProxy ingress, through the launcher that keeps its side listeners on loopback,
+# and Serve's throughput-optimized request path.
 def _runs_haproxy_ingress(env: dict[str, str]) -> bool:
     return (
-        env.get("RAY_SERVE_ENABLE_HA_PROXY") == "1"
+        REQUEST_PATH_ENV.items() <= env.items()
+        and env.get("RAY_SERVE_ENABLE_HA_PROXY") == "1"
         and env.get("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S") == "5"
         and env.get("RAY_SERVE_HAPROXY_BINARY_PATH", "").rstrip(")").endswith("finone-haproxy")
     )

@@ -7,6 +7,7 @@ finishes its request is cut instead of holding a slot for an hour."""
 from __future__ import annotations
 
 import asyncio
+import json
 import resource
 import stat
 import time
@@ -15,12 +16,22 @@ from pathlib import Path
 import httpx
 import psutil
 import ray
+import redis.asyncio as aioredis
 
 from actors.publisher import RedisPublisher
 from cluster.haproxy_launcher import slots_for
+from core.redis_keys import live_connections_key
 from core.settings import Settings
-from tests.serve.auth_api import PASSWORD, Session, new_email, new_ip
-from tests.serve.live_api import connect_feed, feed_events, publish, subscribe, trades
+from tests.polling import wait_until
+from tests.serve.auth_api import PASSWORD, AuthApi, Session, new_email, new_ip
+from tests.serve.live_api import (
+    connect_feed,
+    feed_events,
+    next_message,
+    publish,
+    subscribe,
+    trades,
+)
 
 
 def _haproxies() -> list[psutil.Process]:
@@ -194,3 +205,72 @@ async def test_idle_sockets_past_rays_4096_slots_leave_room_for_everyone_else(
         for writer in idle:
             writer.close()
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+class SilentRelay:
+    """A TCP relay to the API port that can fall silent: from then on it passes nothing either
+    way and closes nothing, as when a client's network vanishes (the server's side of the
+    connection is half-open: no FIN, no RST ever comes). It notes when the server's side ends."""
+
+    def __init__(self, port: int) -> None:
+        self._port = port
+        self._flowing = True
+        self._writers: list[asyncio.StreamWriter] = []
+        self.server_ended = asyncio.Event()
+
+    async def __aenter__(self) -> str:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    async def __aexit__(self, *_: object) -> None:
+        self._server.close()
+        for writer in self._writers:
+            writer.close()
+
+    def fall_silent(self) -> None:
+        self._flowing = False
+
+    async def _relay(self, client: asyncio.StreamReader, to_client: asyncio.StreamWriter) -> None:
+        server, to_server = await asyncio.open_connection("127.0.0.1", self._port)
+        self._writers += [to_client, to_server]
+        await asyncio.gather(self._copy(client, to_server), self._copy(server, to_client))
+        self.server_ended.set()
+
+    async def _copy(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        while data := await source.read(65_536):
+            if self._flowing:
+                sink.write(data)
+                await sink.drain()
+        if self._flowing:
+            sink.close()
+
+
+async def test_a_live_client_whose_network_vanished_is_let_go(
+    serve_port: int, auth_api: AuthApi, redis_url: str
+) -> None:
+    # Nothing reaches the server once the client's network is gone: Serve's uvicorn pings every
+    # 20 s and gives a WebSocket up after 20 s without an answer.
+    session = await auth_api.signed_up()
+    redis = aioredis.from_url(redis_url)
+    leases = live_connections_key(session.user_id)
+    relay = SilentRelay(serve_port)
+    try:
+        async with relay as relayed_url:
+            ws = await connect_feed(relayed_url, session)
+            await ws.send(json.dumps({"type": "ping"}))
+            await next_message(ws, "pong")
+            assert await redis.zcard(leases) == 1
+
+            relay.fall_silent()
+
+            await asyncio.wait_for(relay.server_ended.wait(), 90)
+            await wait_until(
+                lambda: _holds_none(redis, leases), 10, "the connection's lease given back"
+            )
+            ws.transport.abort()
+    finally:
+        await redis.aclose()
+
+
+async def _holds_none(redis: aioredis.Redis, leases: str) -> bool:
+    return await redis.zcard(leases) == 0

@@ -209,22 +209,45 @@ async def test_subscription_and_message_floods_are_refused_politely(
     assert after_pause["type"] == "pong"
 
 
-async def test_connections_per_user_are_limited(
-    gateway_url: str, auth_api: AuthApi, gateway_settings: Settings
+async def _refused(ws: ClientConnection) -> int:
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        await asyncio.wait_for(ws.recv(), 10)
+    assert closed.value.rcvd is not None
+    return closed.value.rcvd.code
+
+
+async def test_connections_per_user_are_counted_over_every_replica(
+    gateway_url: str, tight_gateway_url: str, auth_api: AuthApi, gateway_settings: Settings
 ) -> None:
+    # Two applications' replicas share nothing but Redis, like the replicas of one deployment
+    # that HAProxy spreads a user's connections over.
     session = await auth_api.signed_up()
     limit = gateway_settings.live_max_connections_per_user
-    open_connections = [await connect_feed(gateway_url, session) for _ in range(limit)]
+    urls = [gateway_url, tight_gateway_url]
+    held = [await connect_feed(urls[i % 2], session) for i in range(limit)]
     try:
-        for ws in open_connections:
+        for ws in held:
             await ws.send(json.dumps({"type": "ping"}))
             await next_message(ws, "pong")
-        extra = await connect_feed(gateway_url, session)
-        with pytest.raises(websockets.ConnectionClosed) as closed:
-            await asyncio.wait_for(extra.recv(), 10)
-        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4029
+        for url in urls:
+            assert await _refused(await connect_feed(url, session)) == 4029
+
+        await held.pop().close()
+
+        async def one_more_fits() -> bool:
+            ws = await connect_feed(tight_gateway_url, session)
+            try:
+                await ws.send(json.dumps({"type": "ping"}))
+                await next_message(ws, "pong")
+            except websockets.ConnectionClosed:
+                return False
+            held.append(ws)
+            return True
+
+        await wait_until(one_more_fits, 10, "the closed connection's place")
+        assert await _refused(await connect_feed(gateway_url, session)) == 4029
     finally:
-        for ws in open_connections:
+        for ws in held:
             await ws.close()
 
 
