@@ -5,8 +5,8 @@ and with Serve's Python proxy (FINONE_INGRESS=serve), and the same FastAPI app
 For each: ``GET /healthz`` and an authenticated ``GET /v1/auth/me`` at saturation (wrk, 2
 threads, 32 connections: requests/s and mean latency), then at a fixed open-loop rate (each
 request sent when it is due whatever the answers so far; latency counted from when it was due:
-p50 and p99). The three servers take turns, ``--rounds`` times; each figure is the median of its
-rounds, and the ratios compare HAProxy with Serve's proxy.
+p50 and p99; ``open_loop.py``). The three servers take turns, ``--rounds`` times; each figure is
+the median of its rounds, and the ratios compare HAProxy with Serve's proxy.
 Run with `make bench` or `.venv/bin/python bench/bench_ingress.py [--rounds N] [--seconds S]`.
 """
 
@@ -34,8 +34,8 @@ from pydantic import SecretStr
 sys.path.insert(0, str(Path(__file__).parent))
 
 from bench_predictions import INSTRUMENTS, register_champion  # noqa: E402
-from latency import percentiles_ms  # noqa: E402
 from local_services import local_services  # noqa: E402
+from open_loop import open_loop  # noqa: E402
 from platform_process import platform_env, start_platform, stop_platform  # noqa: E402
 
 from cluster.ports import free_port  # noqa: E402
@@ -110,28 +110,6 @@ def rotating_instruments(work: Path) -> Path:
         '  return wrk.format("GET", paths[n % #paths + 1])\nend\n'
     )
     return script
-
-
-async def open_loop(
-    urls: list[str], rate: float, seconds: float, token: str | None
-) -> tuple[float, float]:
-    """(p50, p99) ms at ``rate`` requests/s sent on schedule over up to 64 connections, to
-    ``urls`` in turn."""
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    latencies: list[float] = []
-    async with httpx.AsyncClient(limits=limits, timeout=30, headers=headers) as client:
-
-        async def one(due: float, url: str) -> None:
-            await asyncio.sleep(max(0.0, due - time.perf_counter()))
-            response = await client.get(url)
-            response.raise_for_status()
-            latencies.append(time.perf_counter() - due)
-
-        start = time.perf_counter() + 0.5
-        count = int(rate * seconds)
-        await asyncio.gather(*(one(start + i / rate, urls[i % len(urls)]) for i in range(count)))
-    return percentiles_ms(latencies)
 
 
 def signed_in(base: str) -> str:
@@ -255,7 +233,8 @@ async def measure(
         urls = (
             [f"{base}{path}?instrument={i}" for i in INSTRUMENTS] if script else [f"{base}{path}"]
         )
-        p50, p99 = await open_loop(urls, rate, seconds, bearer)
+        headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
+        p50, p99 = await open_loop(urls, rate, seconds, headers)
         figures = {
             "rps": saturated.rate,
             "mean": saturated.mean_ms,

