@@ -98,6 +98,9 @@ class Gateway:
         if not settings.mlflow_tracking_uri:
             raise ValueError("the gateway needs MLFLOW_TRACKING_URI")
         self._resources = Resources(settings, forecaster)
+        # Reading the cluster's nodes waits for the GCS: once here, before requests arrive on
+        # this event loop, and off it from then on.
+        self._resources.trusted_proxies()
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         return create_api(self._resources)

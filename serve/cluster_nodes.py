@@ -21,8 +21,8 @@ _REFRESH_S = 30.0
 
 class TrustedPeers:
     """The configured proxies and the alive nodes' addresses (none outside Ray). The nodes are
-    read once when first asked, then every ``_REFRESH_S`` by a background task, off the event
-    loop: a request never waits for the GCS."""
+    read once when first asked (a gateway replica asks as it starts, so no request waits for
+    the GCS), then every ``_REFRESH_S`` by a background task, off the event loop."""
 
     def __init__(self, configured: Iterable[str]) -> None:
         self._configured = frozenset(configured)
