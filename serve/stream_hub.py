@@ -159,9 +159,9 @@ class StreamHub:
         return lease
 
     async def release(self, lease: Lease) -> None:
-        await self.leases.give_back(lease)
         self._clients -= 1
         self.metrics.clients.set(self._clients)
+        await self.leases.give_back(lease)
 
     @property
     def redis(self) -> aioredis.Redis:

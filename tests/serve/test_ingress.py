@@ -1,8 +1,9 @@
 """The session gateway is reached as `finone up` serves it by default: through Ray Serve's
 HAProxy ingress, run by ``finone-haproxy``. What that must not change: nothing listens beyond
 the API port, and each client is told apart by its own address, not HAProxy's; and what it
-does: the live feed is not compressed, whatever a client offers, and a connection that never
-finishes its request is cut instead of holding a slot for an hour."""
+does: the live feed is not compressed, whatever a client offers, a connection that never
+finishes its request is cut instead of holding a slot for an hour, and a live client whose
+network vanished is let go."""
 
 from __future__ import annotations
 
