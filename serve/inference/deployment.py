@@ -59,10 +59,6 @@ _FIRST_LOOK_S = 30.0
 # Requests per batch: Serve's batches (up to the configured size, 16 by default) and publishing
 # rounds (every instrument some live-feed client wants).
 _BATCH_SIZE_BUCKETS: list[float] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
-# Batches in flight at once, each with a database connection of its own: while one waits for
-# its bars another computes, and requests arriving apart (each a batch of its own) do not queue
-# behind every earlier batch's query.
-_CONCURRENT_BATCHES = 4
 
 
 @serve.deployment(name="Forecaster", ray_actor_options={"num_cpus": 0.2}, max_ongoing_requests=256)
@@ -122,9 +118,7 @@ class Forecaster:
             loop.create_task(self._publish_forecasts(), name="publish-forecasts"),
         ]
 
-    @serve.batch(
-        max_batch_size=16, batch_wait_timeout_s=0.005, max_concurrent_batches=_CONCURRENT_BATCHES
-    )
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
     async def forecast(self, instruments: list[str]) -> list[Forecast | Refusal]:
         """The current forecast of each instrument (callers pass one; Serve batches them)."""
         return await self._forecasts(instruments)
@@ -191,7 +185,7 @@ class Forecaster:
             async with self._opening:
                 if self._pool is None:
                     self._pool = await asyncpg.create_pool(
-                        self._database_url, min_size=1, max_size=_CONCURRENT_BATCHES, timeout=10
+                        self._database_url, min_size=1, max_size=4, timeout=10
                     )
         return self._pool
 
