@@ -50,10 +50,10 @@ async def open_loop(
     first = urlsplit(urls[0])
     host, port = first.hostname or "127.0.0.1", first.port or 80
     head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    targets = [urlsplit(url)._replace(scheme="", netloc="").geturl() for url in urls]
     requests = [
-        f"GET {urlsplit(url).path}?{urlsplit(url).query} HTTP/1.1\r\nHost: {first.netloc}\r\n"
-        f"{head}\r\n".encode()
-        for url in urls
+        f"GET {target} HTTP/1.1\r\nHost: {first.netloc}\r\n{head}\r\n".encode()
+        for target in targets
     ]
     due: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
     latencies: list[float] = []
