@@ -151,10 +151,9 @@ def main() -> None:
         f"cores busy in trials:  {sum(trial_s) / (wall_s * cpus):.0%} of {cpus} x wall "
         "(the rest: trial workers starting, imports, Tune's scheduling)"
     )
-    print(f"best config:           {asdict(outcome.config)}")
-    print(
-        f"best score:            {outcome.score:.4f} (validation pinball + QLIKE, each / baseline)"
-    )
+    for target, config in outcome.configs.items():
+        print(f"best for {target + ':':<13}{asdict(config)}")
+        print(f"  its score:           {outcome.scores[target]:.4f} (validation loss / baseline's)")
 
 
 if __name__ == "__main__":

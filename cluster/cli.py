@@ -350,9 +350,10 @@ def evaluate(
             forecasts = all_forecasts(table, plan, configs, step_done)
     except PlatformError as error:
         _fail(error)
-    scores = all_scores(forecasts, names)
+    scores = all_scores(forecasts, names, plan)
     tables = score_tables(scores, names, plan, len(forecasts))
-    console = Console()
+    # Piped or logged, the tables keep their full rows (rich would fit them to 80 columns).
+    console = Console() if sys.stdout.isatty() else Console(width=200)
     for score_table in tables:
         console.print(score_table.rich())
     if tracking_uri is None:
@@ -509,7 +510,8 @@ def train(
             )
     except PlatformError as error:
         _fail(error)
-    click.echo(f"MLflow run {result.run_id} at {tracking_uri}")
+    for run_id in result.run_ids:
+        click.echo(f"MLflow run {run_id} at {tracking_uri}")
     for decision in result.decisions:
         click.echo(f"{decision.name} v{decision.version}: {decision.alias} ({decision.reason})")
 

@@ -9,7 +9,7 @@ import pandas as pd
 from training.errors import DatasetError
 from training.features import bars_for_an_example, make_features, unbroken_runs
 
-__all__ = ["load_bars", "recent_bars", "load_dataset"]
+__all__ = ["load_bars", "recent_bars", "load_dataset", "examples"]
 
 _COLUMNS = ["open", "high", "low", "close", "volume"]
 
@@ -72,15 +72,17 @@ async def load_dataset(
         tables: list[pd.DataFrame] = []
         for instrument in instruments:
             bars = await load_bars(conn, instrument, interval)
-            tables += _examples(instrument, bars, interval, horizon, vol_horizon)
+            tables += examples(instrument, bars, interval, horizon, vol_horizon)
     finally:
         await conn.close()
     return pd.concat(tables).sort_index(kind="stable")
 
 
-def _examples(
-    instrument: str, bars: pd.DataFrame, interval: str, horizon: int, vol_horizon: int
+def examples(
+    instrument: str, bars: pd.DataFrame, interval: str, horizon: int = 1, vol_horizon: int = 5
 ) -> list[pd.DataFrame]:
+    """One instrument's features and targets (an ``instrument`` column added), a table per
+    stretch of ``bars`` without a gap that is long enough to make an example."""
     needed = bars_for_an_example(horizon, vol_horizon)
     runs = unbroken_runs(bars, interval)
     usable = [run for run in runs if len(run) >= needed]

@@ -8,24 +8,35 @@ Models add their forecasts beside the baselines' in the same table.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
+import numpy as np
 import pandas as pd
 
 from training.baselines import (
+    HAR_COMPONENTS,
     ewma_volatility,
+    filtered_historical_quantiles,
+    garch_t_quantiles,
     garch_volatility,
+    gjr_garch_t_volatility,
+    har_volatility,
     historical_quantiles,
     random_walk_quantiles,
 )
 from training.metrics import (
+    diebold_mariano,
+    direction_p_value,
     directional_accuracy,
     information_coefficient,
     interval_coverage,
     mse,
     pinball_loss,
+    pinball_losses,
     qlike,
+    qlike_losses,
 )
 from training.splits import Split, walk_forward
 from training.trainer import TrainConfig, fit, predict
@@ -42,6 +53,7 @@ __all__ = [
     "score_volatility",
     "RETURN_BASELINES",
     "VOL_BASELINES",
+    "best_baselines",
     "all_scores",
 ]
 
@@ -61,8 +73,11 @@ class WalkForward:
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    """A unit of work of ``all_forecasts`` just finished, and how far along the whole is."""
+    """A unit of a retraining's or an evaluation's work just finished, and how far along its
+    phase is: ``done`` of ``total`` trials of the search, or of the walk-forward's units (an
+    instrument's fold of baselines, a fold of one model)."""
 
+    phase: Literal["search", "walk-forward"]
     done: int
     total: int
     unit: str
@@ -72,7 +87,8 @@ def baseline_forecasts(
     table: pd.DataFrame, plan: WalkForward, on_unit: Callable[[str], None] | None = None
 ) -> pd.DataFrame:
     """Out-of-sample forecasts of every baseline, one row per tested example: the actual
-    targets, ``<model>_q10/_q50/_q90`` for returns and ``<model>_vol`` for volatility.
+    targets, the walk-forward ``fold`` (from 1), ``<model>_q10/_q50/_q90`` for returns and
+    ``<model>_vol`` for volatility.
     ``on_unit`` is told of each instrument's fold once its baselines are fitted."""
     pieces = []
     for instrument, rows in table.groupby("instrument", sort=True):
@@ -85,24 +101,37 @@ def baseline_forecasts(
             piece = pd.DataFrame(
                 {
                     "instrument": instrument,
+                    "fold": fold,
                     "actual_return": test["target_return"].to_numpy(),
                     "actual_vol": test["target_vol"].to_numpy(),
                 },
                 index=test.index,
             )
-            forecasts = {
+            quantile_forecasts = {
                 "random_walk": random_walk_quantiles(
                     train["ret_1"].to_numpy(), len(test), plan.horizon
                 ),
                 "historical": historical_quantiles(train["target_return"].to_numpy(), len(test)),
+                "garch_t": garch_t_quantiles(returns, split.train_end, plan.horizon)[window],
+                "fhs": filtered_historical_quantiles(returns, split.train_end, plan.horizon)[
+                    window
+                ],
             }
-            for name, quantiles in forecasts.items():
+            for name, quantiles in quantile_forecasts.items():
                 for column, values in zip(("q10", "q50", "q90"), quantiles.T, strict=True):
                     piece[f"{name}_{column}"] = values
-            piece["ewma_vol"] = ewma_volatility(returns, split.train_end, plan.vol_horizon)[window]
-            piece["garch_vol"] = garch_volatility(returns, split.train_end, plan.vol_horizon)[
-                window
-            ]
+            vol_forecasts = {
+                "ewma": ewma_volatility(returns, split.train_end, plan.vol_horizon),
+                "garch": garch_volatility(returns, split.train_end, plan.vol_horizon),
+                "gjr_garch_t": gjr_garch_t_volatility(returns, split.train_end, plan.vol_horizon),
+                "har": har_volatility(
+                    np.exp(rows[list(HAR_COMPONENTS)].to_numpy()),
+                    rows["target_vol"].to_numpy(),
+                    split.train_end,
+                ),
+            }
+            for name, vol in vol_forecasts.items():
+                piece[f"{name}_vol"] = vol[window]
             pieces.append(piece)
             if on_unit is not None:
                 on_unit(f"{instrument} fold {fold}/{len(splits)}: baselines")
@@ -164,7 +193,7 @@ def all_forecasts(
 
     def on_unit(unit: str) -> None:
         if progress is not None:
-            progress(Step(next(done), total, unit))
+            progress(Step("walk-forward", next(done), total, unit))
 
     baselines = baseline_forecasts(table, plan, on_unit)
     if not configs:
@@ -183,13 +212,25 @@ def hold_out(train: pd.DataFrame, embargo: int) -> tuple[pd.DataFrame, pd.DataFr
     return train[train.index < dates[max(cut - embargo, 1)]], train[train.index >= dates[cut]]
 
 
+def _quantiles(forecasts: pd.DataFrame, model: str) -> np.ndarray:
+    columns: np.ndarray = forecasts[[f"{model}_q10", f"{model}_q50", f"{model}_q90"]].to_numpy()
+    return columns
+
+
 def score_returns(forecasts: pd.DataFrame, model: str) -> dict[str, float]:
+    """Pinball loss, 80% coverage (overall and ``coverage_80_fold<k>`` per walk-forward fold),
+    direction (with ``direction_p``, the chance of calling as many by luck) and IC of
+    ``model``'s return quantiles."""
     actual = forecasts["actual_return"].to_numpy()
-    quantiles = forecasts[[f"{model}_q10", f"{model}_q50", f"{model}_q90"]].to_numpy()
+    quantiles = _quantiles(forecasts, model)
+    inside = (actual >= quantiles[:, 0]) & (actual <= quantiles[:, 2])
+    per_fold = pd.Series(inside, index=forecasts["fold"].to_numpy()).groupby(level=0).mean()
     return {
         "pinball": pinball_loss(actual, quantiles),
         "coverage_80": interval_coverage(actual, quantiles[:, 0], quantiles[:, 2]),
+        **{f"coverage_80_fold{fold}": float(share) for fold, share in per_fold.items()},
         "direction": directional_accuracy(actual, quantiles[:, 1]),
+        "direction_p": direction_p_value(actual, quantiles[:, 1]),
         "ic": information_coefficient(forecasts, f"{model}_q50", "actual_return"),
     }
 
@@ -201,15 +242,44 @@ def score_volatility(forecasts: pd.DataFrame, model: str) -> dict[str, float]:
 
 
 # The baselines every model is judged against, by target.
-RETURN_BASELINES = ("random_walk", "historical")
-VOL_BASELINES = ("ewma", "garch")
+RETURN_BASELINES = ("random_walk", "historical", "garch_t", "fhs")
+VOL_BASELINES = ("ewma", "garch", "gjr_garch_t", "har")
 
 
-def all_scores(forecasts: pd.DataFrame, models: Sequence[str]) -> dict[str, dict[str, float]]:
+def best_baselines(scores: Mapping[str, Mapping[str, float]]) -> tuple[str, str]:
+    """(the returns baseline with the lowest pinball loss, the volatility baseline with the
+    lowest QLIKE) of ``all_scores``'s scores."""
+    returns = min(RETURN_BASELINES, key=lambda name: scores[name]["pinball"])
+    volatility = min(VOL_BASELINES, key=lambda name: scores[f"{name}_vol"]["qlike"])
+    return returns, volatility
+
+
+def all_scores(
+    forecasts: pd.DataFrame, models: Sequence[str], plan: WalkForward
+) -> dict[str, dict[str, float]]:
     """Forecaster -> metric -> score, baselines first; volatility forecasters as ``<name>_vol``
-    (the keys a retrain run and an evaluation run log to MLflow)."""
-    returns = {name: score_returns(forecasts, name) for name in (*RETURN_BASELINES, *models)}
-    volatility = {
+    (the keys a retrain run and an evaluation run log to MLflow). Each model also has ``dm_p``
+    per target: the Diebold-Mariano p-value that its loss is below the best baseline's."""
+    scores = {name: score_returns(forecasts, name) for name in (*RETURN_BASELINES, *models)}
+    scores |= {
         f"{name}_vol": score_volatility(forecasts, name) for name in (*VOL_BASELINES, *models)
     }
-    return returns | volatility
+    best_returns, best_vol = best_baselines(scores)
+    dates, actual = forecasts.index, forecasts["actual_return"].to_numpy()
+    realized = forecasts["actual_vol"].to_numpy()
+    rival_returns = pinball_losses(actual, _quantiles(forecasts, best_returns))
+    rival_vol = qlike_losses(realized, forecasts[f"{best_vol}_vol"].to_numpy())
+    for model in models:
+        scores[model]["dm_p"] = diebold_mariano(
+            pinball_losses(actual, _quantiles(forecasts, model)),
+            rival_returns,
+            dates,
+            plan.horizon - 1,
+        )
+        scores[f"{model}_vol"]["dm_p"] = diebold_mariano(
+            qlike_losses(realized, forecasts[f"{model}_vol"].to_numpy()),
+            rival_vol,
+            dates,
+            plan.vol_horizon - 1,
+        )
+    return scores

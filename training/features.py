@@ -25,7 +25,10 @@ __all__ = [
     "make_features",
 ]
 
-LOOKBACK = 20
+# Bars before a bar that its features read: HAR's monthly component averages 22 bars (a month
+# of trading days), that bar and the 21 before it.
+LOOKBACK = 21
+_WINDOW = 20
 FEATURES = (
     "ret_1",
     "ret_5",
@@ -34,11 +37,21 @@ FEATURES = (
     "parkinson_20",
     "garman_klass_20",
     "volume_z_20",
+    # HAR's components (Corsi): the one-bar Parkinson range variance averaged over 1, 5 and 22
+    # bars, in logs (range variance is far less noisy than a squared return).
+    "log_range_var_1",
+    "log_range_var_5",
+    "log_range_var_22",
+    # The leverage effect: falls raise volatility more than rises of the same size.
+    "down_ret_1",
+    "down_vol_5",
     "weekday_sin",
     "weekday_cos",
 )
 TARGETS = ("target_return", "target_vol")
 _REQUIRED = ("open", "high", "low", "close", "volume")
+# A bar whose high equals its low has no range; its log needs a floor.
+_VARIANCE_FLOOR = 1e-12
 # Intraday bars go missing when nothing traded; more than this many in a row is a gap.
 MAX_MISSING_BARS = 5
 # Daily bars skip weekends, holidays and the rare days a market stays shut (six after 9/11).
@@ -104,24 +117,31 @@ def _features_and_log_close(bars: pd.DataFrame, needed: int) -> tuple[pd.DataFra
     range_sq = np.log(prices["high"] / prices["low"]) ** 2
     body_sq = np.log(prices["close"] / prices["open"]) ** 2
     log_volume = np.log1p(bars["volume"].astype(float).clip(lower=0))
-    volume_mean = log_volume.rolling(LOOKBACK).mean()
-    volume_std = log_volume.rolling(LOOKBACK).std()
+    volume_mean = log_volume.rolling(_WINDOW).mean()
+    volume_std = log_volume.rolling(_WINDOW).std()
     weekday = 2 * np.pi * bars.index.day_of_week.to_numpy() / 7
+    range_var = range_sq / (4 * np.log(2))
+    down = ret_1.clip(upper=0)
 
     table = pd.DataFrame(
         {
             "ret_1": ret_1,
             "ret_5": log_close.diff(5),
             "ret_20": log_close.diff(20),
-            "realized_vol_20": ret_1.rolling(LOOKBACK).std(),
-            "parkinson_20": np.sqrt(range_sq.rolling(LOOKBACK).mean() / (4 * np.log(2))),
+            "realized_vol_20": ret_1.rolling(_WINDOW).std(),
+            "parkinson_20": np.sqrt(range_var.rolling(_WINDOW).mean()),
             "garman_klass_20": np.sqrt(
                 (0.5 * range_sq - (2 * np.log(2) - 1) * body_sq)
-                .rolling(LOOKBACK)
+                .rolling(_WINDOW)
                 .mean()
                 .clip(lower=0)
             ),
             "volume_z_20": (log_volume - volume_mean) / volume_std,
+            "log_range_var_1": np.log(range_var + _VARIANCE_FLOOR),
+            "log_range_var_5": np.log(range_var.rolling(5).mean() + _VARIANCE_FLOOR),
+            "log_range_var_22": np.log(range_var.rolling(22).mean() + _VARIANCE_FLOOR),
+            "down_ret_1": down,
+            "down_vol_5": np.sqrt((down**2).rolling(5).mean()),
             "weekday_sin": np.sin(weekday),
             "weekday_cos": np.cos(weekday),
         },

@@ -13,7 +13,14 @@ from torch import nn
 
 from training.metrics import QUANTILES
 
-__all__ = ["ForecastMLP", "ForecastGRU", "forecast_loss", "split_outputs"]
+__all__ = [
+    "ForecastMLP",
+    "ForecastGRU",
+    "ForecastEnsemble",
+    "build_network",
+    "forecast_loss",
+    "split_outputs",
+]
 
 
 # The four raw outputs: median, lower gap, upper gap, log-variance (see split_outputs).
@@ -60,6 +67,30 @@ class ForecastGRU(nn.Module):
         output, _ = self.gru(x)
         raw: torch.Tensor = self.heads(output[:, -1, :])
         return raw
+
+
+class ForecastEnsemble(nn.Module):
+    """Networks of one kind trained from different seeds, their raw outputs averaged: the
+    median and log-variance are the members' means, the quantile gaps close to them."""
+
+    def __init__(self, members: list[nn.Module]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raw: torch.Tensor = torch.stack([member(x) for member in self.members]).mean(dim=0)
+        return raw
+
+
+def build_network(
+    kind: str, features: int, width: int, depth: int, dropout: float, members: int = 1
+) -> nn.Module:
+    """An untrained network of ``kind`` ("mlp" or "gru"); an ensemble of ``members`` of them
+    when more than one."""
+    body = ForecastGRU if kind == "gru" else ForecastMLP
+    if members == 1:
+        return body(features, width, depth, dropout)
+    return ForecastEnsemble([body(features, width, depth, dropout) for _ in range(members)])
 
 
 def split_outputs(raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

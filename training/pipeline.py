@@ -1,8 +1,10 @@
-"""One retraining: search, judge the winner on the walk-forward folds beside the baselines,
-train it on all the history, log it to MLflow and let the gate decide per target.
+"""One retraining: search, judge each target's winner on the walk-forward folds beside the
+baselines, train it on all the history, log it to MLflow and let the gate decide per target.
 
-Every step is visible in MLflow: the search's trials in their experiment, and one run with the
-winner's parameters, its walk-forward scores next to the baselines', and the logged model.
+Every step is visible in MLflow: the search's trials in their experiment, and one run per
+distinct winner (one when a configuration wins both targets) with its parameters, its
+walk-forward scores next to the baselines' (its own as ``model`` and ``model_vol``), and the
+logged model.
 """
 
 from __future__ import annotations
@@ -34,16 +36,47 @@ from training.registry import (
     register_and_gate,
 )
 from training.search import SearchSettings, run_search
-from training.trainer import fit
+from training.trainer import TrainConfig, fit
 
 __all__ = ["Retraining", "retrain"]
+
+# The column prefix of the model judged in a retrain run's forecasts and scores.
+_MODEL = "model"
 
 
 @dataclass(frozen=True, slots=True)
 class Retraining:
-    run_id: str
-    scores: dict[str, dict[str, float]]
+    """The MLflow runs of the winners (the returns winner's first), per run its scores, and
+    where the gate moved each target's alias."""
+
+    run_ids: tuple[str, ...]
+    scores: dict[str, dict[str, dict[str, float]]]
     decisions: list[Decision]
+
+    @property
+    def run_id(self) -> str:
+        return self.run_ids[0]
+
+
+def _winners(configs: dict[str, TrainConfig]) -> dict[str, list[str]]:
+    """Candidate name -> the targets it won: one candidate when one configuration won both."""
+    if configs["returns"] == configs["volatility"]:
+        return {_MODEL: ["returns", "volatility"]}
+    return {"returns_model": ["returns"], "vol_model": ["volatility"]}
+
+
+def _as_model(forecasts: pd.DataFrame, candidate: str, candidates: list[str]) -> pd.DataFrame:
+    """``forecasts`` with ``candidate``'s columns named as the run's model, other candidates'
+    left out."""
+    others = [
+        c for c in forecasts.columns for o in candidates if o != candidate and c.startswith(f"{o}_")
+    ]
+    renamed = {
+        c: _MODEL + c.removeprefix(candidate)
+        for c in forecasts.columns
+        if c.startswith(f"{candidate}_")
+    }
+    return forecasts.drop(columns=others).rename(columns=renamed)
 
 
 def retrain(
@@ -70,40 +103,53 @@ def retrain(
     outcome = run_search(
         table, plan, search, tracking_uri, f"{experiment}-search", storage, progress
     )
-    forecasts = all_forecasts(table, plan, {"model": outcome.config}, progress)
-    scores = all_scores(forecasts, ["model"])
+    winners = _winners(outcome.configs)
+    configs = {name: outcome.configs[targets[0]] for name, targets in winners.items()}
+    forecasts = all_forecasts(table, plan, configs, progress)
+    fit_rows, valid_rows = hold_out(table.sort_index(kind="stable"), plan.embargo)
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_experiment(experiment)
-    with mlflow.start_run(run_name=f"{outcome.config.model}-retrain") as run:
-        mlflow.log_params(asdict(outcome.config))
-        mlflow.log_params({**asdict(spec), "instruments": ",".join(spec.instruments)})
-        for name, values in scores.items():
-            mlflow.log_metrics({f"{name}.{metric}": value for metric, value in values.items()})
-        log_plots(forecasts, ["model"])
-        fit_rows, valid_rows = hold_out(table.sort_index(kind="stable"), plan.embargo)
-        final = fit(fit_rows, valid_rows, outcome.config)
-        uri = log_forecaster(final, spec, valid_rows)
     client = MlflowClient(tracking_uri)
-    returns_name, returns_metric = TARGET_MODELS["returns"]
-    vol_name, vol_metric = TARGET_MODELS["volatility"]
-    decisions = [
-        register_and_gate(
-            client,
-            uri,
-            returns_name,
-            returns_metric,
-            scores["model"]["pinball"],
-            {b: scores[b]["pinball"] for b in RETURN_BASELINES},
-            signing_key,
-        ),
-        register_and_gate(
-            client,
-            uri,
-            vol_name,
-            vol_metric,
-            scores["model_vol"]["qlike"],
-            {b: scores[f"{b}_vol"]["qlike"] for b in VOL_BASELINES},
-            signing_key,
-        ),
-    ]
-    return Retraining(run_id=run.info.run_id, scores=scores, decisions=decisions)
+    run_ids, scores, decisions = [], {}, []
+    for name, targets in winners.items():
+        config = configs[name]
+        judged = _as_model(forecasts, name, list(winners))
+        run_scores = all_scores(judged, [_MODEL], plan)
+        suffix = "" if name == _MODEL else f"-{targets[0]}"
+        with mlflow.start_run(run_name=f"{config.model}-retrain{suffix}") as run:
+            mlflow.log_params(asdict(config))
+            mlflow.log_params(
+                {
+                    **asdict(spec),
+                    "instruments": ",".join(spec.instruments),
+                    "targets": ",".join(targets),
+                }
+            )
+            for forecaster, values in run_scores.items():
+                mlflow.log_metrics(
+                    {f"{forecaster}.{metric}": value for metric, value in values.items()}
+                )
+            log_plots(judged, [_MODEL])
+            uri = log_forecaster(fit(fit_rows, valid_rows, config), spec, valid_rows)
+        run_ids.append(run.info.run_id)
+        scores[run.info.run_id] = run_scores
+        decisions += [_gate(client, uri, target, run_scores, signing_key) for target in targets]
+    return Retraining(run_ids=tuple(run_ids), scores=scores, decisions=decisions)
+
+
+def _gate(
+    client: MlflowClient,
+    uri: str,
+    target: str,
+    scores: dict[str, dict[str, float]],
+    signing_key: bytes,
+) -> Decision:
+    name, metric = TARGET_MODELS[target]
+    if target == "returns":
+        model, baselines = scores[_MODEL], {b: scores[b][metric] for b in RETURN_BASELINES}
+    else:
+        model = scores[f"{_MODEL}_vol"]
+        baselines = {b: scores[f"{b}_vol"][metric] for b in VOL_BASELINES}
+    return register_and_gate(
+        client, uri, name, metric, model[metric], baselines, model["dm_p"], signing_key
+    )

@@ -5,7 +5,8 @@ standardizer and return scale) and registered under one name per target: returns
 volatility. Each version registered is signed (``core.model_signing``), without which inference
 will not load it. The alias ``champion`` moves to a new version only when it beats the current
 champion and every baseline on held-out walk-forward windows (pinball loss for returns, QLIKE
-for volatility); otherwise the version becomes ``challenger`` and the reason is kept as a tag.
+for volatility), the best baseline by a Diebold-Mariano test at the 5% level; otherwise the
+version becomes ``challenger`` and the reason is kept as a tag.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from training.trainer import Fitted, TrainConfig, predict
 
 __all__ = [
     "TARGET_MODELS",
+    "SIGNIFICANCE",
     "ForecastSpec",
     "ForecastModel",
     "Decision",
@@ -47,6 +49,9 @@ TARGET_MODELS = {
     "volatility": ("finone-volatility", "qlike"),
 }
 _SCORE_TAG = "oos_score"
+_P_VALUE_TAG = "oos_dm_p"
+# A version must beat the best baseline at this level of the Diebold-Mariano test.
+SIGNIFICANCE = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,18 +84,30 @@ class ForecastModel(PythonModel):
 
     def load_context(self, context: PythonModelContext) -> None:
         meta = json.loads(Path(context.artifacts["meta"]).read_text())
+        if meta["features"] != list(FEATURES):
+            # A TypeError is what inference refuses a version with, keeping the one it serves.
+            raise TypeError(
+                f"the forecaster was trained on the features {', '.join(meta['features'])}; this "
+                f"platform makes {', '.join(FEATURES)}: retrain it"
+            )
         config = TrainConfig(**meta["config"])
-        from training.models import ForecastGRU, ForecastMLP
+        from training.models import build_network
 
-        body = ForecastGRU if config.model == "gru" else ForecastMLP
-        model = body(len(FEATURES), config.width, config.depth, config.dropout)
+        model = build_network(
+            config.model, len(FEATURES), config.width, config.depth, config.dropout, config.members
+        )
         model.load_state_dict(torch.load(context.artifacts["weights"], weights_only=True))
         standardizer = Standardizer(
             mean=np.asarray(meta["standardizer"]["mean"]),
             scale=np.asarray(meta["standardizer"]["scale"]),
         )
+        low, middle, high = meta["calibration"]
         self.fitted = Fitted(
-            model=model, standardizer=standardizer, return_scale=meta["return_scale"], config=config
+            model=model,
+            standardizer=standardizer,
+            return_scale=meta["return_scale"],
+            config=config,
+            calibration=(low, middle, high),
         )
         spec = meta["spec"]
         self.spec = ForecastSpec(**spec | {"instruments": tuple(spec["instruments"])})
@@ -124,6 +141,7 @@ def log_forecaster(fitted: Fitted, spec: ForecastSpec, example: pd.DataFrame) ->
                     "config": asdict(fitted.config),
                     "standardizer": fitted.standardizer.as_dict(),
                     "return_scale": fitted.return_scale,
+                    "calibration": list(fitted.calibration),
                     "features": list(FEATURES),
                     "spec": asdict(spec),
                 }
@@ -156,25 +174,38 @@ def register_and_gate(
     metric: str,
     score: float,
     baselines: dict[str, float],
+    p_value: float,
     signing_key: bytes,
 ) -> Decision:
     """Register ``model_uri`` as a version of ``name``, signed with ``signing_key``, and move
-    ``champion`` to it only if its ``metric`` beats the champion's and every baseline's (lower
-    is better)."""
+    ``champion`` to it only if its ``metric`` beats every baseline's, significantly so against
+    the best of them (``p_value``, the Diebold-Mariano test's, below SIGNIFICANCE), and beats
+    the champion's (lower is better)."""
     version = str(mlflow.register_model(model_uri, name).version)
     sign_version(client, name, version, signing_key)
     client.set_model_version_tag(name, version, _SCORE_TAG, repr(score))
+    client.set_model_version_tag(name, version, _P_VALUE_TAG, repr(p_value))
     losing = sorted(b for b, value in baselines.items() if not score < value)
+    best = min(baselines, key=baselines.__getitem__)
     champion = _champion_score(client, name)
     if losing:
         reason = f"{metric} {score:.6g} does not beat baseline(s) {', '.join(losing)}"
+    elif not p_value < SIGNIFICANCE:
+        reason = (
+            f"{metric} {score:.6g} beats every baseline but not significantly: best baseline "
+            f"{best} ({baselines[best]:.6g}), Diebold-Mariano p {p_value:.3g} "
+            f"(needs < {SIGNIFICANCE})"
+        )
     elif champion is not None and champion[1] is not None and not score < champion[1]:
         reason = f"{metric} {score:.6g} does not beat champion v{champion[0]} ({champion[1]:.6g})"
     else:
-        reason = f"{metric} {score:.6g} beats every baseline"
+        reason = (
+            f"{metric} {score:.6g} beats every baseline, the best ({best}, "
+            f"{baselines[best]:.6g}) with Diebold-Mariano p {p_value:.3g}"
+        )
         if champion is not None:
             reason += (
-                f" and champion v{champion[0]} ({champion[1]:.6g})"
+                f", and champion v{champion[0]} ({champion[1]:.6g})"
                 if champion[1] is not None
                 else f"; champion v{champion[0]} has no held-out score to compare (set by hand?)"
             )

@@ -15,7 +15,7 @@ import mlflow
 import pandas as pd
 from rich.table import Table
 
-from training.evaluation import RETURN_BASELINES, VOL_BASELINES, WalkForward
+from training.evaluation import RETURN_BASELINES, VOL_BASELINES, WalkForward, best_baselines
 from training.plots import log_plots
 
 __all__ = [
@@ -37,7 +37,10 @@ class ScoreTable:
     def rich(self) -> Table:
         table = Table(title=self.title)
         for column in self.columns:
-            table.add_column(column, justify="left" if column == "forecaster" else "right")
+            # A name or a score cut over two lines reads as two; a narrow terminal scrolls instead.
+            table.add_column(
+                column, justify="left" if column == "forecaster" else "right", no_wrap=True
+            )
         for row in self.rows:
             table.add_row(*row)
         return table
@@ -54,8 +57,14 @@ class ScoreTable:
 
 
 def _shown(value: float, spec: str) -> str:
-    # A random walk calls no direction and ranks nothing: no score, rather than a zero.
+    # A random walk calls no direction and ranks nothing, and a baseline is not tested against
+    # itself: no score, rather than a zero.
     return "n/a" if math.isnan(value) else format(value, spec)
+
+
+def _by_fold(values: Mapping[str, float]) -> str:
+    folds = sorted(k for k in values if k.startswith("coverage_80_fold"))
+    return " ".join(_shown(values[k], ".2f") for k in folds)
 
 
 def score_tables(
@@ -64,29 +73,50 @@ def score_tables(
     plan: WalkForward,
     forecast_count: int,
 ) -> tuple[ScoreTable, ScoreTable]:
-    """(returns, volatility) tables of ``training.evaluation.all_scores``, a row per forecaster."""
+    """(returns, volatility) tables of ``training.evaluation.all_scores``, a row per forecaster:
+    its loss, that loss over the best baseline's, and for models the Diebold-Mariano p-value
+    against that baseline."""
+    best_returns, best_vol = best_baselines(scores)
+    nan = float("nan")
     returns = ScoreTable(
-        title=f"Returns, next {plan.horizon} bar(s): {forecast_count:,} forecasts",
-        columns=("forecaster", "pinball", "80% coverage", "direction", "IC"),
+        title=(
+            f"Returns, next {plan.horizon} bar(s): {forecast_count:,} forecasts "
+            f"(best baseline: {best_returns})"
+        ),
+        columns=(
+            "forecaster",
+            "pinball",
+            "vs best",
+            "80% coverage",
+            "by fold",
+            "direction",
+            "IC",
+            "DM p",
+        ),
         rows=tuple(
             (
                 name,
                 _shown(scores[name]["pinball"], ".6f"),
+                _shown(scores[name]["pinball"] / scores[best_returns]["pinball"], ".3f"),
                 _shown(scores[name]["coverage_80"], ".3f"),
+                _by_fold(scores[name]),
                 _shown(scores[name]["direction"], ".3f"),
                 _shown(scores[name]["ic"], ".3f"),
+                _shown(scores[name].get("dm_p", nan), ".3f"),
             )
             for name in (*RETURN_BASELINES, *models)
         ),
     )
     volatility = ScoreTable(
-        title=f"Volatility, next {plan.vol_horizon} bars",
-        columns=("forecaster", "QLIKE", "MSE"),
+        title=f"Volatility, next {plan.vol_horizon} bars (best baseline: {best_vol})",
+        columns=("forecaster", "QLIKE", "vs best", "MSE", "DM p"),
         rows=tuple(
             (
                 name,
                 _shown(scores[f"{name}_vol"]["qlike"], ".4f"),
+                _shown(scores[f"{name}_vol"]["qlike"] / scores[f"{best_vol}_vol"]["qlike"], ".3f"),
                 _shown(scores[f"{name}_vol"]["mse"], ".3e"),
+                _shown(scores[f"{name}_vol"].get("dm_p", nan), ".3f"),
             )
             for name in (*VOL_BASELINES, *models)
         ),

@@ -2,8 +2,11 @@
 
 The search sees only the history before the first walk-forward test window (its last tenth,
 after an embargo, scores the trials), so the folds that later judge the winner stay unseen.
-Trials report after every epoch with a checkpoint; ASHA stops unpromising ones early. The score
-is the validation pinball loss and QLIKE, each relative to the baseline's on the same rows.
+Trials report after every epoch with a checkpoint; ASHA stops unpromising ones early. Each target
+has its own score, the validation loss relative to a baseline's on the same rows (pinball loss
+against historical quantiles, QLIKE against EWMA), and its own winner: the best epoch of any
+trial for that target. ASHA keeps a trial while it is promising for either target (it ranks
+trials by the better of the two). The platform's default configuration is always tried first.
 """
 
 from __future__ import annotations
@@ -27,7 +30,14 @@ from training.evaluation import Step, WalkForward, fold_rows, hold_out
 from training.metrics import pinball_loss, qlike
 from training.trainer import TrainConfig, train_epochs
 
-__all__ = ["SEARCH_SPACE", "SearchSettings", "SearchOutcome", "search_data", "run_search"]
+__all__ = [
+    "SEARCH_SPACE",
+    "TARGET_SCORES",
+    "SearchSettings",
+    "SearchOutcome",
+    "search_data",
+    "run_search",
+]
 
 SEARCH_SPACE: dict[str, Any] = {
     "model": tune.choice(["mlp", "gru"]),
@@ -39,6 +49,14 @@ SEARCH_SPACE: dict[str, Any] = {
 }
 
 
+# Per target, the score its winner is chosen by (lower is better).
+TARGET_SCORES = {"returns": "returns_score", "volatility": "vol_score"}
+
+
+# TrainConfig's defaults, the configuration `finone evaluate` scores.
+_DEFAULT_POINT = {name: getattr(TrainConfig(), name) for name in SEARCH_SPACE}
+
+
 @dataclass(frozen=True, slots=True)
 class SearchSettings:
     samples: int = 8
@@ -47,12 +65,17 @@ class SearchSettings:
     # One core per trial: two trials at once on a 2-core machine, many on a cluster.
     cpus_per_trial: float = 1.0
     seed: int = 0
+    # Networks per winner, from as many seeds, averaged (trials train one each).
+    members: int = 1
 
 
 @dataclass(frozen=True, slots=True)
 class SearchOutcome:
-    config: TrainConfig
-    score: float
+    """Per target ("returns", "volatility"): the winning configuration, with the epochs it
+    ran, and its score."""
+
+    configs: dict[str, TrainConfig]
+    scores: dict[str, float]
     trials: int
     experiment_id: str
 
@@ -93,16 +116,17 @@ def _trial(
         mlflow.log_metrics({f"baseline_{k}": v for k, v in baselines.items()})
         for fitted in train_epochs(train, valid, train_config):
             epoch = fitted.history[-1]
-            score = (
-                epoch["valid_pinball"] / baselines["pinball"]
-                + epoch["valid_qlike"] / baselines["qlike"]
-            )
-            mlflow.log_metrics({**epoch, "score": score}, step=int(epoch["epoch"]))
+            scores = {
+                "returns_score": epoch["valid_pinball"] / baselines["pinball"],
+                "vol_score": epoch["valid_qlike"] / baselines["qlike"],
+            }
+            scores["score"] = min(scores.values())
+            mlflow.log_metrics({**epoch, **scores}, step=int(epoch["epoch"]))
             with tempfile.TemporaryDirectory() as directory:
                 torch.save(fitted.model.state_dict(), Path(directory) / "model.pt")
                 (Path(directory) / "config.json").write_text(json.dumps(config))
                 tune.report(
-                    {**epoch, "score": score},
+                    {**epoch, **scores},
                     checkpoint=tune.Checkpoint.from_directory(directory),
                 )
 
@@ -123,7 +147,7 @@ class _TrialsEnded(tune.Callback):
             return
         epochs = (trial.last_result or {}).get("epoch", 0)
         unit = f"trial {self._ended}/{self._total} ({trial.config['model']}, {epochs:.0f} epochs)"
-        self._progress(Step(self._ended, self._total, unit))
+        self._progress(Step("search", self._ended, self._total, unit))
 
 
 def run_search(
@@ -135,8 +159,8 @@ def run_search(
     storage: Path,
     progress: Callable[[Step], None] | None = None,
 ) -> SearchOutcome:
-    """Search on the connected Ray cluster; the best configuration, with the epochs it ran.
-    ``progress`` hears of every trial as it ends (finished or stopped early)."""
+    """Search on the connected Ray cluster; each target's best configuration, with the epochs
+    it ran. ``progress`` hears of every trial as it ends (finished or stopped early)."""
     train, valid = search_data(table, plan)
     baselines = _baseline_scores(train, valid, plan)
     mlflow.set_tracking_uri(tracking_uri)
@@ -164,7 +188,9 @@ def run_search(
                 max_t=settings.max_epochs,
                 grace_period=min(settings.grace_epochs, settings.max_epochs),
             ),
-            search_alg=BasicVariantGenerator(random_state=settings.seed),
+            search_alg=BasicVariantGenerator(
+                points_to_evaluate=[_DEFAULT_POINT], random_state=settings.seed
+            ),
         ),
         run_config=tune.RunConfig(
             storage_path=str(storage),
@@ -174,16 +200,21 @@ def run_search(
         ),
     )
     results = tuner.fit()
-    best = results.get_best_result(metric="score", mode="min", scope="all")
-    history, chosen = best.metrics_dataframe, best.config
-    if history is None or chosen is None:
-        raise RuntimeError(f"the best trial of {experiment} holds no reports or no config")
-    # The best epoch of the best trial (a trial's last report need not be its best).
-    best_epoch = history.loc[history["score"].idxmin()]
-    config = {k: chosen[k] for k in SEARCH_SPACE}
+    configs, scores = {}, {}
+    for target, metric in TARGET_SCORES.items():
+        best = results.get_best_result(metric=metric, mode="min", scope="all")
+        history, chosen = best.metrics_dataframe, best.config
+        if history is None or chosen is None:
+            raise RuntimeError(f"the best trial of {experiment} holds no reports or no config")
+        # The best epoch of the best trial (a trial's last report need not be its best).
+        best_epoch = history.loc[history[metric].idxmin()]
+        configs[target] = TrainConfig(
+            **{k: chosen[k] for k in SEARCH_SPACE},
+            epochs=int(best_epoch["epoch"]),
+            seed=settings.seed,
+            members=settings.members,
+        )
+        scores[target] = float(best_epoch[metric])
     return SearchOutcome(
-        config=TrainConfig(**config, epochs=int(best_epoch["epoch"]), seed=settings.seed),
-        score=float(best_epoch["score"]),
-        trials=len(results),
-        experiment_id=experiment_id,
+        configs=configs, scores=scores, trials=len(results), experiment_id=experiment_id
     )

@@ -1,14 +1,21 @@
 """Fitting a forecaster on one training window and predicting with it.
 
 Everything the model needs at inference travels with it in ``Fitted``: the feature standardizer
-and the return scale, both computed on the training window only.
+and the return scale, both computed on the training window only, and the quantiles' calibration,
+computed on the validation window that follows it.
+
+Calibration is split-conformal per quantile: on the validation rows, the errors of each
+quantile in units of the forecast 10-90% width, whose empirical quantile at that level becomes a
+shift (in the same units) added to every later forecast. A network's raw quantiles can be too
+narrow or too wide for the most recent regime; shifted, each hits its level on the window just
+before the one it forecasts.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -16,8 +23,8 @@ import pandas as pd
 import torch
 
 from training.features import FEATURES
-from training.metrics import pinball_loss, qlike
-from training.models import ForecastGRU, ForecastMLP, forecast_loss, split_outputs
+from training.metrics import QUANTILES, pinball_loss, qlike
+from training.models import ForecastEnsemble, build_network, forecast_loss, split_outputs
 from training.scaling import Standardizer
 
 __all__ = ["TrainConfig", "Fitted", "fit", "train_epochs", "predict", "sequences"]
@@ -35,6 +42,13 @@ class TrainConfig:
     sequence: int = 20
     vol_weight: float = 1.0
     seed: int = 0
+    # Networks trained from seeds seed, seed + 1, ... and averaged (see ForecastEnsemble).
+    members: int = 1
+
+
+# Fewer validation rows than this estimate a 10% quantile too loosely to correct anything.
+MIN_CALIBRATION_ROWS = 50
+NO_CALIBRATION = (0.0, 0.0, 0.0)
 
 
 @dataclass
@@ -44,6 +58,8 @@ class Fitted:
     return_scale: float
     config: TrainConfig
     history: list[dict[str, float]] = field(default_factory=list)
+    # Per quantile, the shift in units of the forecast 10-90% width (see the module's text).
+    calibration: tuple[float, float, float] = NO_CALIBRATION
 
 
 def sequences(table: pd.DataFrame, values: np.ndarray, length: int) -> np.ndarray:
@@ -75,9 +91,37 @@ def _targets(table: pd.DataFrame, scale: float) -> tuple[torch.Tensor, torch.Ten
 
 
 def fit(train: pd.DataFrame, valid: pd.DataFrame, config: TrainConfig) -> Fitted:
-    """Train on ``train``; score ``valid`` (in return units) after every epoch, in ``history``."""
-    # Run the epochs through; the last one handed back is the trained model.
-    return deque(train_epochs(train, valid, config), maxlen=1)[0]
+    """Train on ``train`` (``config.members`` networks); score ``valid`` (in return units) after
+    every epoch, in ``history`` (the first member's); calibrate the quantiles on ``valid``."""
+    # Run each member's epochs through; the last one handed back is the trained network.
+    members = [
+        deque(train_epochs(train, valid, replace(config, seed=config.seed + i)), maxlen=1)[0]
+        for i in range(config.members)
+    ]
+    first = members[0]
+    fitted = Fitted(
+        model=first.model
+        if len(members) == 1
+        else ForecastEnsemble([member.model for member in members]),
+        standardizer=first.standardizer,
+        return_scale=first.return_scale,
+        config=config,
+        history=first.history,
+    )
+    fitted.calibration = calibration_shifts(fitted, valid)
+    return fitted
+
+
+def calibration_shifts(fitted: Fitted, rows: pd.DataFrame) -> tuple[float, float, float]:
+    """Per quantile, the shift that makes ``fitted``'s forecasts hit their levels on ``rows``
+    (NO_CALIBRATION when there are too few rows)."""
+    if len(rows) < MIN_CALIBRATION_ROWS:
+        return NO_CALIBRATION
+    quantiles, _ = _raw_predict(fitted, rows)
+    width = quantiles[:, 2] - quantiles[:, 0]
+    errors = (rows["target_return"].to_numpy()[:, None] - quantiles) / width[:, None]
+    low, _, high = (float(np.quantile(errors[:, i], level)) for i, level in enumerate(QUANTILES))
+    return low, 0.0, high
 
 
 def train_epochs(train: pd.DataFrame, valid: pd.DataFrame, config: TrainConfig) -> Iterator[Fitted]:
@@ -86,11 +130,7 @@ def train_epochs(train: pd.DataFrame, valid: pd.DataFrame, config: TrainConfig) 
     torch.manual_seed(config.seed)
     standardizer = Standardizer.fit(train[list(FEATURES)].to_numpy())
     scale = float(train["target_return"].std()) or 1.0
-    features = len(FEATURES)
-    if config.model == "gru":
-        model: torch.nn.Module = ForecastGRU(features, config.width, config.depth, config.dropout)
-    else:
-        model = ForecastMLP(features, config.width, config.depth, config.dropout)
+    model = build_network(config.model, len(FEATURES), config.width, config.depth, config.dropout)
     fitted = Fitted(model=model, standardizer=standardizer, return_scale=scale, config=config)
     inputs, (returns, vols) = _inputs(train, fitted), _targets(train, scale)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
@@ -119,7 +159,15 @@ def train_epochs(train: pd.DataFrame, valid: pd.DataFrame, config: TrainConfig) 
 
 
 def predict(fitted: Fitted, table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """(return quantiles (rows, 3), volatility (rows,)) in the data's own units."""
+    """(return quantiles (rows, 3), volatility (rows,)) in the data's own units, the quantiles
+    calibrated (and kept in order)."""
+    quantiles, vol = _raw_predict(fitted, table)
+    width = quantiles[:, 2] - quantiles[:, 0]
+    shifted = quantiles + np.asarray(fitted.calibration)[None, :] * width[:, None]
+    return np.sort(shifted, axis=1), vol
+
+
+def _raw_predict(fitted: Fitted, table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     fitted.model.eval()
     with torch.no_grad():
         quantiles, log_variance = split_outputs(fitted.model(_inputs(table, fitted)))

@@ -8,13 +8,20 @@ import pytest
 
 from actors.demo import stock_history
 from training.baselines import (
+    HAR_COMPONENTS,
     ewma_volatility,
+    filtered_historical_quantiles,
+    garch_t_quantiles,
     garch_volatility,
+    gjr_garch_t_volatility,
+    har_volatility,
     historical_quantiles,
     random_walk_quantiles,
 )
 from training.features import make_features
 from training.metrics import (
+    diebold_mariano,
+    direction_p_value,
     directional_accuracy,
     information_coefficient,
     interval_coverage,
@@ -55,18 +62,91 @@ def test_information_coefficient_ranks_instruments_per_date() -> None:
     assert information_coefficient(frame.iloc[:3], "predicted", "actual") == pytest.approx(1.0)
 
 
+def _clustered_returns(count: int, seed: int) -> np.ndarray:
+    """A GARCH(1,1) path: volatility that clusters, as the GARCH family expects."""
+    rng = np.random.default_rng(seed)
+    returns, variance = np.empty(count), 1e-4
+    for t in range(count):
+        returns[t] = np.sqrt(variance) * rng.standard_normal()
+        variance = 1e-6 + 0.1 * returns[t] ** 2 + 0.88 * variance
+    return returns
+
+
 def test_volatility_forecasts_at_t_ignore_everything_after_t() -> None:
-    rng = np.random.default_rng(3)
-    returns = rng.normal(0, 0.01, 500)
+    # Long enough a training window for GARCH to find the clustering (on 200 bars it does not).
+    returns = _clustered_returns(1_500, 3)
     shocked = returns.copy()
-    shocked[300:] *= 10
+    shocked[1_100:] *= 10
 
     assert np.array_equal(
-        ewma_volatility(returns, 200, 5)[:300], ewma_volatility(shocked, 200, 5)[:300]
+        ewma_volatility(returns, 1_000, 5)[:1_100], ewma_volatility(shocked, 1_000, 5)[:1_100]
     )
-    garch, garch_shocked = garch_volatility(returns, 200, 5), garch_volatility(shocked, 200, 5)
-    assert np.isnan(garch[:199]).all() and not np.isnan(garch[199:]).any()
-    np.testing.assert_allclose(garch[199:300], garch_shocked[199:300])
+    for forecaster in (garch_volatility, gjr_garch_t_volatility):
+        calm, wild = forecaster(returns, 1_000, 5), forecaster(shocked, 1_000, 5)
+        assert np.isnan(calm[:999]).all() and not np.isnan(calm[999:]).any()
+        np.testing.assert_allclose(calm[999:1_100], wild[999:1_100])
+        assert (wild[1_100:1_120] > 2 * calm[1_100:1_120]).all()
+    for quantiles in (garch_t_quantiles, filtered_historical_quantiles):
+        calm, wild = quantiles(returns, 1_000), quantiles(shocked, 1_000)
+        assert np.isnan(calm[:999]).all() and not np.isnan(calm[999:]).any()
+        np.testing.assert_allclose(calm[999:1_100], wild[999:1_100])
+        # The shock reaches the forecasts made after it, and widens them.
+        assert (np.ptp(wild[1_100:1_120], axis=1) > 2 * np.ptp(calm[1_100:1_120], axis=1)).all()
+
+
+def test_har_learns_only_from_training_rows_and_follows_the_range() -> None:
+    rng = np.random.default_rng(5)
+    range_var = np.exp(rng.normal(-9, 0.5, 600))
+    components = np.column_stack([range_var, range_var, range_var])
+    target_vol = np.sqrt(5 * range_var * rng.lognormal(0, 0.3, 600))
+    altered = target_vol.copy()
+    altered[400:] *= 100
+
+    vol = har_volatility(components, target_vol, 400)
+
+    np.testing.assert_allclose(vol, har_volatility(components, altered, 400))
+    assert np.corrcoef(vol[400:], np.sqrt(range_var[400:]))[0, 1] > 0.99
+    assert (vol > 0).all()
+
+
+def test_garch_t_tails_are_wider_than_normal_ones_where_returns_have_fat_tails() -> None:
+    rng = np.random.default_rng(8)
+    returns = rng.standard_t(3, 2_000) * 0.01
+
+    quantiles = garch_t_quantiles(returns, 1_500)[1_499:]
+    empirical = filtered_historical_quantiles(returns, 1_500)[1_499:]
+    below = np.mean(returns[1_500:] < quantiles[:-1, 0])
+
+    assert (quantiles[:, 0] < quantiles[:, 1]).all() and (quantiles[:, 1] < quantiles[:, 2]).all()
+    assert 0.05 < below < 0.15
+    assert 0.05 < np.mean(returns[1_500:] < empirical[:-1, 0]) < 0.15
+
+
+def test_diebold_mariano_tells_a_real_edge_from_noise() -> None:
+    rng = np.random.default_rng(11)
+    dates = pd.date_range("2020-01-01", periods=1_000, freq="D")
+    rival = rng.exponential(1.0, 1_000)
+
+    better = rival - 0.1 + rng.normal(0, 0.2, 1_000)
+    same = rival + rng.normal(0, 0.2, 1_000)
+
+    assert diebold_mariano(better, rival, dates, 0) < 0.001
+    assert diebold_mariano(same, rival, dates, 0) > 0.05
+    assert diebold_mariano(rival + 0.1, rival, dates, 4) > 0.999
+    # Two instruments on each date count as one observation of the difference, not two.
+    twice = dates.append(dates)
+    assert diebold_mariano(
+        np.concatenate([better, better]), np.concatenate([rival, rival]), twice, 0
+    ) == pytest.approx(diebold_mariano(better, rival, dates, 0))
+
+
+def test_a_coin_has_no_directional_edge_and_a_seer_has() -> None:
+    rng = np.random.default_rng(2)
+    actual = rng.normal(0, 1, 2_000)
+
+    assert direction_p_value(actual, rng.normal(0, 1, 2_000)) > 0.01
+    assert direction_p_value(actual, actual + rng.normal(0, 1, 2_000)) < 1e-6
+    assert np.isnan(direction_p_value(actual, np.zeros(2_000)))
 
 
 def test_baselines_on_real_history_are_calibrated_roughly() -> None:
@@ -77,9 +157,13 @@ def test_baselines_on_real_history_are_calibrated_roughly() -> None:
     train = table.iloc[: split.train_end]
     test = table.iloc[split.test_start : split.test_end]
 
+    returns = table["ret_1"].to_numpy()
+    window = slice(split.test_start, split.test_end)
     for forecast in (
         historical_quantiles(train["target_return"].to_numpy(), len(test)),
         random_walk_quantiles(train["ret_1"].to_numpy(), len(test)),
+        garch_t_quantiles(returns, split.train_end)[window],
+        filtered_historical_quantiles(returns, split.train_end)[window],
     ):
         coverage = interval_coverage(
             test["target_return"].to_numpy(), forecast[:, 0], forecast[:, 2]
@@ -89,5 +173,15 @@ def test_baselines_on_real_history_are_calibrated_roughly() -> None:
         split.test_start : split.test_end
     ]
     flat = np.full(len(test), train["target_vol"].mean())
+    realized = test["target_vol"].to_numpy()
     # EWMA tracks volatility clustering: it beats a constant forecast on QLIKE.
-    assert qlike(test["target_vol"].to_numpy(), vol) < qlike(test["target_vol"].to_numpy(), flat)
+    assert qlike(realized, vol) < qlike(realized, flat)
+    har = har_volatility(
+        np.exp(table[list(HAR_COMPONENTS)].to_numpy()),
+        table["target_vol"].to_numpy(),
+        split.train_end,
+    )[window]
+    gjr = gjr_garch_t_volatility(returns, split.train_end, 5)[window]
+    # Both read more than EWMA does (the day's range; bad news weighing more than good).
+    assert qlike(realized, har) < qlike(realized, vol)
+    assert qlike(realized, gjr) < qlike(realized, flat)

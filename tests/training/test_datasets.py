@@ -21,8 +21,8 @@ async def test_pooled_dataset_from_the_bars_table(database_url: str) -> None:
     assert table.index.is_monotonic_increasing
     assert str(table.index.tz) == "UTC"
     assert list(table.columns) == [*FEATURES, *TARGETS, "instrument"]
-    # 3,270 bars each, less 20 of look-back and 5 of look-ahead.
-    assert (table["instrument"] == "alpaca:IBM").sum() == 3_270 - 25
+    # 3,270 bars each, less 21 of look-back and 5 of look-ahead.
+    assert (table["instrument"] == "alpaca:IBM").sum() == 3_270 - 26
 
 
 async def test_missing_history_names_the_instrument_and_the_fix(database_url: str) -> None:
@@ -70,7 +70,7 @@ async def test_examples_never_span_a_gap_in_the_bars(database_url: str) -> None:
     # look-back would reach across), none of the last 5 before it (their targets would).
     assert after_gap.min() == START + (160 + LOOKBACK) * MINUTE
     assert starts[starts < START + 160 * MINUTE].max() == START + 94 * MINUTE
-    assert len(table) == (98 - 25) + (100 - 25)
+    assert len(table) == (98 - 26) + (100 - 26)
 
 
 async def test_history_cut_short_by_gaps_says_so(database_url: str) -> None:
@@ -79,7 +79,7 @@ async def test_history_cut_short_by_gaps_says_so(database_url: str) -> None:
     with pytest.raises(
         DatasetError,
         match=r"test:CHOPPY: its 28 1m bars have 2 gap\(s\); the "
-        r"longest stretch without one has 20 bars, an example needs 26",
+        r"longest stretch without one has 20 bars, an example needs 27",
     ):
         await load_dataset(database_url, ["test:CHOPPY"], "1m")
 

@@ -11,6 +11,7 @@ from mlflow import MlflowClient
 
 from cluster.sample_data import load_sample_bars
 from tests.finone_cli import finone_env, run_finone
+from training.evaluation import RETURN_BASELINES, VOL_BASELINES
 
 
 def test_evaluate_command_prints_the_tables_and_logs_the_run(
@@ -37,7 +38,7 @@ def test_evaluate_command_prints_the_tables_and_logs_the_run(
 
     assert result.returncode == 0, result.stderr[-3000:]
     assert "100 forecasts" in result.stdout
-    for forecaster in ("random_walk", "historical", "ewma", "garch", "mlp"):
+    for forecaster in (*RETURN_BASELINES, *VOL_BASELINES, "mlp"):
         assert forecaster in result.stdout
     assert "1/1: mlp done" in result.stderr  # the progress bar's last step
     found = re.search(r"^MLflow run (\w+) at (\S+)$", result.stdout, re.MULTILINE)
@@ -56,10 +57,13 @@ def test_evaluate_command_prints_the_tables_and_logs_the_run(
         "epochs": "1",
     }
     metrics = run.data.metrics
-    for name in ("random_walk", "historical", "mlp"):
+    for name in (*RETURN_BASELINES, "mlp"):
         assert metrics[f"{name}.pinball"] > 0
-    for name in ("ewma_vol", "garch_vol", "mlp_vol"):
-        assert metrics[f"{name}.qlike"] > 0
+    for name in (*VOL_BASELINES, "mlp"):
+        assert metrics[f"{name}_vol.qlike"] > 0
+    # The model is tested against the best baseline of each target.
+    assert 0 <= metrics["mlp.dm_p"] <= 1 and 0 <= metrics["mlp_vol.dm_p"] <= 1
+    assert metrics["mlp.coverage_80_fold1"] == metrics["mlp.coverage_80"]
     # A random walk calls no direction: no score is logged rather than a NaN.
     assert "random_walk.direction" not in metrics
     assert 0 <= metrics["mlp.coverage_80"] <= 1

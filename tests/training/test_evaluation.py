@@ -10,6 +10,8 @@ from cluster.cli import main
 from cluster.sample_data import load_sample_bars
 from training.datasets import load_dataset
 from training.evaluation import (
+    RETURN_BASELINES,
+    VOL_BASELINES,
     WalkForward,
     all_forecasts,
     baseline_forecasts,
@@ -28,10 +30,16 @@ def test_baselines_are_scored_out_of_sample_on_every_fold(database_url: str) -> 
 
     assert len(forecasts) == 2 * 3 * 200
     assert not forecasts.isna().any().any()
-    rw, hist = score_returns(forecasts, "random_walk"), score_returns(forecasts, "historical")
-    assert 0.6 < rw["coverage_80"] < 0.95 and 0.6 < hist["coverage_80"] < 0.95
-    ewma, garch = score_volatility(forecasts, "ewma"), score_volatility(forecasts, "garch")
-    assert 0 < ewma["qlike"] < 1 and 0 < garch["qlike"] < 1
+    assert sorted(set(forecasts["fold"])) == [1, 2, 3]
+    for name in RETURN_BASELINES:
+        scores = score_returns(forecasts, name)
+        assert 0.6 < scores["coverage_80"] < 0.95
+        assert [scores[f"coverage_80_fold{fold}"] for fold in (1, 2, 3)] == [
+            score_returns(forecasts[forecasts["fold"] == fold], name)["coverage_80"]
+            for fold in (1, 2, 3)
+        ]
+    for name in VOL_BASELINES:
+        assert 0 < score_volatility(forecasts, name)["qlike"] < 1
 
 
 def test_evaluate_prints_the_tables_or_says_what_is_missing(database_url: str) -> None:
@@ -47,13 +55,13 @@ def test_evaluate_prints_the_tables_or_says_what_is_missing(database_url: str) -
 
     assert result.exit_code == 0, result.output
     for text in (
-        "random_walk",
-        "historical",
-        "ewma",
-        "garch",
+        *RETURN_BASELINES,
+        *VOL_BASELINES,
         "mlp",
         "gru",
         "QLIKE",
+        "DM p",
+        "by fold",
         "200 forecasts",
     ):
         assert text in result.output

@@ -64,7 +64,7 @@ def test_bad_histories_say_what_is_wrong() -> None:
     flat[["open", "high", "low", "close"]] = 10.0
     flat["volume"] = 1000.0
 
-    with pytest.raises(DatasetError, match="need at least 26 bars"):
+    with pytest.raises(DatasetError, match="need at least 27 bars"):
         make_features(bars.head(20))
     with pytest.raises(DatasetError, match="no bar has every feature"):
         make_features(flat)

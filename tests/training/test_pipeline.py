@@ -43,19 +43,34 @@ def test_retraining_logs_the_winner_and_gates_both_targets(
     )
 
     client = MlflowClient(mlflow_url)
-    run = client.get_run(result.run_id)
-    assert {"model.pinball", "historical.pinball", "model_vol.qlike", "garch_vol.qlike"} <= set(
-        run.data.metrics
-    )
-    assert {"model", "width", "epochs"} <= set(run.data.params)
-    plots = {artifact.path for artifact in client.list_artifacts(result.run_id, "plots")}
-    assert plots == {"plots/calibration.png", "plots/forecast_model_alpaca-MSFT.png"}
+    # One run per distinct winner: the returns winner's, then the volatility winner's if another.
+    assert 1 <= len(result.run_ids) <= 2
+    targets = []
+    for run_id in result.run_ids:
+        run = client.get_run(run_id)
+        assert {
+            "model.pinball",
+            "model.dm_p",
+            "model.coverage_80_fold1",
+            "garch_t.pinball",
+            "model_vol.qlike",
+            "model_vol.dm_p",
+            "har_vol.qlike",
+        } <= set(run.data.metrics)
+        assert {"model", "width", "epochs", "members"} <= set(run.data.params)
+        targets += run.data.params["targets"].split(",")
+        plots = {artifact.path for artifact in client.list_artifacts(run_id, "plots")}
+        assert plots == {"plots/calibration.png", "plots/forecast_model_alpaca-MSFT.png"}
+    assert targets == ["returns", "volatility"]
     assert [d.name for d in result.decisions] == ["finone-returns", "finone-volatility"]
-    for decision in result.decisions:
+    for decision, run_id in zip(
+        result.decisions, (result.run_ids[0], result.run_ids[-1]), strict=True
+    ):
         assert decision.alias in {"champion", "challenger"}
         version = client.get_model_version_by_alias(decision.name, decision.alias)
         assert version.version == decision.version
         assert version.tags["promotion"] == decision.reason
+        assert version.run_id == run_id
     # Whatever the gate decided, the registered model serves forecasts.
     uri = f"models:/finone-returns/{result.decisions[0].version}"
     mlflow.set_tracking_uri(mlflow_url)

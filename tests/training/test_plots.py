@@ -51,7 +51,7 @@ def test_forecast_figure_shows_one_instruments_band_median_and_volatilities(
     assert corners[:, 1].max() == pytest.approx(ibm["mlp_q90"].max())
 
     lines = _lines(volatility)
-    assert set(lines) == {"realized", "ewma", "garch", "mlp"}
+    assert set(lines) == {"realized", "ewma", "garch", "gjr_garch_t", "har", "mlp"}
     np.testing.assert_array_equal(lines["realized"].get_ydata(), ibm["actual_vol"])
     np.testing.assert_array_equal(lines["garch"].get_ydata(), ibm["garch_vol"])
     assert lines["mlp"].get_linewidth() > lines["ewma"].get_linewidth()
@@ -68,10 +68,11 @@ def test_calibration_figure_plots_each_forecasters_share_below_its_quantiles(
     (axes,) = calibration_figure(forecasts).axes
 
     lines = _lines(axes)
-    assert set(lines) == {"calibrated", "random_walk", "historical", "mlp"}
+    forecasters = ("random_walk", "historical", "garch_t", "fhs", "mlp")
+    assert set(lines) == {"calibrated", *forecasters}
     np.testing.assert_array_equal(lines["calibrated"].get_ydata(), [0, 1])
     actual = forecasts["actual_return"]
-    for name in ("random_walk", "historical", "mlp"):
+    for name in forecasters:
         assert list(lines[name].get_xdata()) == [0.1, 0.5, 0.9]
         expected = [(actual < forecasts[f"{name}_{q}"]).mean() for q in ("q10", "q50", "q90")]
         assert lines[name].get_ydata() == pytest.approx(expected)

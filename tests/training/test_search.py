@@ -12,7 +12,8 @@ from actors.demo import stock_history
 from tests.ray_resources import wait_for_free_cpus
 from training.evaluation import Step, WalkForward, fold_rows
 from training.features import make_features
-from training.search import SearchSettings, run_search, search_data
+from training.search import TARGET_SCORES, SearchSettings, run_search, search_data
+from training.trainer import TrainConfig
 
 
 def _table() -> pd.DataFrame:
@@ -54,17 +55,30 @@ def test_tune_search_runs_trials_tracked_in_mlflow(
     assert outcome.trials == 3
     assert [(step.done, step.total) for step in steps] == [(1, 3), (2, 3), (3, 3)]
     assert all(step.unit.startswith(f"trial {step.done}/3 (") for step in steps)
-    assert outcome.config.model in {"mlp", "gru"} and 1 <= outcome.config.epochs <= 3
+    assert set(outcome.configs) == {"returns", "volatility"}
+    for config in outcome.configs.values():
+        assert config.model in {"mlp", "gru"} and 1 <= config.epochs <= 3
     runs = MlflowClient(mlflow_url).search_runs([outcome.experiment_id])
     assert len(runs) == 3
     for run in runs:
         assert {"model", "width", "learning_rate"} <= set(run.data.params)
-        assert {"valid_pinball", "valid_qlike", "score", "baseline_pinball"} <= set(
+        assert {"valid_pinball", "valid_qlike", "returns_score", "vol_score"} <= set(
             run.data.metrics
         )
+    # The platform's default configuration is among the trials.
+    default = TrainConfig()
+    assert any(
+        run.data.params["model"] == default.model
+        and int(run.data.params["width"]) == default.width
+        and float(run.data.params["learning_rate"]) == default.learning_rate
+        for run in runs
+    )
     client = MlflowClient(mlflow_url)
     history = client.get_metric_history(runs[0].info.run_id, "valid_pinball")
     assert [m.step for m in history] == list(range(1, len(history) + 1))
-    # The outcome is the best epoch of any trial, as MLflow recorded it.
-    scores = [m.value for run in runs for m in client.get_metric_history(run.info.run_id, "score")]
-    assert abs(min(scores) - outcome.score) < 1e-9
+    # Each target's winner is the best epoch of any trial for that target, as MLflow recorded it.
+    for target, metric in TARGET_SCORES.items():
+        scores = [
+            m.value for run in runs for m in client.get_metric_history(run.info.run_id, metric)
+        ]
+        assert abs(min(scores) - outcome.scores[target]) < 1e-9

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from actors.demo import stock_history
 from training.features import FEATURES, make_features
-from training.trainer import TrainConfig, fit, predict, sequences
+from training.models import ForecastEnsemble
+from training.trainer import NO_CALIBRATION, TrainConfig, fit, predict, sequences
 
 
 def _table() -> pd.DataFrame:
@@ -69,3 +72,39 @@ def test_sequences_never_reach_into_another_instrument_or_the_future() -> None:
     windows = sequences(table, values, 3)[:, :, 0]
 
     assert windows.tolist() == [[0, 0, 0], [0, 0, 1], [2, 2, 2], [0, 1, 3], [2, 2, 4]]
+
+
+def test_quantiles_are_calibrated_on_the_validation_window() -> None:
+    table = _table()
+    # Returns three times as wide after training: an untouched network's interval is too narrow.
+    wider = table.assign(target_return=table["target_return"] * 3)
+    train, valid, test = table.iloc[:2_000], wider.iloc[2_005:2_505], wider.iloc[2_505:3_005]
+
+    fitted = fit(train, valid, TrainConfig(epochs=4, width=16, depth=1))
+    calibrated, _ = predict(fitted, test)
+    raw, _ = predict(replace(fitted, calibration=NO_CALIBRATION), test)
+
+    def coverage(quantiles: np.ndarray, rows: pd.DataFrame = test) -> float:
+        actual = rows["target_return"].to_numpy()
+        return float(np.mean((actual >= quantiles[:, 0]) & (actual <= quantiles[:, 2])))
+
+    assert coverage(predict(fitted, valid)[0], valid) == pytest.approx(0.8, abs=0.01)
+    assert coverage(raw) < 0.6
+    assert 0.72 < coverage(calibrated) < 0.92
+    # The median is left where the network put it.
+    np.testing.assert_array_equal(calibrated[:, 1], raw[:, 1])
+    assert fitted.calibration[0] < 0 < fitted.calibration[2]
+
+
+def test_an_ensemble_averages_members_trained_from_different_seeds() -> None:
+    table = _table()
+    train, valid = table.iloc[:1_000], table.iloc[1_005:1_205]
+    config = TrainConfig(epochs=2, width=8, depth=1)
+
+    single = fit(train, valid, config)
+    ensemble = fit(train, valid, replace(config, members=3))
+    again = fit(train, valid, replace(config, members=3))
+
+    assert isinstance(ensemble.model, ForecastEnsemble) and len(ensemble.model.members) == 3
+    np.testing.assert_array_equal(predict(ensemble, valid)[1], predict(again, valid)[1])
+    assert not np.array_equal(predict(ensemble, valid)[1], predict(single, valid)[1])
