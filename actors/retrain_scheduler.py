@@ -2,8 +2,12 @@
 once enough new bars have arrived, one run at a time, and says what it is doing.
 
 A run is ``training.pipeline.retrain`` (search, walk-forward judgement, MLflow, gate), made in
-a worker thread so the actor keeps answering ``status`` and ``trigger`` meanwhile; the report's
-detail follows its steps (each trial of the search, each fold of the judgement).
+a worker thread so the actor keeps answering ``status`` and ``trigger`` meanwhile; the report
+follows its steps (each trial of the search, each fold of the judgement) as a progress and in
+its detail, with the time the run has taken so far.
+
+Its state lives in the actor alone: restarted by Ray, it starts afresh, with no run in progress
+(the one it was making died with it) and none counted.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ __all__ = [
     "RetrainPlan",
     "RetrainScheduler",
     "RetrainReport",
+    "RetrainProgress",
     "RetrainDecision",
     "RetrainState",
 ]
@@ -67,13 +72,30 @@ class RetrainDecision(msgspec.Struct, frozen=True, kw_only=True):
     reason: str
 
 
+class RetrainProgress(msgspec.Struct, frozen=True, kw_only=True):
+    """The running retraining's latest step: ``done`` of ``total`` units of ``phase`` (the
+    search's trials, then the walk-forward's units), ``unit`` the one finished last."""
+
+    phase: str
+    done: int
+    total: int
+    unit: str
+
+
 class RetrainReport(msgspec.Struct, frozen=True, kw_only=True):
     state: RetrainState
     detail: str
     runs: int
+    # When the last finished run ended, and how long it took.
     last_run_at: float | None
+    last_run_duration_s: float | None
     decisions: list[RetrainDecision]
     instruments: list[str]
+    # The run in progress (None outside one): when it started, how long it has been going when
+    # the report was made, and its latest step (None until its first step ends).
+    started_at: float | None
+    elapsed_s: float | None
+    progress: RetrainProgress | None
 
 
 @ray.remote(max_restarts=-1, num_cpus=0.1)
@@ -83,9 +105,13 @@ class RetrainScheduler:
         self._tracking_uri = tracking_uri
         self._plan = plan
         self._state: RetrainState = "waiting"
-        self._detail = "no run yet"
+        restarted = ray.get_runtime_context().was_current_actor_reconstructed
+        self._detail = "restarted, no run since" if restarted else "no run yet"
         self._runs = 0
         self._last_run_at: float | None = None
+        self._last_run_duration_s: float | None = None
+        self._started_at: float | None = None
+        self._progress: RetrainProgress | None = None
         self._bars_at_last_run = 0
         self._last_decisions: list[RetrainDecision] = []
         self._running: asyncio.Task[None] | None = None
@@ -106,8 +132,12 @@ class RetrainScheduler:
             detail=self._detail,
             runs=self._runs,
             last_run_at=self._last_run_at,
+            last_run_duration_s=self._last_run_duration_s,
             decisions=self._last_decisions,
             instruments=list(self._plan.instruments),
+            started_at=self._started_at,
+            elapsed_s=None if self._started_at is None else time.time() - self._started_at,
+            progress=self._progress,
         )
 
     async def trigger(self) -> bool:
@@ -162,7 +192,9 @@ class RetrainScheduler:
 
     async def _retrain(self, reason: str) -> Literal["finished", "failed", "waiting_for_data"]:
         plan = self._plan
+        started_at = time.time()
         self._state, self._detail = "training", f"started ({reason})"
+        self._started_at, self._progress = started_at, None
         try:
             bars = await self._bar_count()
             table = await load_dataset(self._database_url, list(plan.instruments), plan.interval)
@@ -170,6 +202,9 @@ class RetrainScheduler:
 
             def progress(step: Step) -> None:
                 # Called from the run's thread; the report reads whatever was written last.
+                self._progress = RetrainProgress(
+                    phase=step.phase, done=step.done, total=step.total, unit=step.unit
+                )
                 self._detail = f"running ({reason}): {step.unit} done"
 
             result = await asyncio.to_thread(
@@ -190,8 +225,12 @@ class RetrainScheduler:
             log.exception("retraining failed")
             self._state, self._detail = "failed", f"{type(error).__name__}: {error}"
             return "failed"
+        finally:
+            # However it ended, it no longer runs: its progress must not outlive it.
+            self._started_at, self._progress = None, None
         self._runs += 1
         self._last_run_at = time.time()
+        self._last_run_duration_s = self._last_run_at - started_at
         self._bars_at_last_run = bars
         self._last_decisions = [
             RetrainDecision(model=d.name, version=d.version, alias=d.alias, reason=d.reason)

@@ -61,5 +61,23 @@ class RetrainComponent(NamedActorComponent[RetrainReport]):
         return {"runtime_env": {"env_vars": training_env(settings)}}
 
     def check(self, report: RetrainReport) -> Check:
-        detail = f"{report.state}: {report.detail}; {report.runs} run(s)"
+        """For ``finone status``: the state, how far a run is and how long it has taken (or how
+        long the last one took), the detail in words, the runs made."""
+        detail = report.detail
+        if report.elapsed_s is not None:
+            step = report.progress
+            counts = "" if step is None else f"{step.phase} {step.done} of {step.total}, "
+            detail = f"{counts}{_duration(report.elapsed_s)} elapsed; {detail}"
+        elif report.state == "idle" and report.last_run_duration_s is not None:
+            detail = f"{detail}, took {_duration(report.last_run_duration_s)}"
+        detail = f"{report.state}: {detail}; {report.runs} run(s)"
         return Check(name=self.name, ok=report.state != "failed", detail=detail)
+
+
+def _duration(seconds: float) -> str:
+    """``45s``, ``1m 12s``, ``2h 05m``: to the second while minutes matter, then the minute."""
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"

@@ -14,7 +14,14 @@ from serve.feeds import FeedNotFound, feed_reports, restart_feed, set_recording
 from serve.retraining import SchedulerMissing, retrain_report, trigger_retrain
 from serve.routes.health import SERVICE_CHECKS_EXAMPLE, ServiceCheck, service_checks
 
-__all__ = ["router", "ServicesReport", "FeedStatusView", "RetrainStatus", "Consoles"]
+__all__ = [
+    "router",
+    "ServicesReport",
+    "FeedStatusView",
+    "RetrainProgressView",
+    "RetrainStatus",
+    "Consoles",
+]
 
 router = APIRouter(
     prefix="/v1/ops",
@@ -187,6 +194,30 @@ class RetrainDecision(BaseModel):
     reason: str
 
 
+_PROGRESS: JsonValue = {
+    "phase": "search",
+    "done": 3,
+    "total": 8,
+    "unit": "trial 3/8 (gru, 12 epochs)",
+}
+
+
+class RetrainProgressView(BaseModel):
+    """The running retraining's latest step."""
+
+    # Field for field actors.retrain_scheduler.RetrainProgress (a test keeps them equal).
+
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": [_PROGRESS]})
+
+    phase: str = Field(
+        description="What the run is doing: `search` (the Tune search's trials), then "
+        "`walk-forward` (judging the winner beside the baselines); more may come"
+    )
+    done: int = Field(description="Units of the phase finished so far")
+    total: int = Field(description="Units of the phase in all")
+    unit: str = Field(description="The unit finished last, in words")
+
+
 class RetrainStatus(BaseModel):
     """What the retrain scheduler is doing."""
 
@@ -201,27 +232,48 @@ class RetrainStatus(BaseModel):
                     "detail": "last run 3f9c2b7e41d84a0f9b6e1c5a7d2e8f40 (schedule)",
                     "runs": 4,
                     "last_run_at": 1_764_147_600.25,
+                    "last_run_duration_s": 734.6,
                     "decisions": _DECISIONS,
                     "instruments": _RETRAIN_INSTRUMENTS,
+                    "started_at": None,
+                    "elapsed_s": None,
+                    "progress": None,
                 },
                 {
                     "state": "training",
-                    "detail": "started (requested)",
+                    "detail": "running (requested): trial 3/8 (gru, 12 epochs) done",
                     "runs": 4,
                     "last_run_at": 1_764_147_600.25,
+                    "last_run_duration_s": 734.6,
                     "decisions": _DECISIONS,
                     "instruments": _RETRAIN_INSTRUMENTS,
+                    "started_at": 1_764_151_200.5,
+                    "elapsed_s": 72.4,
+                    "progress": _PROGRESS,
                 },
             ]
         },
     )
 
     state: str = Field(description="waiting, training, idle or failed")
-    detail: str
-    runs: int
-    last_run_at: float | None
+    detail: str = Field(
+        description="In words: the run's reason and latest step, the last run, why it waits "
+        "or why the last run failed"
+    )
+    runs: int = Field(description="Runs finished since the scheduler started")
+    last_run_at: float | None = Field(description="When the last finished run ended (Unix s)")
+    last_run_duration_s: float | None = Field(description="Seconds the last finished run took")
     decisions: list[RetrainDecision]
     instruments: list[str]
+    started_at: float | None = Field(
+        description="When the run in progress started (Unix s); null outside a run"
+    )
+    elapsed_s: float | None = Field(
+        description="Seconds the run in progress has taken, as of this answer; null outside a run"
+    )
+    progress: RetrainProgressView | None = Field(
+        description="The run's latest step; null outside a run and until its first step ends"
+    )
 
 
 class Consoles(BaseModel):

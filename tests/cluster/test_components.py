@@ -6,9 +6,12 @@ import contextlib
 import socket
 
 import pytest
+from msgspec.structs import replace
 
+from actors.retrain_scheduler import RetrainProgress, RetrainReport
 from actors.simulated.venue import SIMULATED_VENUE_ACTOR_NAME, SimulatedVenueReport
 from cluster.components import components_to_deploy, simulated_venue
+from cluster.components.retrain import RetrainComponent
 from cluster.ports import free_port
 from core.errors import PlatformError
 from core.named_actors import actor_report
@@ -31,6 +34,54 @@ def test_demo_deploys_its_simulated_venue_before_the_feeds_that_stream_it() -> N
 def test_skipping_a_component_that_does_not_exist_says_which_do() -> None:
     with pytest.raises(PlatformError, match=r"names no component: srve \(components: recorder, "):
         components_to_deploy(Settings(skip_components=["srve"]))
+
+
+def test_retrain_status_line_says_how_far_a_run_is_and_how_long_the_last_took() -> None:
+    waiting = RetrainReport(
+        state="waiting",
+        detail="no run yet",
+        runs=0,
+        last_run_at=None,
+        last_run_duration_s=None,
+        decisions=[],
+        instruments=["alpaca:IBM"],
+        started_at=None,
+        elapsed_s=None,
+        progress=None,
+    )
+    starting = replace(
+        waiting, state="training", detail="started (schedule)", started_at=1e9, elapsed_s=4.4
+    )
+    trial = "trial 3/8 (gru, 12 epochs)"
+    searching = replace(
+        starting,
+        detail=f"running (schedule): {trial} done",
+        elapsed_s=72.4,
+        progress=RetrainProgress(phase="search", done=3, total=8, unit=trial),
+    )
+    finished = replace(
+        waiting,
+        state="idle",
+        detail="last run 3f9c (schedule)",
+        runs=1,
+        last_run_at=1e9 + 3_930,
+        last_run_duration_s=3_930.0,
+    )
+    failed = replace(finished, state="failed", detail="PlatformError: no signing key")
+
+    checks = [
+        RetrainComponent().check(report)
+        for report in (waiting, starting, searching, finished, failed)
+    ]
+
+    assert [check.detail for check in checks] == [
+        "waiting: no run yet; 0 run(s)",
+        "training: 4s elapsed; started (schedule); 0 run(s)",
+        f"training: search 3 of 8, 1m 12s elapsed; running (schedule): {trial} done; 0 run(s)",
+        "idle: last run 3f9c (schedule), took 1h 05m; 1 run(s)",
+        "failed: PlatformError: no signing key; 1 run(s)",
+    ]
+    assert [check.ok for check in checks] == [True, True, True, True, False]
 
 
 def test_simulated_venue_whose_port_was_taken_before_it_listened_listens_on_another(

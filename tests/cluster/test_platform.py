@@ -335,9 +335,10 @@ def test_demo_loads_history_streams_a_simulated_market_trains_and_stops_without_
     assert venue.startswith("simulated market") and "BTC-USDT" in venue and "1 client" in venue
     assert components["feed:simulated-0"]["detail"].startswith("live")
     assert components["feed:alpaca-iex"]["detail"].startswith("live")
-    # Trained at once on the loaded history, without being asked.
+    # Trained at once on the loaded history, without being asked: going for some time, or over.
     retrain = components["retrain"]["detail"]
     assert retrain.startswith(("training:", "idle:")) and "(first run)" in retrain, retrain
+    assert "s elapsed; " in retrain or ", took " in retrain, retrain
 
     pids = all_pids(state)
     first.process.send_signal(signal.SIGINT)

@@ -1,20 +1,21 @@
-"""Operators see and start retraining over HTTP; users cannot."""
+"""Operators see and start retraining over HTTP, and follow a run's steps and clock; users
+cannot."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import ray
 
-from actors.retrain_scheduler import RETRAIN_ACTOR_NAME, RetrainPlan, RetrainScheduler
+from actors.retrain_scheduler import RETRAIN_ACTOR_NAME, RetrainScheduler
 from cluster.sample_data import load_sample_bars
 from core.named_actors import RAY_NAMESPACE
 from core.settings import Settings
 from tests.polling import wait_until
+from tests.retraining import RUN_TIMEOUT_S, small_plan
 from tests.serve.auth_api import AuthApi, Session
-from training.evaluation import WalkForward
-from training.search import SearchSettings
 
 
 async def test_operator_starts_a_retraining_and_follows_it(
@@ -31,18 +32,9 @@ async def test_operator_starts_a_retraining_and_follows_it(
 
     assert gateway_settings.database_url
     await load_sample_bars(gateway_settings.database_url, ("IBM",))
-    plan = RetrainPlan(
-        instruments=("alpaca:IBM",),
-        interval="1d",
-        every_s=86_400,
-        min_new_bars=10_000,
-        walk_forward=WalkForward(folds=1, test_size=150, min_train=400),
-        search=SearchSettings(samples=2, max_epochs=2, grace_epochs=1, cpus_per_trial=0.5),
-        storage=str(tmp_path),
-    )
     actor = RetrainScheduler.options(  # type: ignore[attr-defined]
         name=RETRAIN_ACTOR_NAME, namespace=RAY_NAMESPACE, lifetime="detached"
-    ).remote(gateway_settings.database_url, mlflow_url, plan)
+    ).remote(gateway_settings.database_url, mlflow_url, small_plan(tmp_path, ("alpaca:IBM",)))
     try:
         # Up, as `finone up` leaves it: constructing it imports the training stack (seconds).
         await asyncio.wait_for(actor.status.remote(), 120)
@@ -52,15 +44,35 @@ async def test_operator_starts_a_retraining_and_follows_it(
 
         assert forbidden.status_code == 403
         assert started.status_code == 202 and started.json()["state"] == "training"
+        assert started.json()["started_at"] is not None and started.json()["progress"] is None
         assert (again.status_code, again.json()["code"]) == (409, "retrain_running")
+
+        running: list[dict[str, Any]] = []
 
         async def finished() -> bool:
             status = (await auth_api.http.get(url, headers=operator.headers)).json()
+            if status["state"] == "training":
+                running.append(status)
             return bool(status["state"] != "training")
 
-        await wait_until(finished, 240, "the retraining to finish")
+        await wait_until(finished, RUN_TIMEOUT_S, "the retraining to finish")
         status = (await auth_api.http.get(url, headers=operator.headers)).json()
         assert status["state"] == "idle" and status["runs"] == 1, status
         assert {d["model"] for d in status["decisions"]} == {"finone-returns", "finone-volatility"}
+
+        # While it ran, its clock went on and its counts moved from the search's trials to the
+        # walk-forward's units; after it, how long it took instead.
+        assert {s["started_at"] for s in running} == {started.json()["started_at"]}
+        elapsed = [s["elapsed_s"] for s in running]
+        assert elapsed == sorted(elapsed) and elapsed[-1] > elapsed[0], elapsed
+        steps = [
+            (s["progress"]["phase"], s["progress"]["done"], s["progress"]["total"])
+            for s in running
+            if s["progress"] is not None
+        ]
+        phase, done, units = steps[-1]
+        assert ("search", 2, 2) in steps and (phase, done) == ("walk-forward", units), steps
+        assert (status["started_at"], status["elapsed_s"], status["progress"]) == (None, None, None)
+        assert elapsed[-1] <= status["last_run_duration_s"], (elapsed, status)
     finally:
         ray.kill(actor, no_restart=True)

@@ -395,6 +395,18 @@ async def test_operator_made_on_admin_page_restarts_a_feed_on_operations_page(
         lambda: cell_of_row(row, "Reconnects"), 20, f"the reconnects of {connection}", reconnects
     )
     assert int(await cell_of_row(row, "Reconnects")) > int(reconnects)
+
+    # The demo's first retraining: going (a bar, its phase's counts and a clock that moves: the
+    # card reads differently a poll later, even if the run ended meanwhile) or over (how long it
+    # took).
+    retraining = card(page, "Retraining")
+    await expect(retraining.locator(".facts")).to_be_visible()
+    if await retraining.get_by_role("progressbar").count():
+        first, _ = await changes(retraining.inner_text, 20, "the retraining's progress")
+        step = r"(starting|\S+ \d+ of \d+ · .* done) · (\d+m )?\d+s elapsed"
+        assert re.search(step, first), first
+    else:
+        await expect(retraining).to_contain_text(re.compile(r", took (\d+[hm] )?\d+[ms]"))
     await tab.screenshot("operations")
 
 

@@ -30,6 +30,7 @@ export type CreatedClient = Schemas["CreatedClient"];
 export type FeedStatusView = Schemas["FeedStatusView"];
 export type RecordingState = Schemas["RecordingState"];
 export type RetrainStatus = Schemas["RetrainStatus"];
+export type RetrainProgressView = Schemas["RetrainProgressView"];
 export type ServicesReport = Schemas["ServicesReport"];
 export type AuditRecord = Schemas["AuditRecord"];
 export type AuditEvent = Schemas["AuditEvent"];

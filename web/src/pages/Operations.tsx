@@ -4,7 +4,8 @@ import type { FeedStatusView, RetrainStatus } from "../api/types";
 import { api } from "../app/services";
 import { ErrorText, FeedState, Loading } from "../components/common";
 import { useInterval, useLoad, useTitle } from "../lib/hooks";
-import { compact, dateTime } from "../market/format";
+import { compact } from "../market/format";
+import { lastRun, runProgress } from "../ops/retraining";
 
 /** Feeds, recording, retraining and the health of backing services (operators and admins). */
 export default function Operations() {
@@ -197,7 +198,9 @@ function Feeds() {
 
 function Retraining() {
   const status = useLoad((signal) => unwrap(api.GET("/v1/ops/retrain", { signal })), []);
-  useInterval(status.reload, 10_000);
+  const data: RetrainStatus | undefined = status.data;
+  // More often while a run goes, so that its steps and its clock are seen to move.
+  useInterval(status.reload, data?.state === "training" ? 2_000 : 10_000);
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
 
@@ -214,8 +217,8 @@ function Retraining() {
     }
   }
 
-  const data: RetrainStatus | undefined = status.data;
   const unavailable = status.failure instanceof ApiError && status.failure.status === 503;
+  const run = data && runProgress(data);
   return (
     <div className="card" aria-live="polite">
       <div className="card-head">
@@ -247,13 +250,21 @@ function Retraining() {
             </div>
             <div>
               <dt>Last run</dt>
-              <dd>{data.last_run_at ? dateTime(new Date(data.last_run_at * 1000).toISOString()) : "never"}</dd>
+              <dd>{lastRun(data)}</dd>
             </div>
             <div>
               <dt>Trains on</dt>
               <dd>{data.instruments.join(", ") || "—"}</dd>
             </div>
           </dl>
+          {run && (
+            // Off the card's live region: its clock changes with every poll, the detail above is
+            // read out when a step ends.
+            <div className="run-progress" aria-live="off">
+              <progress max={run.step?.total} value={run.step?.done} aria-label={`Retraining: ${run.step?.phase ?? "starting"}`} />
+              <span className="small">{run.text}</span>
+            </div>
+          )}
           {data.decisions.length > 0 && (
             <div className="table-wrap">
               <table>
