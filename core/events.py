@@ -33,9 +33,16 @@ __all__ = [
     "MARKET_CHANNELS",
     "Channel",
     "CHANNELS",
+    "ModelChannel",
+    "MODEL_CHANNELS",
     "ReturnForecast",
     "VolatilityForecast",
     "Forecast",
+    "ModelRef",
+    "FindingKind",
+    "Verdict",
+    "Finding",
+    "Insight",
     "Side",
     "PriceLevel",
     "encode_event",
@@ -46,11 +53,15 @@ __all__ = [
 ]
 
 Side = Literal["buy", "sell"]
-# What feeds publish per instrument; the live feed adds the forecasts made from them.
+# What feeds publish per instrument; the live feed adds what inference makes from them.
 MarketChannel = Literal["trades", "quotes", "book", "bars"]
 MARKET_CHANNELS: tuple[MarketChannel, ...] = ("trades", "quotes", "book", "bars")
-Channel = Literal["trades", "quotes", "book", "bars", "predictions"]
-CHANNELS: tuple[Channel, ...] = (*MARKET_CHANNELS, "predictions")
+# Made by inference from the bars and the champion models, only for instruments some live-feed
+# client wants.
+ModelChannel = Literal["predictions", "insights"]
+MODEL_CHANNELS: tuple[ModelChannel, ...] = ("predictions", "insights")
+Channel = Literal["trades", "quotes", "book", "bars", "predictions", "insights"]
+CHANNELS: tuple[Channel, ...] = (*MARKET_CHANNELS, *MODEL_CHANNELS)
 # (price, size) exactly as the exchange wrote them.
 PriceLevel = tuple[str, str]
 
@@ -214,6 +225,58 @@ class Forecast(MarketEvent, frozen=True, kw_only=True, tag="forecast"):
     volatility: VolatilityForecast | None
 
 
+class ModelRef(msgspec.Struct, frozen=True, kw_only=True):
+    """A registered model version."""
+
+    model: str
+    version: str
+
+
+FindingKind = Literal[
+    "volatility_regime", "next_bar_range", "directional_edge", "calibration", "skill"
+]
+# Per kind: volatility_regime calm/typical/elevated; next_bar_range range; directional_edge
+# edge/no_edge; calibration calibrated/too_narrow/too_wide; skill beats_baselines/mixed/no_better;
+# any of them not_measured when the history or the champion's training run cannot say.
+Verdict = Literal[
+    "calm",
+    "typical",
+    "elevated",
+    "range",
+    "edge",
+    "no_edge",
+    "calibrated",
+    "too_narrow",
+    "too_wide",
+    "beats_baselines",
+    "mixed",
+    "no_better",
+    "not_measured",
+]
+
+
+class Finding(msgspec.Struct, frozen=True, kw_only=True):
+    """One thing an insight says: what it is about, its outcome, the numbers it rests on (None
+    where one was not measured) and a sentence saying it."""
+
+    kind: FindingKind
+    verdict: Verdict
+    numbers: dict[str, float | None]
+    text: str
+
+
+class Insight(MarketEvent, frozen=True, kw_only=True, tag="insight"):
+    """A plain-language reading of an instrument from its forecast, its history and the
+    champions' out-of-sample record. It depends on the bars and the models only, never on when
+    it was made: both timestamps are the start of the latest bar it reads."""
+
+    interval: str
+    returns: ModelRef | None
+    volatility: ModelRef | None
+    summary: str
+    findings: list[Finding]
+
+
 class FeedStatus(Event, frozen=True, kw_only=True, tag="status"):
     """A feed connection changed state (connecting, live, reconnecting, failed, stopped)."""
 
@@ -234,6 +297,7 @@ AnyEvent = (
     | Gap
     | AlertTriggered
     | Forecast
+    | Insight
     | FeedStatus
 )
 

@@ -12,6 +12,7 @@ from core.events import (
     FeedStatus,
     Forecast,
     Gap,
+    Insight,
     Quote,
     Trade,
     TradeCancel,
@@ -39,7 +40,8 @@ __all__ = [
 PREFIX = "finone"
 # One hash, field = instrument id, value = the latest encoded Quote: many quotes in one HMGET.
 QUOTES_HASH = f"{PREFIX}:quotes"
-# Sorted set: instrument id -> when a live-feed replica last had a client wanting its forecasts.
+# Sorted set: stream name of a model channel (``predictions:alpaca:IBM``, ``insights:...``) ->
+# when a live-feed replica last had a client wanting it.
 PREDICTION_INTEREST = f"{PREFIX}:predictions:interest"
 # Held by the one inference replica publishing forecasts this round.
 PREDICTION_PUBLISH_LOCK = f"{PREFIX}:predictions:publish-lock"
@@ -56,6 +58,7 @@ _CHANNEL_OF: dict[type, tuple[Channel, ...]] = {
     BookDelta: ("book",),
     Bar: ("bars",),
     Forecast: ("predictions",),
+    Insight: ("insights",),
     # A gap concerns everything a reader of the instrument may have missed.
     Gap: ("trades", "quotes", "book", "bars"),
 }

@@ -13,7 +13,7 @@ import asyncpg
 import redis.asyncio as aioredis
 from ray.serve.handle import DeploymentHandle
 
-from core.events import Forecast
+from core.events import Forecast, Insight
 from core.settings import Settings
 from serve.auth.access_tokens import AccessTokens
 from serve.auth.passwords import Passwords
@@ -39,9 +39,13 @@ class Resources:
         # The inference deployment (serve.inference.deployment.Forecaster); None in a gateway
         # deployed without one, which then answers that forecasts are unavailable.
         self.forecaster = forecaster
-        # Requests for one instrument's forecast that arrive together make one call to inference.
+        # Requests for one instrument's forecast (or insight) that arrive together make one
+        # call to inference.
         self.forecasts: Coalescing[str, Forecast | Refusal] | None = (
             None if forecaster is None else Coalescing(forecaster.forecast.remote)
+        )
+        self.insights: Coalescing[str, Insight | Refusal] | None = (
+            None if forecaster is None else Coalescing(forecaster.insight.remote)
         )
         self.redis = aioredis.from_url(settings.redis_url, socket_timeout=settings.health_timeout_s)
         self.passwords = Passwords(settings)

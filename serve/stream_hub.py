@@ -21,6 +21,7 @@ from redis.typing import KeyT, StreamIdT
 
 from actors.book import OrderBook
 from core.events import (
+    MODEL_CHANNELS,
     AnyEvent,
     BookDelta,
     BookSnapshot,
@@ -51,11 +52,11 @@ log = logging.getLogger(__name__)
 _BLOCK_MS = 100
 _READ_COUNT = 1_000
 _RETRY_S = 1.0
-# Forecasts are made for instruments some replica's clients want: each replica says so in Redis
-# this often, and inference forgets an instrument nobody has wanted for INTEREST_FRESH_S.
+# Forecasts and insights are made for the instruments some replica's clients want: each replica
+# says which streams of the model channels in Redis this often, and inference forgets a stream
+# nobody has wanted for INTEREST_FRESH_S.
 _INTEREST_REFRESH_S = 5.0
 INTEREST_FRESH_S = 3 * _INTEREST_REFRESH_S
-_PREDICTIONS = "predictions:"
 _BOOKS = "book:"
 # How far back a new book reader looks for the latest snapshot (a venue resends one only on a
 # resync), and in pages of how many entries.
@@ -188,7 +189,7 @@ class StreamHub:
                     self._books[key] = book
             self._subscribers[key].add(subscriber)
         self._changed.set()
-        if any(name.startswith(_PREDICTIONS) for name in streams):
+        if any(_made_by_models(name) for name in streams):
             await self._say_interest()
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="stream-hub")
@@ -277,14 +278,10 @@ class StreamHub:
             self._deliver(key.decode(), entries)
 
     async def _say_interest(self) -> None:
-        """Tell inference which instruments' forecasts this replica's clients want."""
+        """Tell inference which forecasts and insights this replica's clients want."""
         self._interest_said_at = time.monotonic()
         now = time.time()
-        wanted = {
-            name.removeprefix(_PREDICTIONS): now
-            for name in self._names.values()
-            if name.startswith(_PREDICTIONS)
-        }
+        wanted = {name: now for name in self._names.values() if _made_by_models(name)}
         if wanted:
             await self._redis.zadd(PREDICTION_INTEREST, wanted)
 
@@ -325,6 +322,10 @@ def _apply_to_book(tracked: _TrackedBook, entry_id: str, event: AnyEvent) -> Non
         return
     tracked.exchange_ts_ns, tracked.receive_ts_ns = event.exchange_ts_ns, event.receive_ts_ns
     tracked.entry_id = entry_id
+
+
+def _made_by_models(stream: str) -> bool:
+    return stream.partition(":")[0] in MODEL_CHANNELS
 
 
 def decode_entry(fields: dict[bytes, bytes]) -> AnyEvent | None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 import ray
+from mlflow import MlflowClient
 from ray import serve
 
 from actors.publisher import RedisPublisher
@@ -96,6 +97,33 @@ async def champions(gateway_url: str, gateway_settings: Settings, mlflow_url: st
 
     await wait_until(serving, 60, "inference to load the champions")
     return registered
+
+
+@pytest.fixture
+async def without_champions(
+    http: httpx.AsyncClient, gateway_url: str, user: Session, champions: Champions
+) -> AsyncIterator[None]:
+    """Neither target has a champion while the test runs; the session's come back after."""
+    client = MlflowClient(champions.tracking_uri)
+    held = {
+        name: client.get_model_version_by_alias(name, "champion").version
+        for name in (RETURNS, VOLATILITY)
+    }
+    for name in held:
+        client.delete_registered_model_alias(name, "champion")
+    yield
+    for name, version in held.items():
+        client.set_registered_model_alias(name, "champion", version)
+
+    async def serving_again() -> bool:
+        response = await http.get(
+            f"{gateway_url}/v1/predictions",
+            params={"instrument": "alpaca:IBM"},
+            headers=user.headers,
+        )
+        return response.status_code == 200
+
+    await wait_until(serving_again, 30, "the champions to serve again")
 
 
 @pytest.fixture

@@ -4,11 +4,13 @@ A version is looked up by alias, downloaded, and loaded through MLflow's pyfunc 
 as it was logged (standardizer, return scale, what it was trained for), only once the downloaded
 files match the version's signature (``core.model_signing``): loading unpickles the model, so a
 version the platform did not sign never gets that far. A returns and a volatility champion
-logged from the same run are one model, loaded once.
+logged from the same run are one model, loaded once. What the version's training run measured
+out of sample is read with it, so that insights cost no call to the registry.
 """
 
 from __future__ import annotations
 
+import math
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PyFuncModel
 
 from core.model_signing import SIGNATURE_TAG, artifacts_digest, verifies
+from serve.inference.insights import Evidence
 from training.registry import ForecastModel, ForecastSpec, download_version
 
 __all__ = [
@@ -34,6 +37,15 @@ __all__ = [
 # or behind MLflow's auth "permission denied" (nobody holds a permission on a model not yet made;
 # every signed-in user may read the models that exist).
 _NO_CHAMPION = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "PERMISSION_DENIED"}
+# A retraining run logs its winner's out-of-sample scores as "model.<metric>" and, for
+# volatility, "model_vol.<metric>" (training.pipeline.retrain).
+_EVIDENCE_METRICS = {
+    "direction": "model.direction",
+    "direction_p": "model.direction_p",
+    "coverage_80": "model.coverage_80",
+    "returns_dm_p": "model.dm_p",
+    "volatility_dm_p": "model_vol.dm_p",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +56,8 @@ class Candidate:
     version: str
     source: str
     signature: str | None
+    # The training run that logged it; None for a version registered from files alone.
+    run_id: str | None
 
 
 class UnsignedModel(Exception):
@@ -63,6 +77,7 @@ class Champion:
     digest: str
     model: PyFuncModel
     forecaster: ForecastModel
+    evidence: Evidence
 
     @property
     def spec(self) -> ForecastSpec:
@@ -112,7 +127,11 @@ def champion_source(client: MlflowClient, name: str) -> Candidate | None:
             return None
         raise
     return Candidate(
-        name, str(version.version), str(version.source), version.tags.get(SIGNATURE_TAG)
+        name,
+        str(version.version),
+        str(version.source),
+        version.tags.get(SIGNATURE_TAG),
+        version.run_id or None,
     )
 
 
@@ -127,7 +146,10 @@ def load_champion(
     for other in loaded:
         if other is not None and other.source == source:
             _check_signature(candidate, signing_key, other.digest)
-            return Champion(name, version, source, other.digest, other.model, other.forecaster)
+            evidence = _evidence(client, candidate.run_id)
+            return Champion(
+                name, version, source, other.digest, other.model, other.forecaster, evidence
+            )
     with tempfile.TemporaryDirectory() as tmp:
         # Loaded from the very files that were verified, not downloaded a second time.
         root = download_version(client, name, version, Path(tmp))
@@ -137,7 +159,29 @@ def load_champion(
     forecaster = model.unwrap_python_model()
     if not isinstance(forecaster, ForecastModel):
         raise TypeError(f"{name} v{version} is not a forecaster of this platform")
-    return Champion(name, version, source, digest, model, forecaster)
+    evidence = _evidence(client, candidate.run_id)
+    return Champion(name, version, source, digest, model, forecaster, evidence)
+
+
+def _evidence(client: MlflowClient, run_id: str | None) -> Evidence:
+    """The out-of-sample scores ``run_id`` recorded; none for a version without a run or whose
+    run was deleted since. Raises MlflowException when the registry cannot be asked."""
+    if run_id is None:
+        return Evidence()
+    try:
+        metrics = client.get_run(run_id).data.metrics
+    except MlflowException as error:
+        if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return Evidence()
+        raise
+    scores = {field: metrics.get(key) for field, key in _EVIDENCE_METRICS.items()}
+    # A score that could not be computed (NaN) says no more than one never logged.
+    return Evidence(
+        **{
+            field: None if value is None or not math.isfinite(value) else value
+            for field, value in scores.items()
+        }
+    )
 
 
 def _check_signature(candidate: Candidate, signing_key: bytes, digest: str) -> None:

@@ -11,9 +11,9 @@ everything queued has gone out and the client has room in its window: it is pace
 client's acknowledgements and counts against the same queue bound as live events, which wait
 for it (held back per stream) so that each stream's events still go out once and in order.
 
-Only the client's own streams are reachable: ``predictions`` needs ``predictions:read``; the
-user's alerts and watchlists need ``account`` (people, never machine clients). A revoked token
-closes the connection (4001, see ``serve.auth.revocation``).
+Only the client's own streams are reachable: ``predictions`` and ``insights`` need
+``predictions:read``; the user's alerts and watchlists need ``account`` (people, never machine
+clients). A revoked token closes the connection (4001, see ``serve.auth.revocation``).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import redis.exceptions
 from fastapi import WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from core.events import CHANNELS, MarketEvent
+from core.events import CHANNELS, MODEL_CHANNELS, MarketEvent
 from core.redis_keys import alert_stream_key, stream_key
 from core.redis_replies import stream_entries
 from core.stream_ids import parse_id
@@ -75,10 +75,10 @@ _REFUSALS_PER_S = 1
 # replica's hub a key in every read, and inference a forecast attempt every round.
 MAX_UNSTREAMED_INSTRUMENTS = 10
 # Kinds where the latest one stands for every earlier one of its stream.
-_LATEST_WINS = {"quote", "forecast"}
+_LATEST_WINS = {"quote", "forecast", "insight"}
 _CONFLATABLE = _LATEST_WINS | {"book_snapshot", "book_delta"}
 # What a client needs for what: streams of a channel, its alerts and watchlists.
-_CHANNEL_SCOPES = {"predictions": Scope.predictions_read}
+_CHANNEL_SCOPES: dict[str, Scope] = dict.fromkeys(MODEL_CHANNELS, Scope.predictions_read)
 _FEED_SCOPES = frozenset({Scope.stream_read, Scope.predictions_read, Scope.account})
 # The server's reasons for closing, as finone_live_disconnects labels them; a connection that
 # ends otherwise was closed or dropped by the client ("client").
@@ -438,8 +438,9 @@ class LiveClient:
             self._resuming.append(_Resume(stream, f"({last_seen}"))
             await self._say_if_trimmed(stream, last_seen)
         for stream in new:
-            if stream.startswith("predictions:") and stream not in resume_from:
-                await self._current_forecast(stream)
+            channel = stream.partition(":")[0]
+            if channel in MODEL_CHANNELS and stream not in resume_from:
+                await self._current_model_output(stream)
 
     def _key(self, stream: str) -> str:
         if stream == ALERTS_STREAM:
@@ -459,9 +460,9 @@ class LiveClient:
                 )
             )
 
-    async def _current_forecast(self, stream: str) -> None:
-        """Forecasts change once a bar or a model does: a new subscriber gets the latest at once
-        rather than after the next publishing round."""
+    async def _current_model_output(self, stream: str) -> None:
+        """Forecasts and insights change once a bar or a model does: a new subscriber gets the
+        latest at once rather than after the next publishing round."""
         latest = stream_entries(await self._hub.redis.xrevrange(self._key(stream), count=1))
         if latest:
             raw_id, fields = latest[0]

@@ -1,4 +1,5 @@
-"""Forecasts of the champion models: the next return's quantiles and the next volatility."""
+"""Forecasts of the champion models (the next return's quantiles and the next volatility), and
+insights: a plain-language reading of an instrument made from its forecast and history."""
 
 from __future__ import annotations
 
@@ -13,15 +14,16 @@ from pydantic.config import JsonDict
 from ray.exceptions import RayError
 from ray.serve.exceptions import RayServeException
 
-from core.events import Forecast
+from core.events import FindingKind, Forecast, Insight, Verdict
 from serve.auth.roles import Scope
+from serve.coalescing import Coalescing
 from serve.dependencies import ResourcesDep, requires
-from serve.errors import ApiError, ErrorBody, token_errors
+from serve.errors import ApiError, ErrorBody, OpenApiResponses, token_errors
 from serve.fields import INSTRUMENT_PATTERN
 from serve.inference.champions import ServedModel
 from serve.inference.forecasts import Refusal, RefusalCode
 
-__all__ = ["router", "PredictionView", "ModelsView"]
+__all__ = ["router", "PredictionView", "ModelsView", "InsightView"]
 
 router = APIRouter(
     prefix="/v1",
@@ -35,6 +37,14 @@ _STATUS: dict[RefusalCode, int] = {
     "insufficient_history": 422,
     "model_unavailable": 503,
     "service_unavailable": 503,
+}
+_REFUSALS: OpenApiResponses = {
+    404: {"model": ErrorBody, "description": "no bars of the model's interval for it"},
+    422: {"model": ErrorBody, "description": "too little or degenerate recent history"},
+    503: {
+        "model": ErrorBody,
+        "description": "no champion model yet (`model_unavailable`) or inference is down",
+    },
 }
 
 
@@ -152,6 +162,118 @@ class ModelsView(BaseModel):
     models: list[ServedModelView]
 
 
+_INSIGHT_EXAMPLE: JsonDict = {
+    "instrument": "alpaca:IBM",
+    "interval": "1d",
+    "as_of_ts_ns": 1_362_096_000_000_000_000,
+    "returns": {"model": "finone-returns", "version": "3"},
+    "volatility": {"model": "finone-volatility", "version": "3"},
+    "summary": "Volatility typical (78th percentile of the past year); 80% range for the next "
+    "1d bar 199.37 to 204.98; no directional edge.",
+    "findings": [
+        {
+            "kind": "volatility_regime",
+            "verdict": "typical",
+            "numbers": {
+                "forecast_volatility": 0.0236,
+                "recent_volatility": 0.0269,
+                "percentile": 78.1,
+                "range_low": 0.0025,
+                "range_high": 0.0421,
+                "windows": 252.0,
+                "history_days": 365.0,
+            },
+            "text": "Volatility looks typical: over the next 5 bars it is forecast at 2.4%, the "
+            "78th percentile of 5-bar volatility over the past year (0.25% to 4.2%); the last 5 "
+            "bars realized 2.7%.",
+        },
+        {
+            "kind": "next_bar_range",
+            "verdict": "range",
+            "numbers": {
+                "close": 202.04,
+                "low": 199.37,
+                "high": 204.98,
+                "low_percent": -1.32,
+                "high_percent": 1.45,
+            },
+            "text": "Over the next 1d bar the model puts an 80% chance on a close between "
+            "199.37 and 204.98, -1.3% to +1.4% from the last close of 202.04.",
+        },
+        {
+            "kind": "directional_edge",
+            "verdict": "no_edge",
+            "numbers": {"hit_rate": 0.516, "p_value": 0.21},
+            "text": "The model has no directional edge: out of sample it called up or down "
+            "right 51.6% of the time, no better than a coin (p = 0.21), so do not read its "
+            "median as a call on the direction.",
+        },
+        {
+            "kind": "calibration",
+            "verdict": "calibrated",
+            "numbers": {"coverage_80": 0.797},
+            "text": "Out of sample 79.7% of outcomes fell inside its 80% ranges: they are well "
+            "calibrated.",
+        },
+        {
+            "kind": "skill",
+            "verdict": "mixed",
+            "numbers": {"returns_dm_p": 0.003, "volatility_dm_p": 0.31},
+            "text": "Against the best simple baseline out of sample, its return quantiles are "
+            "better (Diebold-Mariano p = 0.003) and its volatility forecasts are not "
+            "significantly better (p = 0.31).",
+        },
+    ],
+}
+
+
+class ModelRefView(BaseModel):
+    model: str = Field(description="Registered model name in MLflow.", examples=["finone-returns"])
+    version: str = Field(description="The registered version.", examples=["3"])
+
+
+class FindingView(BaseModel):
+    kind: FindingKind = Field(description="What the finding is about.")
+    verdict: Verdict = Field(
+        description="Its outcome, for programs: volatility_regime calm, typical or elevated; "
+        "next_bar_range range; directional_edge edge or no_edge; calibration calibrated, "
+        "too_narrow or too_wide; skill beats_baselines, mixed or no_better; any of them "
+        "not_measured when the history or the champion's training run cannot say."
+    )
+    numbers: dict[str, float | None] = Field(
+        description="The numbers it rests on, unrounded; null where one was not measured. "
+        "volatility_regime: forecast_volatility, recent_volatility (the last bars', over the "
+        "same horizon), percentile (0-100) and range_low/range_high of that volatility over the "
+        "past year, windows compared, history_days (under 365: less than a year of history); "
+        "next_bar_range: close, low and high (prices), low_percent and high_percent; "
+        "directional_edge: hit_rate, p_value (one-sided binomial); calibration: coverage_80; "
+        "skill: returns_dm_p, volatility_dm_p (Diebold-Mariano)."
+    )
+    text: str = Field(description="The finding in one sentence, numbers rounded.")
+
+
+class InsightView(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [_INSIGHT_EXAMPLE]})
+
+    instrument: str = Field(examples=["alpaca:IBM"])
+    interval: str = Field(description="Bar length the models read.", examples=["1d"])
+    as_of_ts_ns: int = Field(description="Start of the latest bar the insight reads.")
+    returns: ModelRefView | None = Field(
+        description="The returns model read; null while it has no champion."
+    )
+    volatility: ModelRefView | None = Field(
+        description="The volatility model read; null while it has no champion."
+    )
+    summary: str = Field(description="The main findings in one short sentence.")
+    findings: list[FindingView]
+
+    @classmethod
+    def of(cls, insight: Insight) -> InsightView:
+        return cls.model_validate(
+            msgspec.to_builtins(insight) | {"as_of_ts_ns": insight.exchange_ts_ns}
+        )
+
+
 _T = TypeVar("_T")
 
 
@@ -182,23 +304,38 @@ async def models(resources: ResourcesDep) -> ModelsView:
 @router.get(
     "/predictions",
     summary="The champion models' current forecast for an instrument",
-    responses={
-        404: {"model": ErrorBody, "description": "no bars of the model's interval for it"},
-        422: {"model": ErrorBody, "description": "too little or degenerate recent history"},
-        503: {
-            "model": ErrorBody,
-            "description": "no champion model yet (`model_unavailable`) or inference is down",
-        },
-    },
+    responses=_REFUSALS,
 )
 async def prediction(
     resources: ResourcesDep,
     instrument: Annotated[str, Query(pattern=INSTRUMENT_PATTERN, examples=["alpaca:IBM"])],
 ) -> PredictionView:
-    if resources.forecasts is None:
+    return PredictionView.of(await _model_answer(resources.forecasts, instrument))
+
+
+@router.get(
+    "/insights",
+    summary="A plain-language reading of an instrument from its forecast and history",
+    description="Where the volatility forecast stands in the past year's range, the 80% range "
+    "of the next bar's close, whether the returns model has a directional edge out of sample "
+    "(and saying so when it has none), how well its 80% ranges were calibrated and whether it "
+    "beats the best simple baseline. The same bars and models always give the same answer; "
+    "what the champions' training runs did not measure is said to be not measured.",
+    responses=_REFUSALS,
+)
+async def insight(
+    resources: ResourcesDep,
+    instrument: Annotated[str, Query(pattern=INSTRUMENT_PATTERN, examples=["alpaca:IBM"])],
+) -> InsightView:
+    return InsightView.of(await _model_answer(resources.insights, instrument))
+
+
+async def _model_answer(ask: Coalescing[str, _T | Refusal] | None, instrument: str) -> _T:
+    """What inference answers for ``instrument``, or its refusal as the API's error."""
+    if ask is None:
         raise ApiError(503, "model_unavailable", "this gateway is deployed without inference")
-    result = await _ask_inference(resources.forecasts(instrument))
+    result = await _ask_inference(ask(instrument))
     if isinstance(result, Refusal):
         headers = {"Retry-After": "30"} if _STATUS[result.code] == 503 else None
         raise ApiError(_STATUS[result.code], result.code, result.message, headers=headers)
-    return PredictionView.of(result)
+    return result

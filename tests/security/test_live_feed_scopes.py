@@ -1,6 +1,7 @@
-"""The live feed checks the scope each channel needs, not only ``stream:read``: forecasts need
-``predictions:read``; the owner's alerts and watchlists need ``account``, which machine clients
-never hold. Through the gateway on Serve, with real WebSocket clients and Redis."""
+"""The live feed checks the scope each channel needs, not only ``stream:read``: forecasts and
+insights need ``predictions:read``; the owner's alerts and watchlists need ``account``, which
+machine clients never hold. Through the gateway on Serve, with real WebSocket clients and
+Redis."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import dataclasses
 import json
 from typing import Any
 
+import pytest
 import redis.asyncio as aioredis
 from websockets.asyncio.client import ClientConnection
 
@@ -73,19 +75,20 @@ async def _fire_alert(settings: Settings, user_id: str, instrument: str) -> None
         await redis.aclose()
 
 
-async def test_predictions_channel_needs_the_predictions_scope(
-    gateway_url: str, auth_api: AuthApi, user: Session, instrument: str
+@pytest.mark.parametrize("channel", ["predictions", "insights"])
+async def test_model_channels_need_the_predictions_scope(
+    gateway_url: str, auth_api: AuthApi, user: Session, instrument: str, channel: str
 ) -> None:
     without = await _machine_client(auth_api, user, ["stream:read"])
     with_scope = await _machine_client(auth_api, user, ["stream:read", "predictions:read"])
 
     async with await connect_feed(gateway_url, without) as ws:
-        refused = await _answer(ws, instruments=[instrument], channels=["predictions"])
+        refused = await _answer(ws, instruments=[instrument], channels=[channel])
     async with await connect_feed(gateway_url, with_scope) as ws:
-        allowed = await _answer(ws, instruments=[instrument], channels=["predictions"])
+        allowed = await _answer(ws, instruments=[instrument], channels=[channel])
 
     assert refused["type"] == "error" and refused["code"] == "insufficient_scope"
-    assert allowed == {"type": "subscribed", "streams": [f"predictions:{instrument}"]}
+    assert allowed == {"type": "subscribed", "streams": [f"{channel}:{instrument}"]}
 
 
 async def test_machine_client_cannot_resolve_its_owners_watchlist(

@@ -7,7 +7,6 @@ import asyncio
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
@@ -213,28 +212,6 @@ async def test_models_say_what_serves_and_how_many_bars_a_forecast_needs(
     assert (too_little.status_code, too_little.json()["code"]) == (422, "insufficient_history")
     forecast = await _predict(http, gateway_url, user, enough)
     assert forecast.status_code == 200, forecast.text
-
-
-@pytest.fixture
-async def without_champions(
-    http: httpx.AsyncClient, gateway_url: str, user: Session, champions: Champions
-) -> AsyncIterator[None]:
-    """Neither target has a champion while the test runs; the session's come back after."""
-    client = MlflowClient(champions.tracking_uri)
-    held = {
-        name: client.get_model_version_by_alias(name, "champion").version
-        for name in (RETURNS, VOLATILITY)
-    }
-    for name in held:
-        client.delete_registered_model_alias(name, "champion")
-    yield
-    for name, version in held.items():
-        client.set_registered_model_alias(name, "champion", version)
-
-    async def serving_again() -> bool:
-        return (await _predict(http, gateway_url, user, "alpaca:IBM")).status_code == 200
-
-    await wait_until(serving_again, 30, "the champions to serve again")
 
 
 async def test_without_a_champion_forecasts_answer_503_model_unavailable(

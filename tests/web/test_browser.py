@@ -231,6 +231,10 @@ async def test_instrument_page_with_champion_models_shows_forecast_fan(
     await expect(panel).to_contain_text(
         re.compile(rf"Volatility model\s*{volatility['model']} v\d+")
     )
+    # Beside it, the forecast read in words, with whether the model has a directional edge.
+    reading = card(page, "What the forecast says")
+    await expect(reading).to_contain_text("80% chance on a close between", timeout=30_000)
+    await expect(reading).to_contain_text(re.compile(r"directional edge|better than a coin"))
 
     # The fan is drawn on charts of the model's interval.
     interval = str(returns["interval"])

@@ -25,6 +25,7 @@ export type PredictionView = Schemas["PredictionView"];
 export type ServedModelView = Schemas["ServedModelView"];
 export type ReturnForecastView = Schemas["ReturnForecastView"];
 export type VolatilityForecastView = Schemas["VolatilityForecastView"];
+export type InsightView = Schemas["InsightView"];
 export type ClientView = Schemas["ClientView"];
 export type CreatedClient = Schemas["CreatedClient"];
 export type FeedStatusView = Schemas["FeedStatusView"];

@@ -4,8 +4,10 @@
  * sizes stay the decimal strings the exchange wrote.
  */
 
-export type Channel = "trades" | "quotes" | "book" | "bars" | "predictions";
-export const CHANNELS: readonly Channel[] = ["trades", "quotes", "book", "bars", "predictions"];
+import type { InsightView } from "../api/types";
+
+export type Channel = "trades" | "quotes" | "book" | "bars" | "predictions" | "insights";
+export const CHANNELS: readonly Channel[] = ["trades", "quotes", "book", "bars", "predictions", "insights"];
 export const ALERTS_STREAM = "alerts";
 export const SUBPROTOCOL = "finone.v1";
 export const BEARER_PREFIX = "bearer.";
@@ -126,6 +128,12 @@ export interface ForecastEvent extends Stamped {
   volatility: VolatilityForecast | null;
 }
 
+/** A reading of the instrument from its forecast and history: GET /v1/insights's answer, whose
+ * `as_of_ts_ns` both stamps carry (the same bars and models make the same insight). */
+export interface InsightEvent extends Stamped, Pick<InsightView, "interval" | "returns" | "volatility" | "summary" | "findings"> {
+  kind: "insight";
+}
+
 export type FeedEvent =
   | TradeEvent
   | TradeCorrectionEvent
@@ -136,7 +144,8 @@ export type FeedEvent =
   | BarEvent
   | GapEvent
   | AlertEvent
-  | ForecastEvent;
+  | ForecastEvent
+  | InsightEvent;
 
 /** One event as the feed delivers it: its stream and the stream's event id. */
 export interface StreamEvent {

@@ -1,9 +1,10 @@
 import { Suspense, lazy, useEffect, useMemo, useRef, useState } from "react";
 import { ApiError, messageOf, unwrap } from "../api/errors";
-import { INTERVALS, type Interval, type PredictionView, type TradeRow } from "../api/types";
+import { INTERVALS, type InsightView, type Interval, type PredictionView, type TradeRow } from "../api/types";
 import { api } from "../app/services";
 import { Change, ErrorText, FeedState, Loading, VenueLabel } from "../components/common";
 import type { Fan } from "../components/CandleChart";
+import { InsightCard, insightOf } from "../components/InsightCard";
 import { useFeed, useLoad, useRedraw, useTitle } from "../lib/hooks";
 import { Link, navigate, useLocation } from "../lib/router";
 import type { FeedItem, FeedSpec } from "../live/feedClient";
@@ -65,6 +66,7 @@ export default function Instrument({ instrument }: { instrument: string }) {
   const [historyLoading, setHistoryLoading] = useState(true);
   const [quote, setQuote] = useState<{ bid: string | null; ask: string | null } | null>(null);
   const [forecast, setForecast] = useState<PredictionView | null>(null);
+  const [insight, setInsight] = useState<InsightView | null>(null);
   const [gaps, setGaps] = useState<string[]>([]);
 
   const meta = useLoad((signal) => unwrap(api.GET("/v1/instruments", { signal })), []);
@@ -121,7 +123,7 @@ export default function Instrument({ instrument }: { instrument: string }) {
   }, [instrument, redraw]);
 
   const spec = useMemo<FeedSpec>(
-    () => ({ instruments: [instrument], channels: ["trades", "quotes", "book", "bars", "predictions"] }),
+    () => ({ instruments: [instrument], channels: ["trades", "quotes", "book", "bars", "predictions", "insights"] }),
     [instrument],
   );
   const status = useFeed(spec, (items: FeedItem[]) => {
@@ -169,6 +171,9 @@ export default function Instrument({ instrument }: { instrument: string }) {
         case "forecast":
           setForecast({ instrument: event.instrument, made_at_ns: event.receive_ts_ns, returns: event.returns, volatility: event.volatility });
           break;
+        case "insight":
+          setInsight(insightOf(event));
+          break;
         default:
           break;
       }
@@ -186,6 +191,19 @@ export default function Instrument({ instrument }: { instrument: string }) {
   const first = series.candles()[0];
   const ladder = book.current.ladder(BOOK_DEPTH);
   const lastPrice = tape.current[0]?.price ?? (last ? String(last.close) : null);
+  // Once the instrument has a forecast it has an insight: asked for once, then the live feed
+  // brings each new one (a new bar or model).
+  const forecastShown = forecast !== null;
+  useEffect(() => {
+    if (!forecastShown) return undefined;
+    const controller = new AbortController();
+    unwrap(api.GET("/v1/insights", { params: { query: { instrument } }, signal: controller.signal })).then(
+      (view) => setInsight((live) => (live !== null && live.as_of_ts_ns >= view.as_of_ts_ns ? live : view)),
+      () => undefined, // the forecast's panel already says why the models cannot read it
+    );
+    return () => controller.abort();
+  }, [instrument, forecastShown]);
+
   const fanNow = fanOf(forecast, series);
   const fanKey = fanNow === null ? "" : Object.values(fanNow).join(",");
   const fan = useMemo(() => fanNow, [fanKey, series]);
@@ -281,6 +299,8 @@ export default function Instrument({ instrument }: { instrument: string }) {
         </div>
 
         <ForecastPanel instrument={instrument} live={forecast} onLoaded={setForecast} series={series} />
+
+        {insight && <InsightCard insight={insight} />}
 
         <div className="card">
           <h2>Order book</h2>
