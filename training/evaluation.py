@@ -74,10 +74,11 @@ class WalkForward:
 @dataclass(frozen=True, slots=True)
 class Step:
     """A unit of a retraining's or an evaluation's work just finished, and how far along its
-    phase is: ``done`` of ``total`` trials of the search, or of the walk-forward's units (an
-    instrument's fold of baselines, a fold of one model)."""
+    phase is: ``done`` of ``total`` trials of the search, of the walk-forward's units (an
+    instrument's fold of baselines, a fold of one model), or of a retraining's final units (a
+    winner trained on all the history and logged, a target gated)."""
 
-    phase: Literal["search", "walk-forward"]
+    phase: Literal["search", "walk-forward", "final"]
     done: int
     total: int
     unit: str

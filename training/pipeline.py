@@ -9,6 +9,7 @@ logged model.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -111,6 +112,13 @@ def retrain(
     mlflow.set_experiment(experiment)
     client = MlflowClient(tracking_uri)
     run_ids, scores, decisions = [], {}, []
+    finals = itertools.count(1)
+    total = len(winners) + len(TARGET_MODELS)
+
+    def final_unit(unit: str) -> None:
+        if progress is not None:
+            progress(Step("final", next(finals), total, unit))
+
     for name, targets in winners.items():
         config = configs[name]
         judged = _as_model(forecasts, name, list(winners))
@@ -131,9 +139,12 @@ def retrain(
                 )
             log_plots(judged, [_MODEL])
             uri = log_forecaster(fit(fit_rows, valid_rows, config), spec, valid_rows)
+        final_unit(f"final fit and log of {name}")
         run_ids.append(run.info.run_id)
         scores[run.info.run_id] = run_scores
-        decisions += [_gate(client, uri, target, run_scores, signing_key) for target in targets]
+        for target in targets:
+            decisions.append(_gate(client, uri, target, run_scores, signing_key))
+            final_unit(f"gate of {decisions[-1].name}")
     return Retraining(run_ids=tuple(run_ids), scores=scores, decisions=decisions)
 
 

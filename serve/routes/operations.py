@@ -265,14 +265,18 @@ class RetrainStatus(BaseModel):
     last_run_duration_s: float | None = Field(description="Seconds the last finished run took")
     decisions: list[RetrainDecision]
     instruments: list[str]
+    # Defaults, so that examples of a report outside a run (nulls, which the OpenAPI document
+    # leaves out) still validate.
     started_at: float | None = Field(
-        description="When the run in progress started (Unix s); null outside a run"
+        default=None, description="When the run in progress started (Unix s); null outside a run"
     )
     elapsed_s: float | None = Field(
-        description="Seconds the run in progress has taken, as of this answer; null outside a run"
+        default=None,
+        description="Seconds the run in progress has taken, as of this answer; null outside a run",
     )
     progress: RetrainProgressView | None = Field(
-        description="The run's latest step; null outside a run and until its first step ends"
+        default=None,
+        description="The run's latest step; null outside a run and until its first step ends",
     )
 
 

@@ -28,8 +28,9 @@ from actors.simulated.okx import OkxMarket, OkxServer
 from actors.venues.base import VenueConfig
 from core.events import Quote
 from core.settings import Settings
-from tests.actors.test_retrain_scheduler import _plan, _settled
+from tests.actors.test_retrain_scheduler import _settled
 from tests.polling import wait_until
+from tests.retraining import small_plan
 from tests.serve.auth_api import AuthApi, Session
 from tests.serve.champions import RETURNS, Champions
 from tests.serve.live_api import (
@@ -251,7 +252,7 @@ async def test_retrain_and_alert_metrics_reach_prometheus(
 ) -> None:
     redis, gateway_database = gateway_settings.redis_url, gateway_settings.database_url
     assert redis and gateway_database
-    plan = _plan(tmp_path, ("alpaca:NOPE",))
+    plan = small_plan(tmp_path, ("alpaca:NOPE",))
     scheduler = RetrainScheduler.remote(database_url, mlflow_url, plan)  # type: ignore[attr-defined]
     evaluator = AlertEvaluator.remote(redis, gateway_database)  # type: ignore[attr-defined]
     try:

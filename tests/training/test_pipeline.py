@@ -12,7 +12,7 @@ from mlflow import MlflowClient
 
 from actors.demo import stock_history
 from tests.ray_resources import wait_for_free_cpus
-from training.evaluation import WalkForward
+from training.evaluation import Step, WalkForward
 from training.features import FEATURES, make_features
 from training.pipeline import retrain
 from training.search import SearchSettings
@@ -31,6 +31,7 @@ def test_retraining_logs_the_winner_and_gates_both_targets(
     table = _table()
     search = SearchSettings(samples=2, max_epochs=2, grace_epochs=1, cpus_per_trial=0.5)
     wait_for_free_cpus(search.cpus_per_trial)
+    steps: list[Step] = []
 
     result = retrain(
         table,
@@ -40,6 +41,7 @@ def test_retraining_logs_the_winner_and_gates_both_targets(
         mlflow_url,
         f"retrain-{uuid.uuid4().hex[:8]}",
         tmp_path,
+        steps.append,
     )
 
     client = MlflowClient(mlflow_url)
@@ -62,6 +64,11 @@ def test_retraining_logs_the_winner_and_gates_both_targets(
         plots = {artifact.path for artifact in client.list_artifacts(run_id, "plots")}
         assert plots == {"plots/calibration.png", "plots/forecast_model_alpaca-MSFT.png"}
     assert targets == ["returns", "volatility"]
+    # Progress is told of every phase in order, up to the last gate.
+    phases = [step.phase for step in steps]
+    assert phases == sorted(phases, key=["search", "walk-forward", "final"].index)
+    assert steps[-1].phase == "final" and steps[-1].done == steps[-1].total
+    assert steps[-1].unit == "gate of finone-volatility"
     assert [d.name for d in result.decisions] == ["finone-returns", "finone-volatility"]
     for decision, run_id in zip(
         result.decisions, (result.run_ids[0], result.run_ids[-1]), strict=True

@@ -38,7 +38,7 @@ def test_train_command_searches_logs_and_gates(
     assert any(line.startswith("MLflow run ") for line in lines)
     assert any(line.startswith("finone-returns v") for line in lines)
     assert any(line.startswith("finone-volatility v") for line in lines)
-    assert "fold 1/1: model done" in result.stderr  # the progress bar's last step
+    assert "gate of finone-volatility done" in result.stderr  # the progress bar's last step
 
 
 def test_train_command_without_history_says_what_to_do(
