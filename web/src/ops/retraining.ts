@@ -23,9 +23,9 @@ export interface RunProgress {
 
 /** The run in progress, or null when none is. */
 export function runProgress(status: RetrainStatus): RunProgress | null {
-  if (status.state !== "training" || status.elapsed_s === null) return null;
+  if (status.state !== "training" || status.elapsed_s == null) return null;
   const clock = `${elapsed(status.elapsed_s)} elapsed`;
-  const step = status.progress;
+  const step = status.progress ?? null;
   if (step === null) return { step, text: `starting · ${clock}` };
   return { step, text: `${step.phase} ${step.done} of ${step.total} · ${step.unit} done · ${clock}` };
 }
