@@ -61,7 +61,7 @@ async def test_operator_starts_a_retraining_and_follows_it(
         assert {d["model"] for d in status["decisions"]} == {"finone-returns", "finone-volatility"}
 
         # While it ran, its clock went on and its counts moved from the search's trials to the
-        # walk-forward's units; after it, how long it took instead.
+        # walk-forward's units, then the final fits and gates; after it, how long it took.
         assert {s["started_at"] for s in running} == {started.json()["started_at"]}
         elapsed = [s["elapsed_s"] for s in running]
         assert elapsed == sorted(elapsed) and elapsed[-1] > elapsed[0], elapsed
@@ -70,8 +70,10 @@ async def test_operator_starts_a_retraining_and_follows_it(
             for s in running
             if s["progress"] is not None
         ]
-        phase, done, units = steps[-1]
-        assert ("search", 2, 2) in steps and (phase, done) == ("walk-forward", units), steps
+        units = next(total for phase, _, total in steps if phase == "walk-forward")
+        assert ("search", 2, 2) in steps and ("walk-forward", units, units) in steps, steps
+        order = ["search", "walk-forward", "final"]
+        assert steps == sorted(steps, key=lambda s: (order.index(s[0]), s[1])), steps
         assert (status["started_at"], status["elapsed_s"], status["progress"]) == (None, None, None)
         assert elapsed[-1] <= status["last_run_duration_s"], (elapsed, status)
     finally:
