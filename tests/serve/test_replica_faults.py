@@ -1,6 +1,7 @@
 """Gateway replicas dying under clients, through HAProxy ingress: a replica killed while requests
-stream fails none of them (reads it dropped are retried on the other), and a live-feed client
-whose replica dies reconnects and resumes with every event once, in order.
+stream fails none that it had not begun to answer (reads it dropped without a word are retried on
+the other), and a live-feed client whose replica dies reconnects and resumes with every event
+once, in order.
 
 A gateway of its own (two replicas, no inference) under /faults, so the killing leaves the
 session's gateway alone."""
@@ -28,6 +29,8 @@ from tests.serve.live_api import connect_feed, feed_events, publish, subscribe, 
 
 _APP = "gateway-faults"
 _CLIENTS = 16
+# What httpx says of a response whose connection closed after its head, inside its body.
+_CUT_BODY = "peer closed connection without sending complete message body"
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +68,7 @@ async def _both_replicas_serve(http: httpx.AsyncClient, url: str, user: Session)
     await wait_until(serving, 120, "both gateway replicas to serve")
 
 
-async def test_a_replica_killed_under_load_fails_only_the_requests_it_had_in_flight(
+async def test_a_replica_killed_under_load_fails_only_the_answers_it_had_begun(
     http: httpx.AsyncClient, faults_url: str, user: Session
 ) -> None:
     await _both_replicas_serve(http, faults_url, user)
@@ -78,8 +81,8 @@ async def test_a_replica_killed_under_load_fails_only_the_requests_it_had_in_fli
             while time.monotonic() < stop:
                 try:
                     response = await own.get(f"{faults_url}/v1/watchlists", headers=user.headers)
-                except httpx.RemoteProtocolError:
-                    answers.append((time.monotonic(), 0, "dropped"))
+                except httpx.RemoteProtocolError as error:
+                    answers.append((time.monotonic(), 0, str(error)))
                     continue
                 code = "" if response.status_code == 200 else response.json()["code"]
                 answers.append((time.monotonic(), response.status_code, code))
@@ -94,8 +97,11 @@ async def test_a_replica_killed_under_load_fails_only_the_requests_it_had_in_fli
     after = [a for a in answers if a[0] >= killed_at[0]]
     failed = [(status, code) for _, status, code in after if status != 200]
     assert before and {status for _, status, _ in before} == {200}
-    # Reads the replica dropped are sent to the other one: no client sees it die.
-    assert failed == []
+    # A replica's answer goes out as its head, then its body: one killed between the two leaves
+    # the client a head HAProxy has already passed on, which no one can take back. Every other
+    # read it dropped is sent to the other replica: no 502, no connection closed unanswered.
+    cut = [(status, code) for status, code in failed if _CUT_BODY in code]
+    assert failed == cut and len(cut) <= _CLIENTS, failed
     assert [status for _, status, _ in after[-_CLIENTS:]] == [200] * _CLIENTS
 
 
