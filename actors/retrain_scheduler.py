@@ -1,5 +1,6 @@
-"""The retrain scheduler: one long-lived actor that retrains the forecasters on a schedule or
-once enough new bars have arrived, one run at a time, and says what it is doing.
+"""The retrain scheduler: one long-lived actor that retrains the forecasters of each bar
+interval it is given (daily, and intraday on the recorder's bars) on a schedule or once enough
+new bars of that interval have arrived, one run at a time, and says what it is doing.
 
 A run is ``training.pipeline.retrain`` (search, walk-forward judgement, MLflow, gate), made in
 a worker thread so the actor keeps answering ``status`` and ``trigger`` meanwhile; the report
@@ -49,7 +50,8 @@ _POLL_S = 30.0
 @dataclass(frozen=True, slots=True)
 class RetrainPlan:
     instruments: tuple[str, ...]
-    interval: str
+    # Each retrained on its own bars, into models of its own (training.registry.model_name).
+    intervals: tuple[str, ...]
     every_s: float
     min_new_bars: int
     walk_forward: WalkForward
@@ -89,8 +91,12 @@ class RetrainReport(msgspec.Struct, frozen=True, kw_only=True):
     # When the last finished run ended, and how long it took.
     last_run_at: float | None
     last_run_duration_s: float | None
+    # The latest run's decisions of every interval, in ``intervals``' order.
     decisions: list[RetrainDecision]
     instruments: list[str]
+    intervals: list[str]
+    # The interval of the run in progress, else of the last one that ended; None before any.
+    interval: str | None
     # The run in progress (None outside one): when it started, how long it has been going when
     # the report was made, and its latest step (None until its first step ends).
     started_at: float | None
@@ -110,13 +116,18 @@ class RetrainScheduler:
         self._runs = 0
         self._last_run_at: float | None = None
         self._last_run_duration_s: float | None = None
+        self._interval: str | None = None
         self._started_at: float | None = None
         self._progress: RetrainProgress | None = None
-        self._bars_at_last_run = 0
-        self._last_decisions: list[RetrainDecision] = []
+        # interval -> when its last run ended, the bars it counted then, the run's decisions.
+        self._ended_at: dict[str, float] = {}
+        self._bars_at_last_run: dict[str, int] = {}
+        self._decisions: dict[str, list[RetrainDecision]] = {}
         self._running: asyncio.Task[None] | None = None
         self._runs_metric = Counter(
-            "finone_retrain_runs", "Retraining runs ended, per outcome", ("outcome",)
+            "finone_retrain_runs",
+            "Retraining runs ended, per outcome and bar interval",
+            ("outcome", "interval"),
         )
         self._running_metric = Gauge("finone_retrain_running", "1 while a retraining runs")
         self._running_metric.set(0)
@@ -133,18 +144,26 @@ class RetrainScheduler:
             runs=self._runs,
             last_run_at=self._last_run_at,
             last_run_duration_s=self._last_run_duration_s,
-            decisions=self._last_decisions,
+            decisions=[d for i in self._plan.intervals for d in self._decisions.get(i, [])],
             instruments=list(self._plan.instruments),
+            intervals=list(self._plan.intervals),
+            interval=self._interval,
             started_at=self._started_at,
             elapsed_s=None if self._started_at is None else time.time() - self._started_at,
             progress=self._progress,
         )
 
-    async def trigger(self) -> bool:
-        """Start a run now; False when one is already running."""
+    async def trigger(self, interval: str | None = None) -> bool:
+        """Retrain ``interval`` now, or every interval in turn; False when a run is already
+        going. Raises ValueError for an interval the plan does not retrain."""
+        if interval is not None and interval not in self._plan.intervals:
+            raise ValueError(f"{interval} bars are not retrained here: {self._plan.intervals}")
         if self._running is not None and not self._running.done():
             return False
-        self._running = asyncio.get_running_loop().create_task(self._run("requested"))
+        intervals = self._plan.intervals if interval is None else (interval,)
+        self._running = asyncio.get_running_loop().create_task(
+            self._run_each(intervals, "requested")
+        )
         return True
 
     async def _watch(self) -> None:
@@ -155,49 +174,63 @@ class RetrainScheduler:
             if self._running is not None and not self._running.done():
                 continue
             try:
-                bars = await self._bar_count()
+                due = await self._due()
             except (OSError, asyncpg.PostgresError) as error:
                 self._detail = f"cannot count bars: {type(error).__name__}"
                 continue
-            due = self._last_run_at is None or time.time() - self._last_run_at >= self._plan.every_s
-            fresh = bars - self._bars_at_last_run >= self._plan.min_new_bars
-            if bars and (due or fresh):
-                if self._last_run_at is None:
-                    reason = "first run"
-                elif due:
-                    reason = "schedule"
-                else:
-                    reason = f"{bars - self._bars_at_last_run} new bars"
-                self._running = asyncio.get_running_loop().create_task(self._run(reason))
+            if due is not None:
+                self._running = asyncio.get_running_loop().create_task(self._run_each(*due))
 
-    async def _bar_count(self) -> int:
+    async def _due(self) -> tuple[tuple[str], str] | None:
+        """The first interval whose run is due, with why; None when none is. An interval whose
+        history was too short waits for ``min_new_bars`` more before it is tried again."""
+        now = time.time()
+        for interval in self._plan.intervals:
+            bars = await self._bar_count(interval)
+            counted = self._bars_at_last_run.get(interval)
+            ended_at = self._ended_at.get(interval)
+            if not bars:
+                continue
+            if counted is None:
+                return (interval,), "first run"
+            if ended_at is not None and now - ended_at >= self._plan.every_s:
+                return (interval,), "schedule"
+            if bars - counted >= self._plan.min_new_bars:
+                return (interval,), f"{bars - counted} new bars"
+        return None
+
+    async def _bar_count(self, interval: str) -> int:
         conn = await asyncpg.connect(self._database_url)
         try:
             count: int = await conn.fetchval(
                 "SELECT count(*) FROM bars WHERE instrument_id = ANY($1) AND interval = $2",
                 list(self._plan.instruments),
-                self._plan.interval,
+                interval,
             )
         finally:
             await conn.close()
         return count
 
-    async def _run(self, reason: str) -> None:
-        self._running_metric.set(1)
-        try:
-            outcome = await self._retrain(reason)
-        finally:
-            self._running_metric.set(0)
-        self._runs_metric.inc(tags={"outcome": outcome})
+    async def _run_each(self, intervals: tuple[str, ...], reason: str) -> None:
+        for interval in intervals:
+            self._running_metric.set(1)
+            try:
+                outcome = await self._retrain(interval, reason)
+            finally:
+                self._running_metric.set(0)
+            self._runs_metric.inc(tags={"outcome": outcome, "interval": interval})
 
-    async def _retrain(self, reason: str) -> Literal["finished", "failed", "waiting_for_data"]:
+    async def _retrain(
+        self, interval: str, reason: str
+    ) -> Literal["finished", "failed", "waiting_for_data"]:
         plan = self._plan
         started_at = time.time()
+        reason = f"{interval} bars, {reason}"
         self._state, self._detail = "training", f"started ({reason})"
-        self._started_at, self._progress = started_at, None
+        self._interval, self._started_at, self._progress = interval, started_at, None
         try:
-            bars = await self._bar_count()
-            table = await load_dataset(self._database_url, list(plan.instruments), plan.interval)
+            bars = await self._bar_count(interval)
+            table = await load_dataset(self._database_url, list(plan.instruments), interval)
             self._detail = f"started ({reason}): searching {plan.search.samples} configurations"
 
             def progress(step: Step) -> None:
@@ -210,7 +243,7 @@ class RetrainScheduler:
             result = await asyncio.to_thread(
                 retrain,
                 table,
-                plan.interval,
+                interval,
                 plan.walk_forward,
                 plan.search,
                 self._tracking_uri,
@@ -219,7 +252,8 @@ class RetrainScheduler:
                 progress,
             )
         except DatasetError as error:
-            self._state, self._detail = "waiting", f"not enough history: {error}"
+            self._bars_at_last_run[interval] = bars
+            self._state, self._detail = "waiting", f"not enough {interval} history: {error}"
             return "waiting_for_data"
         except Exception as error:  # a failed run is a state to report, never the actor's end
             log.exception("retraining failed")
@@ -229,10 +263,10 @@ class RetrainScheduler:
             # However it ended, it no longer runs: its progress must not outlive it.
             self._started_at, self._progress = None, None
         self._runs += 1
-        self._last_run_at = time.time()
+        self._last_run_at = self._ended_at[interval] = time.time()
         self._last_run_duration_s = self._last_run_at - started_at
-        self._bars_at_last_run = bars
-        self._last_decisions = [
+        self._bars_at_last_run[interval] = bars
+        self._decisions[interval] = [
             RetrainDecision(model=d.name, version=d.version, alias=d.alias, reason=d.reason)
             for d in result.decisions
         ]

@@ -45,9 +45,10 @@ from serve.auth.accounts import create_user  # noqa: E402
 from serve.auth.passwords import Passwords  # noqa: E402
 from training.datasets import load_dataset  # noqa: E402
 from training.registry import (  # noqa: E402
-    TARGET_MODELS,
+    TARGET_METRICS,
     ForecastSpec,
     log_forecaster,
+    model_name,
     sign_version,
 )
 from training.trainer import TrainConfig, fit  # noqa: E402
@@ -71,7 +72,7 @@ def register_champion(database_url: str, tracking_uri: str, secret_key: str) -> 
     with mlflow.start_run():
         uri = log_forecaster(fitted, spec, table.iloc[-290:])
     client = MlflowClient(tracking_uri)
-    for name, _ in TARGET_MODELS.values():
+    for name in (model_name(target, "1d") for target in TARGET_METRICS):
         version = str(mlflow.register_model(uri, name).version)
         sign_version(client, name, version, signing_key(secret_key))
         client.set_registered_model_alias(name, "champion", version)

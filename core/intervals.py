@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-__all__ = ["INTERVALS", "INTERVAL_NS"]
+from typing import Literal
+
+__all__ = ["INTERVALS", "INTERVAL_NS", "Interval"]
+
+Interval = Literal["1s", "1m", "5m", "15m", "1h", "1d"]
 
 INTERVAL_NS: dict[str, int] = {
     "1s": 1_000_000_000,

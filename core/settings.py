@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.errors import PlatformError
 from core.events import MarketChannel
+from core.intervals import Interval
 
 __all__ = ["Settings", "DEFAULT_SECRET", "DEFAULT_FEEDS", "MIN_SECRET_BITS", "secret_strength_bits"]
 
@@ -207,7 +208,12 @@ class Settings(BaseSettings):
         default_factory=lambda: ["alpaca:AAPL", "alpaca:GOOG", "alpaca:IBM", "alpaca:MSFT"],
         description="Instruments the retrain scheduler trains on, pooled.",
     )
-    retrain_interval: Literal["1s", "1m", "5m", "15m", "1h", "1d"] = "1d"
+    retrain_intervals: list[Interval] = Field(
+        default=["1d"],
+        min_length=1,
+        description="Bar lengths retrained and forecast, each with champions of its own; "
+        "1s and 1m bars are the recorder's, from live trades.",
+    )
     retrain_every_s: float = Field(default=86_400.0, gt=0)
     retrain_min_new_bars: int = Field(default=500, ge=1)
     retrain_samples: int = Field(default=8, ge=1)
@@ -252,6 +258,13 @@ class Settings(BaseSettings):
     startup_timeout_s: float = Field(default=120.0, gt=0)
     health_timeout_s: float = Field(default=2.0, gt=0)
     embedded_restart_delay_s: float = Field(default=5.0, ge=0)
+
+    @field_validator("retrain_intervals")
+    @classmethod
+    def _distinct_intervals(cls, value: list[Interval]) -> list[Interval]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"FINONE_RETRAIN_INTERVALS names an interval twice: {value}")
+        return value
 
     @field_validator("mlflow_tracking_uri")
     @classmethod

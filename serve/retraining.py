@@ -32,7 +32,9 @@ async def retrain_report() -> RetrainReport:
     return report
 
 
-async def trigger_retrain() -> bool:
-    """True when a run started; False when one is already running."""
-    started: bool = await asyncio.wait_for((await _scheduler()).trigger.remote(), _TIMEOUT_S)
+async def trigger_retrain(interval: str | None) -> bool:
+    """Retrain ``interval`` (every interval in turn when None): True when the run started,
+    False when one is already running."""
+    scheduler = await _scheduler()
+    started: bool = await asyncio.wait_for(scheduler.trigger.remote(interval), _TIMEOUT_S)
     return started

@@ -149,7 +149,7 @@ def retrain_scheduler(
     assert gateway_settings.database_url
     plan = RetrainPlan(
         instruments=("fuzz:NO-HISTORY",),
-        interval="1d",
+        intervals=("1d",),
         every_s=86_400,
         min_new_bars=10_000,
         walk_forward=WalkForward(),

@@ -19,7 +19,7 @@ def small_plan(tmp_path: Path, instruments: tuple[str, ...]) -> RetrainPlan:
     """Two trials of at most two epochs, judged on one walk-forward fold."""
     return RetrainPlan(
         instruments=instruments,
-        interval="1d",
+        intervals=("1d",),
         every_s=86_400,
         min_new_bars=10_000,
         walk_forward=WalkForward(folds=1, test_size=150, min_train=400),

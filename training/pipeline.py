@@ -30,10 +30,11 @@ from training.evaluation import (
 )
 from training.plots import log_plots
 from training.registry import (
-    TARGET_MODELS,
+    TARGET_METRICS,
     Decision,
     ForecastSpec,
     log_forecaster,
+    model_name,
     register_and_gate,
 )
 from training.search import SearchSettings, run_search
@@ -113,7 +114,7 @@ def retrain(
     client = MlflowClient(tracking_uri)
     run_ids, scores, decisions = [], {}, []
     finals = itertools.count(1)
-    total = len(winners) + len(TARGET_MODELS)
+    total = len(winners) + len(TARGET_METRICS)
 
     def final_unit(unit: str) -> None:
         if progress is not None:
@@ -143,7 +144,7 @@ def retrain(
         run_ids.append(run.info.run_id)
         scores[run.info.run_id] = run_scores
         for target in targets:
-            decisions.append(_gate(client, uri, target, run_scores, signing_key))
+            decisions.append(_gate(client, uri, target, interval, run_scores, signing_key))
             final_unit(f"gate of {decisions[-1].name}")
     return Retraining(run_ids=tuple(run_ids), scores=scores, decisions=decisions)
 
@@ -152,10 +153,11 @@ def _gate(
     client: MlflowClient,
     uri: str,
     target: str,
+    interval: str,
     scores: dict[str, dict[str, float]],
     signing_key: bytes,
 ) -> Decision:
-    name, metric = TARGET_MODELS[target]
+    name, metric = model_name(target, interval), TARGET_METRICS[target]
     if target == "returns":
         model, baselines = scores[_MODEL], {b: scores[b][metric] for b in RETURN_BASELINES}
     else:

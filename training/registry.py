@@ -31,7 +31,8 @@ from training.scaling import Standardizer
 from training.trainer import Fitted, TrainConfig, predict
 
 __all__ = [
-    "TARGET_MODELS",
+    "TARGET_METRICS",
+    "model_name",
     "SIGNIFICANCE",
     "ForecastSpec",
     "ForecastModel",
@@ -43,15 +44,18 @@ __all__ = [
     "sign_version",
 ]
 
-# Registered model name per target, and the held-out score that gates it (lower is better).
-TARGET_MODELS = {
-    "returns": ("finone-returns", "pinball"),
-    "volatility": ("finone-volatility", "qlike"),
-}
+# The held-out score that gates each target's models (lower is better).
+TARGET_METRICS = {"returns": "pinball", "volatility": "qlike"}
 _SCORE_TAG = "oos_score"
 _P_VALUE_TAG = "oos_dm_p"
 # A version must beat the best baseline at this level of the Diebold-Mariano test.
 SIGNIFICANCE = 0.05
+
+
+def model_name(target: str, interval: str) -> str:
+    """The registered model of ``target``'s forecasts from ``interval`` bars. Daily models keep
+    the names they had before intraday ones existed, so their champions still serve."""
+    return f"finone-{target}" if interval == "1d" else f"finone-{target}-{interval}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ def retrain_plan(settings: Settings) -> RetrainPlan:
     demo = settings.demo
     return RetrainPlan(
         instruments=SAMPLE_INSTRUMENTS if demo else tuple(settings.retrain_instruments),
-        interval=SAMPLE_INTERVAL if demo else settings.retrain_interval,
+        intervals=(SAMPLE_INTERVAL,) if demo else tuple(settings.retrain_intervals),
         every_s=settings.retrain_every_s,
         min_new_bars=settings.retrain_min_new_bars,
         walk_forward=WalkForward(),

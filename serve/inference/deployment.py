@@ -54,11 +54,12 @@ from serve.inference.insights import Evidence, history_bars, make_insight
 from serve.metrics import LATENCY_BUCKETS_S
 from serve.stream_hub import INTEREST_FRESH_S, decode_entry
 from training.datasets import recent_bars
-from training.registry import TARGET_MODELS
+from training.registry import TARGET_METRICS, model_name
 
 __all__ = ["Forecaster"]
 
 log = logging.getLogger(__name__)
+_DAILY_MODELS = {target: model_name(target, "1d") for target in TARGET_METRICS}
 # How long a request waits for the replica's first look at the registry before being refused.
 _FIRST_LOOK_S = 30.0
 # Requests per batch: Serve's batches (up to the configured size, 16 by default) and publishing
@@ -90,7 +91,7 @@ class Forecaster:
         mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
         self._settings = settings
         self._client = MlflowClient(settings.mlflow_tracking_uri)
-        self._champions: dict[str, Champion | None] = dict.fromkeys(TARGET_MODELS)
+        self._champions: dict[str, Champion | None] = dict.fromkeys(TARGET_METRICS)
         self._signing_key = signing_key(settings.secret_key.get_secret_value())
         # target -> (the candidate refused, why): not fetched again until the alias or its
         # signature changes.
@@ -155,7 +156,7 @@ class Forecaster:
                 self._champions[target],
                 self._refused[target][1] if target in self._refused else None,
             )
-            for target, (name, _) in TARGET_MODELS.items()
+            for target, name in _DAILY_MODELS.items()
         ]
 
     async def check_health(self) -> None:
@@ -261,7 +262,7 @@ class Forecaster:
                 # A registry that misbehaves must not stop the replica from following it.
                 log.exception("following the champion models failed; keeping the loaded ones")
             self._first_look.set()
-            for target, (name, _) in TARGET_MODELS.items():
+            for target, name in _DAILY_MODELS.items():
                 champion = self._champions[target]
                 self._model_version.set(
                     0 if champion is None else int(champion.version),
@@ -270,7 +271,7 @@ class Forecaster:
             await asyncio.sleep(self._settings.champion_poll_s)
 
     async def _look_at_registry(self) -> None:
-        for target, (name, _) in TARGET_MODELS.items():
+        for target, name in _DAILY_MODELS.items():
             serving = self._champions[target]
             try:
                 current = await asyncio.to_thread(champion_source, self._client, name)

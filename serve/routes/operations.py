@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonValue
 
+from core.intervals import Interval
 from serve.dependencies import Operator, ResourcesDep
 from serve.errors import ApiError, ErrorBody, OpenApiResponses, token_errors
 from serve.feeds import FeedNotFound, feed_reports, restart_feed, set_recording
@@ -235,6 +236,8 @@ class RetrainStatus(BaseModel):
                     "last_run_duration_s": 734.6,
                     "decisions": _DECISIONS,
                     "instruments": _RETRAIN_INSTRUMENTS,
+                    "intervals": ["1d"],
+                    "interval": "1d",
                     "started_at": None,
                     "elapsed_s": None,
                     "progress": None,
@@ -247,6 +250,8 @@ class RetrainStatus(BaseModel):
                     "last_run_duration_s": 734.6,
                     "decisions": _DECISIONS,
                     "instruments": _RETRAIN_INSTRUMENTS,
+                    "intervals": ["1d"],
+                    "interval": "1d",
                     "started_at": 1_764_151_200.5,
                     "elapsed_s": 72.4,
                     "progress": _PROGRESS,
@@ -263,8 +268,14 @@ class RetrainStatus(BaseModel):
     runs: int = Field(description="Runs finished since the scheduler started")
     last_run_at: float | None = Field(description="When the last finished run ended (Unix s)")
     last_run_duration_s: float | None = Field(description="Seconds the last finished run took")
-    decisions: list[RetrainDecision]
+    decisions: list[RetrainDecision] = Field(
+        description="The latest run's decisions of every interval (model names carry theirs)"
+    )
     instruments: list[str]
+    intervals: list[str] = Field(description="Bar intervals retrained, each into its own models")
+    interval: str | None = Field(
+        description="The interval of the run in progress, else of the last run; null before any"
+    )
     # Defaults, so that examples of a report outside a run (nulls, which the OpenAPI document
     # leaves out) still validate.
     started_at: float | None = Field(
@@ -324,12 +335,26 @@ async def retrain(operator: Operator) -> RetrainStatus:
 @router.post(
     "/retrain",
     status_code=202,
-    summary="Start a retraining now (search, judge, log, gate)",
-    responses={**_NO_SCHEDULER, 409: {"model": ErrorBody, "description": "one is running"}},
+    summary="Start a retraining now (search, judge, log, gate) of one interval or each in turn",
+    responses={
+        **_NO_SCHEDULER,
+        409: {"model": ErrorBody, "description": "one is running"},
+        422: {"model": ErrorBody, "description": "that interval is not retrained here"},
+    },
 )
-async def start_retrain(operator: Operator) -> RetrainStatus:
+async def start_retrain(
+    operator: Operator,
+    interval: Annotated[
+        Interval | None,
+        Query(
+            description="The bar interval to retrain; every retrained interval in turn when absent"
+        ),
+    ] = None,
+) -> RetrainStatus:
     try:
-        if not await trigger_retrain():
+        if interval is not None and interval not in (await retrain_report()).intervals:
+            raise ApiError(422, "interval_not_retrained", f"{interval} bars are not retrained here")
+        if not await trigger_retrain(interval):
             raise ApiError(409, "retrain_running", "a retraining is already running")
         return RetrainStatus.model_validate(await retrain_report())
     except SchedulerMissing:

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import ray
 from ray.exceptions import RayActorError
 
@@ -85,7 +86,7 @@ async def test_plan_with_first_run_at_once_trains_unasked_and_reports_each_step(
         await wait_until(training, 20, "the first run to start")
         # Not the poll, which comes after 30 s.
         assert time.monotonic() - started < 25
-        assert "(first run)" in (await actor.status.remote()).detail
+        assert "(1d bars, first run)" in (await actor.status.remote()).detail
 
         # Each step overwrites the one before, and the two trials run side by side, so one
         # trial's report may last only a moment: every report is kept until the run ends.
@@ -102,7 +103,7 @@ async def test_plan_with_first_run_at_once_trains_unasked_and_reports_each_step(
         await wait_until(finished, RUN_TIMEOUT_S, "the first run to finish")
         waited_s = time.monotonic() - started
         trials = {d for d in seen if re.search(r"trial [12]/2 \(.*\) done", d)}
-        assert trials and all("(first run)" in d for d in trials), seen
+        assert trials and all("(1d bars, first run)" in d for d in trials), seen
 
         # While it ran: one start, and an elapsed time that grew with the clock.
         [started_at] = {status.started_at for _, status in running}
@@ -129,7 +130,9 @@ async def test_plan_with_first_run_at_once_trains_unasked_and_reports_each_step(
         # `finone status` says the same while it ran.
         component = RetrainComponent()
         lines = {component.check(status).detail for _, status in running if status.progress}
-        pattern = r"training: search [12] of 2, (\d+m )?\d+s elapsed; running \(first run\): "
+        pattern = (
+            r"training: search [12] of 2, (\d+m )?\d+s elapsed; running \(1d bars, first run\): "
+        )
         assert any(re.match(pattern + r"trial [12]/2 \(", line) for line in lines), lines
 
         # Over: the run's progress is gone, its duration is there instead, from the same clock.
@@ -140,7 +143,8 @@ async def test_plan_with_first_run_at_once_trains_unasked_and_reports_each_step(
         check = component.check(status)
         assert check.ok
         assert re.fullmatch(
-            r"idle: last run \w+ \(first run\), took (\d+m )?\d+s; 1 run\(s\)", check.detail
+            r"idle: last run \w+ \(1d bars, first run\), took (\d+m )?\d+s; 1 run\(s\)",
+            check.detail,
         ), check.detail
     finally:
         ray.kill(actor, no_restart=True)
@@ -160,6 +164,26 @@ async def test_retraining_without_history_waits_and_says_why(
     assert status.state == "waiting"
     assert "no 1d bars for alpaca:NOPE" in status.detail
     assert _no_run_in_progress(status) and status.last_run_duration_s is None, status
+
+
+async def test_each_interval_is_retrained_in_turn_and_one_not_planned_is_refused(
+    ray_cluster: None, database_url: str, mlflow_url: str, tmp_path: Path
+) -> None:
+    plan = dataclasses.replace(small_plan(tmp_path, ("alpaca:NOPE",)), intervals=("1m", "1d"))
+    actor = RetrainScheduler.remote(database_url, mlflow_url, plan)  # type: ignore[attr-defined]
+    try:
+        with pytest.raises(ValueError, match="1h bars are not retrained here"):
+            await actor.trigger.remote("1h")
+        assert await actor.trigger.remote() is True
+        status = await _settled(actor)
+        # Each interval got its turn, the last one's outcome is the state.
+        assert (status.state, status.interval, status.intervals) == ("waiting", "1d", ["1m", "1d"])
+        assert "not enough 1d history: no 1d bars for alpaca:NOPE" in status.detail, status
+        assert await actor.trigger.remote("1m") is True
+        status = await _settled(actor)
+        assert status.interval == "1m" and "no 1m bars for alpaca:NOPE" in status.detail, status
+    finally:
+        ray.kill(actor, no_restart=True)
 
 
 async def test_retraining_that_fails_leaves_no_progress_and_says_why(

@@ -45,6 +45,8 @@ def test_retrain_status_line_says_how_far_a_run_is_and_how_long_the_last_took() 
         last_run_duration_s=None,
         decisions=[],
         instruments=["alpaca:IBM"],
+        intervals=["1d"],
+        interval=None,
         started_at=None,
         elapsed_s=None,
         progress=None,

@@ -19,7 +19,7 @@ from cluster.sample_data import load_sample_bars
 from core.model_signing import signing_key
 from core.settings import Settings
 from training.datasets import load_dataset
-from training.registry import TARGET_MODELS, ForecastSpec, log_forecaster, sign_version
+from training.registry import ForecastSpec, log_forecaster, model_name, sign_version
 from training.trainer import TrainConfig, fit
 
 __all__ = [
@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 INSTRUMENTS = ("alpaca:IBM", "alpaca:MSFT")
-RETURNS, VOLATILITY = TARGET_MODELS["returns"][0], TARGET_MODELS["volatility"][0]
+RETURNS, VOLATILITY = model_name("returns", "1d"), model_name("volatility", "1d")
 
 
 @dataclass(frozen=True, slots=True)

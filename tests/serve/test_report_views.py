@@ -45,6 +45,8 @@ def test_retrain_status_view_from_report_carries_nested_decisions_and_progress()
         last_run_duration_s=60.0,
         decisions=[decision],
         instruments=["a"],
+        intervals=["1d"],
+        interval=None,
         started_at=100.0,
         elapsed_s=12.5,
         progress=step,

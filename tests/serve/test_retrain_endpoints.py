@@ -39,11 +39,19 @@ async def test_operator_starts_a_retraining_and_follows_it(
         # Up, as `finone up` leaves it: constructing it imports the training stack (seconds).
         await asyncio.wait_for(actor.status.remote(), 120)
         forbidden = await auth_api.http.post(url, headers=user.headers)
-        started = await auth_api.http.post(url, headers=operator.headers)
+        not_retrained = await auth_api.http.post(f"{url}?interval=1m", headers=operator.headers)
+        no_interval = await auth_api.http.post(f"{url}?interval=2d", headers=operator.headers)
+        started = await auth_api.http.post(f"{url}?interval=1d", headers=operator.headers)
         again = await auth_api.http.post(url, headers=operator.headers)
 
         assert forbidden.status_code == 403
+        assert (not_retrained.status_code, not_retrained.json()["code"]) == (
+            422,
+            "interval_not_retrained",
+        )
+        assert no_interval.status_code == 422
         assert started.status_code == 202 and started.json()["state"] == "training"
+        assert (started.json()["interval"], started.json()["intervals"]) == ("1d", ["1d"])
         assert started.json()["started_at"] is not None and started.json()["progress"] is None
         assert (again.status_code, again.json()["code"]) == (409, "retrain_running")
 
