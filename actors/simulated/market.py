@@ -13,19 +13,22 @@ of the book changed. Every books update carries OKX's checksum and continues the
 the OKX adapter checks it exactly as it checks OKX.
 
 Deterministic for a seed: the walk, the books and the trades repeat; only the times differ.
+They are the wall clock's as served, or a virtual clock's (``clock``): that is how
+``actors.simulated.market_capture`` writes a long stretch of the market far faster than it
+would stream.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 
 from actors.simulated.okx import FIRST_TRADE_ID, ExchangeBook, OkxMarket, decimal_text
 
-__all__ = ["Listing", "LISTINGS", "STEP_S", "SimulatedMarket"]
+__all__ = ["Listing", "LISTINGS", "STEP_S", "SimulatedMarket", "first_trade_id_at"]
 
 STEP_S = 0.1
 DEPTH = 50
@@ -68,6 +71,14 @@ LISTINGS = (
 )
 
 
+def first_trade_id_at(time_ns: int) -> int:
+    """The first trade id of a market opening at ``time_ns``: a market opened later (a venue
+    restarted, the next demo, another capture on the same database) never repeats an earlier
+    one's ids, which the recorder keeps one trade per. Milliseconds since the epoch, times a
+    thousand, stay ahead of a few trades a second."""
+    return time_ns // 1_000_000 * 1_000
+
+
 class _VolatilityWalk:
     """The log mid price: a random walk without drift whose step size is itself random and
     persistent (log volatility an AR(1) process)."""
@@ -99,19 +110,25 @@ class SimulatedMarket(OkxMarket):
         depth: int = DEPTH,
         step_s: float = STEP_S,
         first_trade_id: int = FIRST_TRADE_ID,
+        clock: Callable[[], int] = time.time_ns,
     ) -> None:
-        super().__init__((), seed=seed, depth=depth, first_trade_id=first_trade_id)
+        super().__init__((), seed=seed, depth=depth, first_trade_id=first_trade_id, clock=clock)
         self.step_s = step_s
         self.listings = {listing.inst_id: listing for listing in listings}
         self._walks = {listing.inst_id: _VolatilityWalk(listing, step_s) for listing in listings}
-        # The top of each book as the last ticker told it.
-        self._told: dict[str, tuple[str, ...]] = {}
+        # The top of each book as the last ticker told it: (bid, its size, ask, its size).
+        self._told: dict[str, tuple[int, int, int, int]] = {}
+        # Each book's (bids, asks) as price ticks -> size units, kept beside the spelled levels
+        # of the exchange's book: the walk works in units, and reading them back from the
+        # spelled levels took a third of a step.
+        self._sides: dict[str, tuple[dict[int, int], dict[int, int]]] = {}
         for listing in listings:
             book = ExchangeBook(
                 seq=self.rng.randint(1_000, 100_000), decimals=listing.price_decimals
             )
             self.books[listing.inst_id] = book
             bids, asks = self._follow(listing, {}, {}, listing.price)
+            self._sides[listing.inst_id] = bids, asks
             book.mid = round(listing.price * 10.0**listing.price_decimals)
             for ticks, units in bids.items():
                 book.set("bids", book.price(ticks), _size_text(listing, units))
@@ -140,16 +157,17 @@ class SimulatedMarket(OkxMarket):
             frames += self._trade(listing, book)
         mid = self._walks[inst_id].step(self.rng)
         book.mid = round(mid * 10.0**listing.price_decimals)
-        bids, asks = _units(book, "bids", listing), _units(book, "asks", listing)
+        bids, asks = self._sides[inst_id]
         new_bids, new_asks = self._follow(listing, bids, asks, mid)
+        self._sides[inst_id] = new_bids, new_asks
         update = self.update_frame(
             inst_id,
             _changes(book, listing, bids, new_bids, descending=True),
             _changes(book, listing, asks, new_asks, descending=False),
         )
         frames.append(("books", inst_id, update))
-        (bid_px, bid_sz, *_), (ask_px, ask_sz, *_) = self.bids(inst_id)[0], self.asks(inst_id)[0]
-        top = (bid_px, bid_sz, ask_px, ask_sz)
+        best_bid, best_ask = max(new_bids), min(new_asks)
+        top = (best_bid, new_bids[best_bid], best_ask, new_asks[best_ask])
         if self._told.get(inst_id) != top:
             self._told[inst_id] = top
             frames.append(("tickers", inst_id, self.ticker_frame(inst_id)))
@@ -159,17 +177,21 @@ class SimulatedMarket(OkxMarket):
         """A trade at the touch, and the books update taking its size off the touch."""
         inst_id = listing.inst_id
         side = self.rng.choice(("buy", "sell"))
-        resting = "asks" if side == "buy" else "bids"
-        price, size, *_ = book.levels(resting)[0]
-        touch = _size_units(size, listing)
+        bids, asks = self._sides[inst_id]
+        resting, ticks = (asks, min(asks)) if side == "buy" else (bids, max(bids))
+        touch = resting[ticks]
         units = min(touch, self._draw_units(listing, listing.typical_size * _TRADE_SHARE))
         trade = self.trade_frame(inst_id, side=side, size=_size_text(listing, units))
-        left = [[price, _size_text(listing, touch - units)]]
-        bids, asks = (left, []) if resting == "bids" else ([], left)
-        return [
-            ("trades", inst_id, trade),
-            ("books", inst_id, self.update_frame(inst_id, bids, asks)),
-        ]
+        if units < touch:
+            resting[ticks] = touch - units
+        else:
+            del resting[ticks]
+        left = [[book.price(ticks), _size_text(listing, touch - units)]]
+        if side == "buy":
+            update = self.update_frame(inst_id, asks=left)
+        else:
+            update = self.update_frame(inst_id, bids=left)
+        return [("trades", inst_id, trade), ("books", inst_id, update)]
 
     def _follow(
         self, listing: Listing, bids: dict[int, int], asks: dict[int, int], mid: float
@@ -188,29 +210,32 @@ class SimulatedMarket(OkxMarket):
     ) -> dict[int, int]:
         """One side with its best level at ``touch``; ``away`` is the direction of worse prices."""
 
-        def distance(ticks: int) -> int:
-            return (ticks - touch) * away
-
+        # Best first: bids from the highest price, asks from the lowest.
+        descending = away < 0
         # Levels the touch moved past were taken or pulled.
-        side = {ticks: units for ticks, units in levels.items() if distance(ticks) >= 0}
-        nearest = min(map(distance, side), default=None)
+        kept = [
+            ticks for ticks in sorted(levels, reverse=descending) if (ticks - touch) * away >= 0
+        ]
+        side = {ticks: levels[ticks] for ticks in kept}
         side.setdefault(touch, self._draw_units(listing, listing.typical_size))
         # Behind a touch that moved, new levels fill in, spaced like the rest.
         offset = self._gap(listing)
-        while nearest is not None and offset < nearest:
+        while kept and offset < (kept[0] - touch) * away:
             side[touch + away * offset] = self._draw_units(listing, listing.typical_size)
             offset += self._gap(listing)
+        order = sorted(side, reverse=descending)
         for _ in range(self.rng.randint(1, 2)):
-            ticks = self.rng.choice(sorted(side, key=distance)[:_CHURN_LEVELS])
+            ticks = self.rng.choice(order[:_CHURN_LEVELS])
             if ticks != touch and self.rng.random() < _PULL_ODDS:
                 del side[ticks]
+                order.remove(ticks)
             else:
                 side[ticks] = self._draw_units(listing, listing.typical_size)
-        farthest = max(map(distance, side))
+        farthest = (order[-1] - touch) * away
         while len(side) < self.depth:
             farthest += self._gap(listing)
             side[touch + away * farthest] = self._draw_units(listing, listing.typical_size)
-        for ticks in sorted(side, key=distance)[self.depth :]:
+        for ticks in order[self.depth :]:
             del side[ticks]
         return side
 
@@ -236,18 +261,6 @@ def _size_text(listing: Listing, units: int) -> str:
     return decimal_text(units, listing.size_decimals)
 
 
-def _size_units(text: str, listing: Listing) -> int:
-    return int(Decimal(text).scaleb(listing.size_decimals))
-
-
-def _units(book: ExchangeBook, side: str, listing: Listing) -> dict[int, int]:
-    """A side of ``book`` as price ticks -> size units."""
-    return {
-        int(price.scaleb(listing.price_decimals)): _size_units(size, listing)
-        for price, (_, size) in book.side(side).items()
-    }
-
-
 def _changes(
     book: ExchangeBook,
     listing: Listing,
@@ -257,8 +270,6 @@ def _changes(
     descending: bool,
 ) -> list[list[str]]:
     """The levels that differ between two states of a side, as OKX lists them (size "0": gone)."""
-    changed = sorted(
-        (ticks for ticks in old.keys() | new.keys() if old.get(ticks) != new.get(ticks)),
-        reverse=descending,
-    )
+    # A level that changed is in one side's (ticks, units) and not in the other's.
+    changed = sorted({ticks for ticks, _ in old.items() ^ new.items()}, reverse=descending)
     return [[book.price(ticks), _size_text(listing, new.get(ticks, 0))] for ticks in changed]

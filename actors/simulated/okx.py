@@ -2,11 +2,12 @@
 
 ``OkxMarket`` is the exchange side without IO: order books per instrument with their own
 sequence ids, and the frames OKX would send about them (snapshots and updates with real
-checksums, trades, tickers, errors). ``OkxServer`` serves a market over WebSocket on
-127.0.0.1 the way ``wss://ws.okx.com:8443/ws/v5/public`` does: ``subscribe``/``unsubscribe``
-requests acknowledged per channel, ``60018`` errors for instruments it does not list, a books
-snapshot on every subscribe, the text ``"ping"`` answered with ``"pong"``, and scriptable faults
-(a wrong checksum, a lost update, a dropped connection, silence, raw frames, error replies).
+checksums, trades, tickers, errors, the replies to requests), stamped by its ``clock``.
+``OkxServer`` serves a market over WebSocket on 127.0.0.1 the way
+``wss://ws.okx.com:8443/ws/v5/public`` does: ``subscribe``/``unsubscribe`` requests acknowledged
+per channel, ``60018`` errors for instruments it does not list, a books snapshot on every
+subscribe, the text ``"ping"`` answered with ``"pong"``, and scriptable faults (a wrong
+checksum, a lost update, a dropped connection, silence, raw frames, error replies).
 Streaming on its own, it sends what the market's ``stream_frames`` makes at each step: here
 random changes around a price that never moves (tests, benchmarks); ``actors.simulated.market``
 makes a moving market of it (the demo).
@@ -122,9 +123,13 @@ class OkxMarket:
         depth: int = 40,
         with_seq: bool = True,
         first_trade_id: int = FIRST_TRADE_ID,
+        clock: Callable[[], int] = time.time_ns,
     ) -> None:
         self.rng = random.Random(seed)
         self.depth = depth
+        # Nanoseconds since the epoch, stamped on every frame: the wall clock when served, a
+        # virtual one when a capture of a long stretch is written in a moment.
+        self.clock = clock
         self.with_seq = with_seq
         self.books: dict[str, ExchangeBook] = {}
         self.first_trade_id = first_trade_id
@@ -140,9 +145,8 @@ class OkxMarket:
     def _size(self) -> str:
         return decimal_text(self.rng.randint(1, 50_000), SIZE_DECIMALS)
 
-    @staticmethod
-    def _now_ms() -> str:
-        return str(time.time_ns() // 1_000_000)
+    def _now_ms(self) -> str:
+        return str(self.clock() // 1_000_000)
 
     # -- state ----------------------------------------------------------------------------
 
@@ -295,6 +299,42 @@ class OkxMarket:
             "ts": self._now_ms(),
         }
         return json.dumps({"arg": {"channel": "tickers", "instId": inst_id}, "data": [ticker]})
+
+    # -- requests -------------------------------------------------------------------------
+
+    def replies(self, text: str, subscriptions: set[tuple[str, str]]) -> list[str]:
+        """What OKX answers a client's request ``text``, in order; ``subscriptions`` (channel,
+        instId) are that client's, changed as the request asks."""
+        if text == "ping":
+            return ["pong"]
+        try:
+            request = json.loads(text)
+            op, args = request["op"], list(request["args"])
+        except (ValueError, KeyError, TypeError):
+            op, args = None, []
+        if op not in ("subscribe", "unsubscribe"):
+            invalid = {"event": "error", "code": "60012", "msg": f"Invalid request: {text}"}
+            return [json.dumps(invalid)]
+        replies: list[str] = []
+        for arg in args:
+            if not isinstance(arg, dict):
+                continue
+            channel, inst_id = str(arg.get("channel")), str(arg.get("instId"))
+            if channel not in CHANNELS or inst_id not in self.books:
+                replies.append(no_such_instrument(channel, inst_id))
+                continue
+            replies.append(
+                json.dumps({"event": op, "arg": {"channel": channel, "instId": inst_id}})
+            )
+            if op == "unsubscribe":
+                subscriptions.discard((channel, inst_id))
+                continue
+            subscriptions.add((channel, inst_id))
+            if channel == "books":
+                replies.append(self.snapshot_frame(inst_id))
+            elif channel == "tickers":
+                replies.append(self.ticker_frame(inst_id))
+        return replies
 
     # -- streaming ------------------------------------------------------------------------
 
@@ -480,36 +520,8 @@ class OkxServer:
             await asyncio.gather(writer, return_exceptions=True)
 
     def _on_request(self, client: _Client, text: str) -> None:
-        if text == "ping":
-            client.send("pong")
-            return
-        try:
-            request = json.loads(text)
-            op, args = request["op"], list(request["args"])
-        except (ValueError, KeyError, TypeError):
-            op, args = None, []
-        if op not in ("subscribe", "unsubscribe"):
-            invalid = {"event": "error", "code": "60012", "msg": f"Invalid request: {text}"}
-            client.send(json.dumps(invalid))
-            return
-        for arg in args:
-            if not isinstance(arg, dict):
-                continue
-            channel, inst_id = str(arg.get("channel")), str(arg.get("instId"))
-            if channel not in CHANNELS or inst_id not in self.market.books:
-                client.send(no_such_instrument(channel, inst_id))
-                continue
-            ack = json.dumps({"event": op, "arg": {"channel": channel, "instId": inst_id}})
-            if op == "unsubscribe":
-                client.subscriptions.discard((channel, inst_id))
-                client.send(ack)
-            else:
-                client.subscriptions.add((channel, inst_id))
-                client.send(ack)
-                if channel == "books":
-                    client.send(self.market.snapshot_frame(inst_id))
-                elif channel == "tickers":
-                    client.send(self.market.ticker_frame(inst_id))
+        for reply in self.market.replies(text, client.subscriptions):
+            client.send(reply)
 
     async def _stream(self, interval_s: float) -> None:
         step = 0

@@ -14,7 +14,7 @@ import time
 import msgspec
 import ray
 
-from actors.simulated.market import SimulatedMarket
+from actors.simulated.market import SimulatedMarket, first_trade_id_at
 from actors.simulated.okx import OkxServer
 
 __all__ = ["SIMULATED_VENUE_ACTOR_NAME", "SimulatedVenue", "SimulatedVenueReport"]
@@ -35,11 +35,7 @@ class SimulatedVenueReport(msgspec.Struct, frozen=True, kw_only=True):
 @ray.remote(max_restarts=-1, num_cpus=0.1)
 class SimulatedVenue:
     def __init__(self, port: int, seed: int) -> None:
-        # Trade ids of a restarted venue, or of the next demo on the same database, must not
-        # repeat earlier ones: the recorder keeps one trade per id. Milliseconds since the
-        # epoch, times a thousand, stay ahead of a few trades a second.
-        first_trade_id = time.time_ns() // 1_000_000 * 1_000
-        market = SimulatedMarket(seed=seed, first_trade_id=first_trade_id)
+        market = SimulatedMarket(seed=seed, first_trade_id=first_trade_id_at(time.time_ns()))
         self._market = market
         self._server = OkxServer(market, auto_interval_s=market.step_s, port=port)
         self._node_id = ray.get_runtime_context().get_node_id()

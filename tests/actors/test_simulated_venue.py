@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import ray
@@ -14,12 +15,23 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors.demo import simulated_config
 from actors.feed import FeedActor
-from actors.simulated.market import LISTINGS, STEP_S, SimulatedMarket
+from actors.replay import replay_files
+from actors.simulated.market import LISTINGS, STEP_S, SimulatedMarket, first_trade_id_at
+from actors.simulated.market_capture import write_market_capture
 from actors.simulated.venue import SimulatedVenue, SimulatedVenueReport
 from actors.venues.base import ConfigError, VenueConfig
 from actors.venues.simulated import SimulatedAdapter
 from cluster.ports import free_port
-from core.events import BookDelta, BookSnapshot, FeedStatus, Quote, Trade, decode_event
+from core.events import (
+    AnyEvent,
+    BookDelta,
+    BookSnapshot,
+    FeedStatus,
+    MarketEvent,
+    Quote,
+    Trade,
+    decode_event,
+)
 from core.redis_keys import EVENT_FIELD, QUOTES_HASH, status_stream_key, stream_key
 from tests.polling import wait_until
 
@@ -116,6 +128,38 @@ def test_market_repeats_for_a_seed_and_differs_between_seeds() -> None:
     assert without_times(run(first, 300)) == without_times(run(second, 300))
     assert without_times(run(other, 300)) != without_times(run(SimulatedMarket(seed=7), 300))
     assert first.prices() == second.prices() != other.prices()
+
+
+def test_market_capture_replays_through_the_adapter_stamped_by_its_virtual_clock(
+    tmp_path: Path,
+) -> None:
+    start_ns = 1_700_000_040 * 1_000_000_000
+    capture, again = tmp_path / "simulated.ws", tmp_path / "again.ws"
+    for path in (capture, again):
+        write_market_capture(path, duration_s=60, start_ns=start_ns, seed=7)
+    events: list[AnyEvent] = []
+
+    adapter, summary = replay_files(SimulatedAdapter, capture, sink=events.extend)
+
+    assert again.read_bytes() == capture.read_bytes()
+    assert not summary.problems and not summary.unanswered_requests
+    deltas = sum(isinstance(e, BookDelta) for e in events)
+    assert adapter.checksums_verified == deltas + len(SYMBOLS)
+    # The market as it streams, a minute of it, each step's frames at that step's time.
+    market = SimulatedMarket(seed=7, first_trade_id=first_trade_id_at(start_ns))
+    streamed = [
+        json.loads(text)["data"][0]
+        for channel, _, text in run(market, ONE_MINUTE)
+        if channel == "trades"
+    ]
+    trades = [e for e in events if isinstance(e, Trade)]
+    assert [(t.trade_id, t.price, t.size) for t in trades] == [
+        (d["tradeId"], d["px"], d["sz"]) for d in streamed
+    ]
+    step_ns = round(STEP_S * 1e9)
+    stamps = {e.exchange_ts_ns for e in events if isinstance(e, MarketEvent)}
+    assert stamps <= set(range(start_ns, start_ns + 60 * 1_000_000_000 + 1, step_ns))
+    assert max(stamps) == start_ns + 60 * 1_000_000_000
 
 
 def test_adapter_without_a_url_says_the_venue_belongs_to_the_demo() -> None:
