@@ -60,9 +60,10 @@ async def record_intraday(
     alone: the bars come from trades, and books would only slow the replay down. Replaying
     and recording may take ``timeout_s`` each.
 
-    The recorder here reads as the platform's recorder does, in its consumer group: a recorder
-    already running on ``redis_url`` shares the entries with it, so it must record into the
-    same database."""
+    The recorder here reads as the platform's recorder does, every trade and bar stream of
+    ``redis_url`` in its consumer group: a recorder already running on it shares the entries
+    with this one, so it must record into the same database, and entries no recorder has read
+    yet, of any instrument, are recorded too."""
     minute = INTERVAL_NS["1m"]
     if start_ns is None:
         start_ns = (time.time_ns() - round(duration_s * 1e9)) // minute * minute
