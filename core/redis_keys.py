@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import get_args
+
 from core.events import (
+    CHANNELS,
+    MODEL_CHANNELS,
     AlertTriggered,
     AnyEvent,
     Bar,
@@ -18,11 +23,13 @@ from core.events import (
     TradeCancel,
     TradeCorrection,
 )
+from core.intervals import Interval
 
 __all__ = [
     "PREFIX",
     "QUOTES_HASH",
     "EVENT_FIELD",
+    "InstrumentStream",
     "stream_key",
     "status_stream_key",
     "alert_stream_key",
@@ -40,13 +47,16 @@ __all__ = [
 PREFIX = "finone"
 # One hash, field = instrument id, value = the latest encoded Quote: many quotes in one HMGET.
 QUOTES_HASH = f"{PREFIX}:quotes"
-# Sorted set: stream name of a model channel (``predictions:alpaca:IBM``, ``insights:...``) ->
-# when a live-feed replica last had a client wanting it.
+# Sorted set: name of a model channel's stream (``predictions:alpaca:IBM``,
+# ``insights:1m:binance:BTC-USDT``, see InstrumentStream) -> when a live-feed replica last had a
+# client wanting it.
 PREDICTION_INTEREST = f"{PREFIX}:predictions:interest"
 # Held by the one inference replica publishing forecasts this round.
 PREDICTION_PUBLISH_LOCK = f"{PREFIX}:predictions:publish-lock"
 # Each stream entry holds one encoded event under this field.
 EVENT_FIELD = b"e"
+_CHANNELS: dict[str, Channel] = {channel: channel for channel in CHANNELS}
+_INTERVALS: dict[str, Interval] = {interval: interval for interval in get_args(Interval)}
 
 _CHANNEL_OF: dict[type, tuple[Channel, ...]] = {
     Trade: ("trades",),
@@ -64,9 +74,57 @@ _CHANNEL_OF: dict[type, tuple[Channel, ...]] = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class InstrumentStream:
+    """A channel's stream of one instrument: ``name`` is what the live feed and the interest
+    set call it (``trades:binance:BTC-USDT``), ``key`` where Redis keeps it (the name under
+    ``finone:stream:``).
+
+    A model channel has one stream per bar interval, so that the latest forecast of one interval
+    never stands for another's: daily forecasts keep the names they had before there were
+    others (``predictions:alpaca:IBM``), the others' carry their interval before the instrument
+    (``predictions:1m:binance:BTC-USDT``). The feeds' channels carry every interval in one
+    stream (each bar says its own)."""
+
+    channel: Channel
+    instrument: str
+    interval: Interval = "1d"
+
+    def __post_init__(self) -> None:
+        if self.interval != "1d" and self.channel not in MODEL_CHANNELS:
+            raise ValueError(f"{self.channel} streams are not kept per interval")
+
+    @property
+    def name(self) -> str:
+        if self.interval == "1d":
+            return f"{self.channel}:{self.instrument}"
+        return f"{self.channel}:{self.interval}:{self.instrument}"
+
+    @property
+    def key(self) -> str:
+        return f"{PREFIX}:stream:{self.name}"
+
+    @classmethod
+    def parse(cls, name: str) -> InstrumentStream | None:
+        """The stream ``name`` names; None for a name no stream has. The instrument is taken as
+        it is written, not checked."""
+        head, _, rest = name.partition(":")
+        channel = _CHANNELS.get(head)
+        if channel is None:
+            return None
+        lead, _, instrument = rest.partition(":")
+        # An instrument id holds one colon (venue:SYMBOL): a second one says an interval leads.
+        if instrument.count(":") != 1:
+            return cls(channel, rest)
+        interval = _INTERVALS.get(lead)
+        if channel not in MODEL_CHANNELS or interval is None or interval == "1d":
+            return None
+        return cls(channel, instrument, interval)
+
+
 def stream_key(channel: Channel, instrument: str) -> str:
     """``finone:stream:trades:binance:BTC-USDT``"""
-    return f"{PREFIX}:stream:{channel}:{instrument}"
+    return InstrumentStream(channel, instrument).key
 
 
 def status_stream_key(venue: str) -> str:

@@ -23,7 +23,7 @@ from serve.auth.signing_keys import KeyRing
 from serve.cluster_nodes import TrustedPeers
 from serve.coalescing import Coalescing
 from serve.inference.deployment import Forecaster
-from serve.inference.forecasts import Refusal
+from serve.inference.forecasts import ForecastRequest, Refusal
 from serve.stream_hub import StreamHub
 
 __all__ = ["Resources"]
@@ -39,12 +39,12 @@ class Resources:
         # The inference deployment (serve.inference.deployment.Forecaster); None in a gateway
         # deployed without one, which then answers that forecasts are unavailable.
         self.forecaster = forecaster
-        # Requests for one instrument's forecast (or insight) that arrive together make one
-        # call to inference.
-        self.forecasts: Coalescing[str, Forecast | Refusal] | None = (
+        # Requests for one instrument's forecast (or insight) at one interval that arrive
+        # together make one call to inference.
+        self.forecasts: Coalescing[ForecastRequest, Forecast | Refusal] | None = (
             None if forecaster is None else Coalescing(forecaster.forecast.remote)
         )
-        self.insights: Coalescing[str, Insight | Refusal] | None = (
+        self.insights: Coalescing[ForecastRequest, Insight | Refusal] | None = (
             None if forecaster is None else Coalescing(forecaster.insight.remote)
         )
         self.redis = aioredis.from_url(settings.redis_url, socket_timeout=settings.health_timeout_s)

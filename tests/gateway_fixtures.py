@@ -16,6 +16,7 @@ from ray import serve
 
 from actors.publisher import RedisPublisher
 from actors.retrain_scheduler import RETRAIN_ACTOR_NAME, RetrainPlan, RetrainScheduler
+from core.intervals import Interval
 from core.named_actors import RAY_NAMESPACE
 from core.settings import Settings
 from serve.app import application
@@ -31,10 +32,12 @@ from training.search import SearchSettings
 @pytest.fixture(scope="session")
 def gateway_settings(service_settings: Settings) -> Settings:
     # Tests speak through 127.0.0.1 as a trusted proxy, so each test can be its own client IP.
-    # Inference follows the registry and publishes forecasts quickly enough for tests to watch.
+    # Inference follows the registry and publishes forecasts quickly enough for tests to watch,
+    # daily and minute ones.
     return service_settings.model_copy(
         update={
             "trusted_proxies": ["127.0.0.1"],
+            "retrain_intervals": ["1d", "1m"],
             "champion_poll_s": 0.5,
             "prediction_publish_s": 0.5,
         }
@@ -82,20 +85,33 @@ async def operator(auth_api: AuthApi, admin: Session) -> Session:
 
 @pytest.fixture(scope="session")
 async def champions(gateway_url: str, gateway_settings: Settings, mlflow_url: str) -> Champions:
-    """Small forecasters registered as both targets' champions, and served, with the bundled IBM
-    and MSFT history in the gateway's database to forecast from."""
-    registered = await register_champions(gateway_settings, mlflow_url)
+    """Small forecasters registered as both targets' daily champions, and served, with the
+    bundled IBM and MSFT history in the gateway's database to forecast from."""
+    return await _served_champions(gateway_settings, mlflow_url, "1d")
+
+
+@pytest.fixture(scope="session")
+async def minute_champions(
+    gateway_url: str, gateway_settings: Settings, mlflow_url: str, champions: Champions
+) -> Champions:
+    """Both targets' champions of 1 min bars, served beside the daily ones."""
+    return await _served_champions(gateway_settings, mlflow_url, "1m")
+
+
+async def _served_champions(settings: Settings, mlflow_url: str, interval: Interval) -> Champions:
+    registered = await register_champions(settings, mlflow_url, interval)
     inference = serve.get_deployment_handle("Forecaster", app_name=APP)
     expected = {
-        "returns": f"{RETURNS}/{registered.returns_version}",
-        "volatility": f"{VOLATILITY}/{registered.volatility_version}",
+        "returns": registered.returns_version,
+        "volatility": registered.volatility_version,
     }
 
     async def serving() -> bool:
         served: list[ServedModel] = await inference.served.remote()
-        return {model.target: f"{model.name}/{model.version}" for model in served} == expected
+        versions = {m.target: m.version for m in served if m.interval == interval}
+        return versions == expected
 
-    await wait_until(serving, 60, "inference to load the champions")
+    await wait_until(serving, 60, f"inference to load the {interval} champions")
     return registered
 
 

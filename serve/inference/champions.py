@@ -1,4 +1,5 @@
-"""The registered versions that serve: each target's ``champion``, loaded with its preprocessing.
+"""The registered versions that serve: the ``champion`` of each target and interval, loaded with
+its preprocessing.
 
 A version is looked up by alias, downloaded, and loaded through MLflow's pyfunc flavour, exactly
 as it was logged (standardizer, return scale, what it was trained for), only once the downloaded
@@ -20,6 +21,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PyFuncModel
 
+from core.intervals import Interval
 from core.model_signing import SIGNATURE_TAG, artifacts_digest, verifies
 from serve.inference.insights import Evidence
 from training.registry import ForecastModel, ForecastSpec, download_version
@@ -86,29 +88,35 @@ class Champion:
 
 @dataclass(frozen=True, slots=True)
 class ServedModel:
-    """One target's model as a replica serves it: its champion's version and what it reads, or
-    (all None) that none serves, with why the version the alias names is refused, if one is."""
+    """One target's model of an interval as a replica serves it: its champion's version and
+    what it reads, or (all None) that none serves, with why the version the alias names is
+    refused, if one is."""
 
     target: str
     name: str
+    interval: Interval
     version: str | None
-    interval: str | None
     horizon: int | None
     bars_needed: int | None
     refused: str | None
 
     @classmethod
     def of(
-        cls, target: str, name: str, champion: Champion | None, refused: str | None
+        cls,
+        target: str,
+        name: str,
+        interval: Interval,
+        champion: Champion | None,
+        refused: str | None,
     ) -> ServedModel:
         if champion is None:
-            return cls(target, name, None, None, None, None, refused)
+            return cls(target, name, interval, None, None, None, refused)
         spec = champion.spec
         return cls(
             target,
             name,
+            interval,
             champion.version,
-            spec.interval,
             spec.vol_horizon if target == "volatility" else spec.horizon,
             champion.forecaster.bars_needed,
             refused,

@@ -14,11 +14,13 @@ from typing import Literal
 import pandas as pd
 
 from core.events import Forecast, ReturnForecast, VolatilityForecast
+from core.intervals import Interval
 from serve.inference.champions import Champion
 from training.errors import DatasetError
 from training.features import FEATURES, feature_frame, unbroken_runs
 
 __all__ = [
+    "ForecastRequest",
     "Refusal",
     "RefusalCode",
     "OutputCache",
@@ -35,6 +37,15 @@ RefusalCode = Literal[
 _SPARE_BARS = 10
 # The standard normal's 90% quantile: the spread between q50 and q10 (or q90) in sigmas.
 _Z90 = 1.2815515655446004
+
+
+@dataclass(frozen=True, slots=True)
+class ForecastRequest:
+    """A forecast (or insight) of ``instrument`` from its bars of ``interval``, made by the
+    champions of that interval."""
+
+    instrument: str
+    interval: Interval
 
 
 @dataclass(frozen=True, slots=True)

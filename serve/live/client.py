@@ -28,7 +28,8 @@ import redis.exceptions
 from fastapi import WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from core.events import CHANNELS, MODEL_CHANNELS, MarketEvent
+from core.events import CHANNELS, MODEL_CHANNELS, Channel, MarketEvent
+from core.intervals import Interval
 from core.redis_keys import alert_stream_key, stream_key
 from core.redis_replies import stream_entries
 from core.stream_ids import parse_id
@@ -49,8 +50,8 @@ from serve.live.protocol import (
     Unsubscribe,
     decode_client_message,
     server_message,
-    split_stream,
-    stream_name,
+    stream_named,
+    streams_of,
 )
 from serve.resources import Resources
 from serve.stream_hub import Item, StreamHub, decode_entry, item_of
@@ -359,10 +360,12 @@ class LiveClient:
             scope = _CHANNEL_SCOPES.get(channel)
             if scope is not None and not self._allowed(scope, f"{channel} streams"):
                 return
+        if not self._intervals_served(channels, message.intervals):
+            return
         instruments = await self._instruments(message)
         if instruments is None:
             return
-        streams = [stream_name(c, i) for i in instruments for c in channels]
+        streams = [s.name for s in streams_of(instruments, channels, message.intervals)]
         new = [s for s in streams if s not in self._streams]
         # Each stream is caught up once: resubscribing must not replay (and queue) it again.
         resumable = set(new)
@@ -391,10 +394,23 @@ class LiveClient:
             self._paused = False
         self._say(server_message("subscribed", streams=streams))
 
+    def _intervals_served(self, channels: list[Channel], intervals: list[Interval]) -> bool:
+        """Whether inference makes the forecasts of ``intervals`` that model ``channels`` want."""
+        served = self._settings.retrain_intervals
+        unserved = [i for i in dict.fromkeys(intervals) if i not in served]
+        if not unserved or not any(c in MODEL_CHANNELS for c in channels):
+            return True
+        self._error(
+            "interval_not_served",
+            f"no forecasts of {', '.join(unserved)} bars are made here; "
+            f"those of {', '.join(served)} are",
+        )
+        return False
+
     async def _within_unstreamed_limit(self, streams: list[str]) -> bool:
         """Whether the instruments of ``streams`` that nobody streams stay within the limit
         (counting those this connection already has)."""
-        instruments = {c_i[1] for s in streams if (c_i := split_stream(s)) is not None}
+        instruments = {named.instrument for s in streams if (named := stream_named(s)) is not None}
         fresh = sorted(instruments - self._unstreamed)
         if not fresh:
             return True
@@ -445,9 +461,9 @@ class LiveClient:
     def _key(self, stream: str) -> str:
         if stream == ALERTS_STREAM:
             return alert_stream_key(self._principal.user_id)
-        channel_instrument = split_stream(stream)
-        assert channel_instrument is not None
-        return stream_key(*channel_instrument)
+        found = stream_named(stream)
+        assert found is not None
+        return found.key
 
     async def _say_if_trimmed(self, stream: str, last_seen: str) -> None:
         oldest = stream_entries(await self._hub.redis.xrange(self._key(stream), count=1))
@@ -474,15 +490,15 @@ class LiveClient:
         instruments = await self._instruments(message)
         if instruments is None:
             return
-        streams = [stream_name(c, i) for i in instruments for c in dict.fromkeys(message.channels)]
-        gone = [s for s in streams if s in self._streams]
+        streams = streams_of(instruments, message.channels, message.intervals)
+        gone = [s.name for s in streams if s.name in self._streams]
         self._hub.unsubscribe(self, [self._streams.pop(s) for s in gone])
         dropped = set(gone)
         self._queue = [item for item in self._queue if item.stream not in dropped]
         self._resuming = [r for r in self._resuming if r.stream not in dropped]
         for stream in gone:
             self._held_count -= len(self._held.pop(stream, []))
-        still = {c_i[1] for s in self._streams if (c_i := split_stream(s)) is not None}
+        still = {named.instrument for s in self._streams if (named := stream_named(s)) is not None}
         self._unstreamed &= still
         self._say(server_message("unsubscribed", streams=gone))
 

@@ -3,8 +3,12 @@ with ``data`` (several events per frame), ``subscribed``/``unsubscribed`` acks, 
 ``heartbeat``, ``pong`` and ``gap`` notices.
 
 A stream is ``<channel>:<instrument>`` (``trades:okx:BTC-USDT``), or ``alerts``: the user's own
-triggered alerts, which every connection receives without asking. Every event sent carries its
-stream and the stream's event id, which is what ``resume_from`` takes back after a reconnect.
+triggered alerts, which every connection receives without asking. The model channels
+(``predictions``, ``insights``) have a stream per bar interval a subscription names in
+``intervals`` (daily by default): daily ones named as above, the others
+``<channel>:<interval>:<instrument>`` (``predictions:1m:okx:BTC-USDT``; see
+``core.redis_keys.InstrumentStream``). Every event sent carries its stream and the stream's
+event id, which is what ``resume_from`` takes back after a reconnect.
 
 Flow control: data frames are numbered (``seq``) and at most a window of them is in flight
 unacknowledged; a client acknowledges with ``{"type": "ack", "seq": N}`` for the last frame it
@@ -25,11 +29,13 @@ the client's address).
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Literal, get_args
 
 import msgspec
 
-from core.events import CHANNELS, Channel
+from core.events import CHANNELS, MODEL_CHANNELS, Channel
+from core.intervals import Interval
+from core.redis_keys import InstrumentStream
 
 __all__ = [
     "Subscribe",
@@ -39,8 +45,8 @@ __all__ = [
     "Auth",
     "ClientMessage",
     "decode_client_message",
-    "stream_name",
-    "split_stream",
+    "streams_of",
+    "stream_named",
     "EVENT_ID",
     "ALERTS_STREAM",
     "server_message",
@@ -53,12 +59,16 @@ __all__ = [
 EVENT_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
 ALERTS_STREAM = "alerts"
 _INSTRUMENT = re.compile(r"[a-z0-9_]{1,32}:[A-Za-z0-9._/-]{1,48}")
+# The feeds' channels have one stream per instrument, whatever the interval.
+_DAILY: list[Interval] = ["1d"]
 
 
 class Subscribe(msgspec.Struct, tag="subscribe", forbid_unknown_fields=True):
     instruments: list[str] = []
     watchlist: str | None = None
     channels: list[Channel] = msgspec.field(default_factory=lambda: ["trades", "quotes"])
+    # The bar intervals of the forecasts and insights wanted (the model channels only).
+    intervals: list[Interval] = msgspec.field(default_factory=lambda: ["1d"])
     # stream -> the last event id the client saw there; it gets everything after it.
     resume_from: dict[str, str] = {}
 
@@ -67,6 +77,7 @@ class Unsubscribe(msgspec.Struct, tag="unsubscribe", forbid_unknown_fields=True)
     instruments: list[str] = []
     watchlist: str | None = None
     channels: list[Channel] = msgspec.field(default_factory=lambda: list(CHANNELS))
+    intervals: list[Interval] = msgspec.field(default_factory=lambda: list(get_args(Interval)))
 
 
 class Ping(msgspec.Struct, tag="ping", forbid_unknown_fields=True):
@@ -101,21 +112,32 @@ def decode_client_message(text: str | bytes) -> ClientMessage:
             raise ValueError(f"not instrument ids: {', '.join(bad[:5])}")
     if isinstance(message, Subscribe):
         for stream, event_id in message.resume_from.items():
-            known = stream == ALERTS_STREAM or split_stream(stream) is not None
+            known = stream == ALERTS_STREAM or stream_named(stream) is not None
             if not known or not EVENT_ID.fullmatch(event_id):
                 raise ValueError(f"resume_from: {stream!r} -> {event_id!r} is not a stream and id")
     return message
 
 
-def stream_name(channel: Channel, instrument: str) -> str:
-    return f"{channel}:{instrument}"
+def streams_of(
+    instruments: list[str], channels: list[Channel], intervals: list[Interval]
+) -> list[InstrumentStream]:
+    """The streams a (un)subscription names: each channel's of each instrument, the model
+    channels' once per interval."""
+    channels, intervals = list(dict.fromkeys(channels)), list(dict.fromkeys(intervals))
+    return [
+        InstrumentStream(channel, instrument, interval)
+        for instrument in instruments
+        for channel in channels
+        for interval in (intervals if channel in MODEL_CHANNELS else _DAILY)
+    ]
 
 
-def split_stream(name: str) -> tuple[Channel, str] | None:
-    channel, _, instrument = name.partition(":")
-    if channel not in CHANNELS or not _INSTRUMENT.fullmatch(instrument):
+def stream_named(name: str) -> InstrumentStream | None:
+    """The instrument's stream ``name`` names; None for anything else (``alerts`` included)."""
+    stream = InstrumentStream.parse(name)
+    if stream is None or not _INSTRUMENT.fullmatch(stream.instrument):
         return None
-    return channel, instrument
+    return stream
 
 
 _encoder = msgspec.json.Encoder()

@@ -1,27 +1,30 @@
 """Forecasts of the champion models (the next return's quantiles and the next volatility), and
-insights: a plain-language reading of an instrument made from its forecast and history."""
+insights: a plain-language reading of an instrument made from its forecast and history; each at
+a bar interval forecast here (``Settings.retrain_intervals``), daily unless asked."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Literal, TypeVar
 
 import msgspec
 from fastapi import APIRouter, Depends, Query
+from fastapi.types import DecoratedCallable
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 from ray.exceptions import RayError
 from ray.serve.exceptions import RayServeException
 
 from core.events import FindingKind, Forecast, Insight, Verdict
+from core.intervals import Interval
 from serve.auth.roles import Scope
 from serve.coalescing import Coalescing
 from serve.dependencies import ResourcesDep, requires
 from serve.errors import ApiError, ErrorBody, OpenApiResponses, token_errors
 from serve.fields import INSTRUMENT_PATTERN
 from serve.inference.champions import ServedModel
-from serve.inference.forecasts import Refusal, RefusalCode
+from serve.inference.forecasts import ForecastRequest, Refusal, RefusalCode
 
 __all__ = ["router", "PredictionView", "ModelsView", "InsightView"]
 
@@ -39,8 +42,12 @@ _STATUS: dict[RefusalCode, int] = {
     "service_unavailable": 503,
 }
 _REFUSALS: OpenApiResponses = {
-    404: {"model": ErrorBody, "description": "no bars of the model's interval for it"},
-    422: {"model": ErrorBody, "description": "too little or degenerate recent history"},
+    404: {"model": ErrorBody, "description": "no bars of the interval for it"},
+    422: {
+        "model": ErrorBody,
+        "description": "too little or degenerate recent history (`insufficient_history`), or an "
+        "interval not forecast here (`interval_not_served`)",
+    },
     503: {
         "model": ErrorBody,
         "description": "no champion model yet (`model_unavailable`) or inference is down",
@@ -51,7 +58,9 @@ _REFUSALS: OpenApiResponses = {
 class ModelView(BaseModel):
     model: str = Field(description="Registered model name in MLflow.", examples=["finone-returns"])
     version: str = Field(description="The registered version that made the forecast.")
-    interval: str = Field(description="Bar length the model reads.", examples=["1d"])
+    interval: str = Field(
+        description="Bar length the model reads: the interval asked for.", examples=["1d"]
+    )
     horizon: int = Field(description="Bars ahead the forecast covers.")
     bar_start_ts_ns: int = Field(description="Start of the latest bar the forecast is made from.")
 
@@ -94,8 +103,33 @@ _EXAMPLE: JsonDict = {
 }
 
 
+_INTRADAY_EXAMPLE: JsonDict = {
+    "instrument": "binance:BTC-USDT",
+    "made_at_ns": 1_764_154_830_000_000_000,
+    "returns": {
+        "model": "finone-returns-1m",
+        "version": "12",
+        "interval": "1m",
+        "horizon": 1,
+        "bar_start_ts_ns": 1_764_154_740_000_000_000,
+        "q10": -0.00071,
+        "q50": 0.00002,
+        "q90": 0.00074,
+        "prob_up": 0.51,
+    },
+    "volatility": {
+        "model": "finone-volatility-1m",
+        "version": "12",
+        "interval": "1m",
+        "horizon": 5,
+        "bar_start_ts_ns": 1_764_154_740_000_000_000,
+        "volatility": 0.0013,
+    },
+}
+
+
 class PredictionView(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [_EXAMPLE]})
+    model_config = ConfigDict(json_schema_extra={"examples": [_EXAMPLE, _INTRADAY_EXAMPLE]})
 
     instrument: str = Field(examples=["alpaca:IBM"])
     made_at_ns: int = Field(description="When the forecast was made (ns since the epoch, UTC).")
@@ -118,27 +152,35 @@ _MODELS_EXAMPLE: JsonDict = {
     "models": [
         {
             "target": target,
-            "model": f"finone-{target}",
+            "model": model,
+            "interval": interval,
             "version": "3",
-            "interval": "1d",
             "horizon": horizon,
             "bars_needed": 21,
-            "refused": f"finone-{target} v4 has no signature: the platform's training did not "
-            f"register it as it is; an operator who trusts it can sign it with "
-            f"`finone sign-model finone-{target} 4`",
+            "refused": f"{model} v4 has no signature: the platform's training did not register "
+            f"it as it is; an operator who trusts it can sign it with "
+            f"`finone sign-model {model} 4`",
         }
+        for interval, suffix in (("1d", ""), ("1m", "-1m"))
         for target, horizon in (("returns", 1), ("volatility", 5))
+        for model in (f"finone-{target}{suffix}",)
     ]
 }
 
 
 class ServedModelView(BaseModel):
     target: Literal["returns", "volatility"]
-    model: str = Field(description="Registered model name in MLflow.", examples=["finone-returns"])
+    model: str = Field(
+        description="Registered model name in MLflow: one per target and interval.",
+        examples=["finone-returns"],
+    )
+    interval: Interval = Field(
+        description="Bar length the model reads: forecasts of it are asked with `interval`.",
+        examples=["1d"],
+    )
     version: str | None = Field(
         description="The champion version served; null while none is (the first is training)."
     )
-    interval: str | None = Field(description="Bar length the model reads.", examples=["1d"])
     horizon: int | None = Field(description="Bars ahead its forecasts cover.")
     bars_needed: int | None = Field(
         description="Unbroken bars of `interval`, the latest ones, an instrument needs before "
@@ -146,7 +188,8 @@ class ServedModelView(BaseModel):
     )
     refused: str | None = Field(
         description="Why the version the `champion` alias names is not served (its signature "
-        "does not verify); the version before it, if any, serves meanwhile."
+        "does not verify, or it reads bars of another interval); the version before it, if "
+        "any, serves meanwhile."
     )
 
     @classmethod
@@ -291,7 +334,8 @@ async def _ask_inference(call: Awaitable[_T]) -> _T:
 
 @router.get(
     "/models",
-    summary="The models serving forecasts: each target's champion and what it reads",
+    summary="The models serving forecasts: each target's champion of each interval, and what "
+    "it reads",
     responses={503: {"model": ErrorBody, "description": "inference is down or not deployed"}},
 )
 async def models(resources: ResourcesDep) -> ModelsView:
@@ -301,40 +345,70 @@ async def models(resources: ResourcesDep) -> ModelsView:
     return ModelsView(models=[ServedModelView.of(model) for model in served])
 
 
-@router.get(
-    "/predictions",
-    summary="The champion models' current forecast for an instrument",
-    responses=_REFUSALS,
-)
-async def prediction(
+def _asked(
     resources: ResourcesDep,
     instrument: Annotated[str, Query(pattern=INSTRUMENT_PATTERN, examples=["alpaca:IBM"])],
-) -> PredictionView:
-    return PredictionView.of(await _model_answer(resources.forecasts, instrument))
+    interval: Annotated[
+        Interval,
+        Query(
+            description="The bar interval: that interval's champions read the instrument's "
+            "bars of it. One of those `GET /v1/models` lists; others are refused "
+            "(`interval_not_served`).",
+            examples=["1d", "1m"],
+        ),
+    ] = "1d",
+) -> ForecastRequest:
+    served = resources.settings.retrain_intervals
+    if interval not in served:
+        raise ApiError(
+            422,
+            "interval_not_served",
+            f"no forecasts of {interval} bars are made here; those of {', '.join(served)} are",
+        )
+    return ForecastRequest(instrument, interval)
 
 
-@router.get(
+_AskedDep = Annotated[ForecastRequest, Depends(_asked)]
+
+
+def _model_route(
+    path: str, summary: str, description: str
+) -> Callable[[DecoratedCallable], DecoratedCallable]:
+    """``GET`` of what inference makes: its parameters (``_asked``) and refusals are the same."""
+    return router.get(path, summary=summary, description=description, responses=_REFUSALS)
+
+
+@_model_route(
+    "/predictions",
+    summary="The champion models' current forecast for an instrument at an interval",
+    description="The next bar's log-return quantiles and the next volatility, each made by "
+    "the interval's champion from the instrument's latest bars of that interval.",
+)
+async def prediction(resources: ResourcesDep, asked: _AskedDep) -> PredictionView:
+    return PredictionView.of(await _model_answer(resources.forecasts, asked))
+
+
+@_model_route(
     "/insights",
     summary="A plain-language reading of an instrument from its forecast and history",
     description="Where the volatility forecast stands in the past year's range, the 80% range "
     "of the next bar's close, whether the returns model has a directional edge out of sample "
     "(and saying so when it has none), how well its 80% ranges were calibrated and whether it "
-    "beats the best simple baseline. The same bars and models always give the same answer; "
-    "what the champions' training runs did not measure is said to be not measured.",
-    responses=_REFUSALS,
+    "beats the best simple baseline, all at the interval asked for. The same bars and models "
+    "always give the same answer; what the champions' training runs did not measure is said "
+    "to be not measured.",
 )
-async def insight(
-    resources: ResourcesDep,
-    instrument: Annotated[str, Query(pattern=INSTRUMENT_PATTERN, examples=["alpaca:IBM"])],
-) -> InsightView:
-    return InsightView.of(await _model_answer(resources.insights, instrument))
+async def insight(resources: ResourcesDep, asked: _AskedDep) -> InsightView:
+    return InsightView.of(await _model_answer(resources.insights, asked))
 
 
-async def _model_answer(ask: Coalescing[str, _T | Refusal] | None, instrument: str) -> _T:
-    """What inference answers for ``instrument``, or its refusal as the API's error."""
+async def _model_answer(
+    ask: Coalescing[ForecastRequest, _T | Refusal] | None, asked: ForecastRequest
+) -> _T:
+    """What inference answers for ``asked``, or its refusal as the API's error."""
     if ask is None:
         raise ApiError(503, "model_unavailable", "this gateway is deployed without inference")
-    result = await _ask_inference(ask(instrument))
+    result = await _ask_inference(ask(asked))
     if isinstance(result, Refusal):
         headers = {"Retry-After": "30"} if _STATUS[result.code] == 503 else None
         raise ApiError(_STATUS[result.code], result.code, result.message, headers=headers)

@@ -1,6 +1,6 @@
 """Champion forecasters for the serve tests: trained small and fast on the bundled history,
 logged, registered and signed in the session's MLflow server as the platform's own training
-does."""
+does; and instruments with bars to forecast from, copied from that history."""
 
 from __future__ import annotations
 
@@ -11,11 +11,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import asyncpg
 import mlflow
 import pandas as pd
 from mlflow import MlflowClient
 
 from cluster.sample_data import load_sample_bars
+from core.intervals import INTERVAL_NS, Interval
 from core.model_signing import signing_key
 from core.settings import Settings
 from training.datasets import load_dataset
@@ -25,6 +27,9 @@ from training.trainer import TrainConfig, fit
 __all__ = [
     "Champions",
     "INSTRUMENTS",
+    "RETURNS",
+    "VOLATILITY",
+    "copy_of_ibm",
     "register_champions",
     "register_signed",
     "register_version",
@@ -42,14 +47,20 @@ class Champions:
     volatility_version: str
 
 
-async def register_champions(settings: Settings, tracking_uri: str) -> Champions:
+async def register_champions(
+    settings: Settings, tracking_uri: str, interval: Interval = "1d"
+) -> Champions:
+    """Both targets' champions of ``interval``, read by the platform as forecasting from bars of
+    that interval (the bundled daily history trains them all: small and fast)."""
     assert settings.database_url
     await load_sample_bars(settings.database_url, tuple(i.split(":")[1] for i in INSTRUMENTS))
-    uri = await register_version(settings, tracking_uri, TrainConfig(epochs=1, width=8, depth=1))
+    uri = await register_version(
+        settings, tracking_uri, TrainConfig(epochs=1, width=8, depth=1), interval
+    )
     with signed_in(settings):
         client = MlflowClient(tracking_uri)
         versions = []
-        for name in (RETURNS, VOLATILITY):
+        for name in (model_name("returns", interval), model_name("volatility", interval)):
             version = register_signed(settings, tracking_uri, uri, name)
             client.set_registered_model_alias(name, "champion", version)
             versions.append(version)
@@ -81,11 +92,14 @@ def signed_in(settings: Settings) -> Iterator[None]:
                 os.environ[name] = value
 
 
-async def register_version(settings: Settings, tracking_uri: str, config: TrainConfig) -> str:
-    """Fit ``config`` on the pooled history and log it; returns the logged model's URI."""
+async def register_version(
+    settings: Settings, tracking_uri: str, config: TrainConfig, interval: Interval = "1d"
+) -> str:
+    """Fit ``config`` on the pooled daily history and log it as a forecaster of ``interval``
+    bars; returns the logged model's URI."""
     assert settings.database_url
     table = await load_dataset(settings.database_url, list(INSTRUMENTS), "1d")
-    spec = ForecastSpec(interval="1d", horizon=1, vol_horizon=5, instruments=INSTRUMENTS)
+    spec = ForecastSpec(interval=interval, horizon=1, vol_horizon=5, instruments=INSTRUMENTS)
     with signed_in(settings):
         return await asyncio.to_thread(_fit_and_log, table, spec, config, tracking_uri)
 
@@ -99,3 +113,33 @@ def _fit_and_log(
     fitted = fit(train, valid, config)
     with mlflow.start_run():
         return log_forecaster(fitted, spec, valid)
+
+
+async def copy_of_ibm(
+    database_url: str, count: int, intervals: tuple[Interval, ...] = ("1d",)
+) -> str:
+    """A new instrument holding IBM's latest ``count`` daily bars as bars of each of
+    ``intervals``: the same prices and volumes, one interval apart, ending where IBM's history
+    ends."""
+    instrument = f"test:I{uuid.uuid4().hex[:8].upper()}"
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT open, high, low, close, volume, trade_count, vwap, start_ts_ns FROM bars "
+            "WHERE instrument_id = 'alpaca:IBM' AND interval = '1d' "
+            "ORDER BY start_ts_ns DESC LIMIT $1",
+            count,
+        )
+        last = rows[0]["start_ts_ns"]
+        await conn.executemany(
+            "INSERT INTO bars (instrument_id, interval, start_ts_ns, open, high, low, close, "
+            "volume, trade_count, vwap) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            [
+                (instrument, interval, last - back * INTERVAL_NS[interval], *tuple(row)[:7])
+                for interval in intervals
+                for back, row in enumerate(rows)
+            ],
+        )
+    finally:
+        await conn.close()
+    return instrument

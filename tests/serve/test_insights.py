@@ -1,11 +1,11 @@
 """Insights through the real gateway: the champions' forecast read against the instrument's
-history and the champions' out-of-sample record, the forecasts' errors, and the live feed's
-``insights`` channel, which sends the latest at once and a new one when a bar brings one."""
+history and the champions' out-of-sample record, and the live feed's ``insights`` channel,
+which sends the latest at once and a new one when a bar brings one. (Their errors are the
+forecasts', tested with them in test_predictions.)"""
 
 from __future__ import annotations
 
 import math
-import uuid
 from typing import Any
 
 import asyncpg
@@ -15,15 +15,17 @@ from mlflow import MlflowClient
 
 from core.settings import Settings
 from tests.polling import wait_until
-from tests.serve.auth_api import AuthApi, Session
+from tests.serve.auth_api import Session
 from tests.serve.champions import (
     RETURNS,
     VOLATILITY,
     Champions,
+    copy_of_ibm,
     register_signed,
     register_version,
 )
 from tests.serve.live_api import connect_feed, feed_events, next_message, subscribe
+from tests.serve.model_api import ask
 from training.trainer import TrainConfig
 
 DAY_NS = 86_400 * 10**9
@@ -32,9 +34,7 @@ DAY_NS = 86_400 * 10**9
 async def _insight(
     http: httpx.AsyncClient, url: str, session: Session, instrument: str
 ) -> httpx.Response:
-    return await http.get(
-        f"{url}/v1/insights", params={"instrument": instrument}, headers=session.headers
-    )
+    return await ask(http, url, session, "insights", instrument)
 
 
 async def _read_by(
@@ -50,23 +50,6 @@ def _findings(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {finding["kind"]: finding for finding in body["findings"]}
 
 
-async def _copy_of_ibm(database_url: str, days: int) -> str:
-    """A new instrument holding IBM's latest ``days`` daily bars."""
-    instrument = f"test:I{uuid.uuid4().hex[:8].upper()}"
-    conn = await asyncpg.connect(database_url)
-    try:
-        await conn.execute(
-            "INSERT INTO bars SELECT $1, interval, start_ts_ns, open, high, low, close, volume, "
-            "trade_count, vwap FROM bars WHERE instrument_id = 'alpaca:IBM' AND interval = '1d' "
-            "ORDER BY start_ts_ns DESC LIMIT $2",
-            instrument,
-            days,
-        )
-    finally:
-        await conn.close()
-    return instrument
-
-
 async def test_insight_reads_the_champions_forecast_against_a_year_of_history(
     http: httpx.AsyncClient,
     gateway_url: str,
@@ -75,13 +58,7 @@ async def test_insight_reads_the_champions_forecast_against_a_year_of_history(
     champions: Champions,
 ) -> None:
     response = await _insight(http, gateway_url, user, "alpaca:IBM")
-    forecast = (
-        await http.get(
-            f"{gateway_url}/v1/predictions",
-            params={"instrument": "alpaca:IBM"},
-            headers=user.headers,
-        )
-    ).json()
+    forecast = (await ask(http, gateway_url, user, "predictions", "alpaca:IBM")).json()
 
     assert response.status_code == 200, response.text
     body = response.json()
@@ -132,45 +109,6 @@ async def test_insight_reads_the_champions_forecast_against_a_year_of_history(
     assert (await _insight(http, gateway_url, user, "alpaca:IBM")).json() == body
 
 
-async def test_insights_need_a_token_with_predictions_read(
-    http: httpx.AsyncClient,
-    gateway_url: str,
-    auth_api: AuthApi,
-    user: Session,
-    champions: Champions,
-) -> None:
-    anonymous = await http.get(f"{gateway_url}/v1/insights", params={"instrument": "alpaca:IBM"})
-    assert anonymous.status_code == 401
-
-    quotes_only = await auth_api.client_token(user, ["market:read"])
-    forbidden = await http.get(
-        f"{gateway_url}/v1/insights",
-        params={"instrument": "alpaca:IBM"},
-        headers={"Authorization": f"Bearer {quotes_only}"},
-    )
-    assert forbidden.status_code == 403
-    assert forbidden.json()["code"] == "forbidden"
-
-
-async def test_what_cannot_be_forecast_gets_the_forecasts_errors(
-    http: httpx.AsyncClient,
-    gateway_url: str,
-    gateway_settings: Settings,
-    user: Session,
-    champions: Champions,
-) -> None:
-    unknown = await _insight(http, gateway_url, user, "alpaca:NOSUCH")
-    assert (unknown.status_code, unknown.json()["code"]) == (404, "unknown_instrument")
-
-    assert gateway_settings.database_url
-    short = await _copy_of_ibm(gateway_settings.database_url, 10)
-    too_short = await _insight(http, gateway_url, user, short)
-    assert (too_short.status_code, too_short.json()["code"]) == (422, "insufficient_history")
-
-    malformed = await _insight(http, gateway_url, user, "not an instrument")
-    assert (malformed.status_code, malformed.json()["code"]) == (422, "invalid_request")
-
-
 async def test_insight_with_less_than_a_year_of_history_says_so(
     http: httpx.AsyncClient,
     gateway_url: str,
@@ -179,7 +117,7 @@ async def test_insight_with_less_than_a_year_of_history_says_so(
     champions: Champions,
 ) -> None:
     assert gateway_settings.database_url
-    instrument = await _copy_of_ibm(gateway_settings.database_url, 120)
+    instrument = await copy_of_ibm(gateway_settings.database_url, 120)
 
     response = await _insight(http, gateway_url, user, instrument)
 
@@ -187,18 +125,6 @@ async def test_insight_with_less_than_a_year_of_history_says_so(
     regime = _findings(response.json())["volatility_regime"]
     assert regime["numbers"]["history_days"] < 365
     assert "less than a year of history" in regime["text"]
-
-
-async def test_without_a_champion_insights_answer_503_model_unavailable(
-    http: httpx.AsyncClient, gateway_url: str, user: Session, without_champions: None
-) -> None:
-    async def refused() -> bool:
-        return (await _insight(http, gateway_url, user, "alpaca:IBM")).status_code == 503
-
-    await wait_until(refused, 30, "inference to notice the champions are gone")
-    response = await _insight(http, gateway_url, user, "alpaca:IBM")
-    assert response.json()["code"] == "model_unavailable"
-    assert "Retry-After" in response.headers
 
 
 async def test_a_champion_whose_run_measured_it_is_read_with_its_record(
@@ -276,7 +202,7 @@ async def test_insights_channel_sends_the_latest_then_a_new_one_only_when_a_bar_
     champions: Champions,
 ) -> None:
     assert gateway_settings.database_url
-    instrument = await _copy_of_ibm(gateway_settings.database_url, 400)
+    instrument = await copy_of_ibm(gateway_settings.database_url, 400)
     stream = f"insights:{instrument}"
     async with await connect_feed(gateway_url, user) as ws:
         ack = await subscribe(ws, instruments=[instrument], channels=["insights"])

@@ -20,7 +20,7 @@ from core.settings import Settings
 from serve.app import Gateway
 from tests.polling import wait_until
 from tests.serve.auth_api import AuthApi, Session
-from tests.serve.champions import Champions
+from tests.serve.champions import Champions, copy_of_ibm
 from tests.serve.live_api import (
     TS,
     connect_feed,
@@ -370,6 +370,65 @@ async def test_subscribers_to_predictions_get_fresh_forecasts_on_a_schedule(
     # Made afresh each round, with increasing stream ids.
     assert second["event"]["receive_ts_ns"] > first["event"]["receive_ts_ns"]
     assert tuple(map(int, second["id"].split("-"))) > tuple(map(int, first["id"].split("-")))
+
+
+async def test_subscribers_to_minute_predictions_get_minute_forecasts_only(
+    gateway_url: str,
+    gateway_settings: Settings,
+    user: Session,
+    champions: Champions,
+    minute_champions: Champions,
+) -> None:
+    assert gateway_settings.database_url
+    instrument = await copy_of_ibm(gateway_settings.database_url, 60, ("1d", "1m"))
+    daily, minutes = f"predictions:{instrument}", f"predictions:1m:{instrument}"
+    async with (
+        await connect_feed(gateway_url, user) as minute_only,
+        await connect_feed(gateway_url, user) as both,
+    ):
+        ack = await subscribe(
+            minute_only, instruments=[instrument], channels=["predictions"], intervals=["1m"]
+        )
+        assert ack["streams"] == [minutes]
+        ack = await subscribe(
+            both, instruments=[instrument], channels=["predictions"], intervals=["1d", "1m"]
+        )
+        assert ack["streams"] == [daily, minutes]
+        minute_events = await feed_events(minute_only, 3)
+        # Each interval's latest has a stream of its own: neither stands for the other.
+        mixed = await feed_events(both, 4)
+
+    for item in minute_events:
+        assert item["stream"] == minutes
+        returns = item["event"]["returns"]
+        assert (returns["interval"], returns["version"]) == ("1m", minute_champions.returns_version)
+    by_stream = {item["stream"]: item["event"]["returns"] for item in mixed}
+    assert by_stream[daily]["interval"] == "1d"
+    assert by_stream[daily]["version"] == champions.returns_version
+    assert by_stream[minutes]["interval"] == "1m"
+
+
+async def test_an_interval_not_forecast_here_is_refused_on_the_live_feed(
+    gateway_url: str, user: Session
+) -> None:
+    async with await connect_feed(gateway_url, user) as ws:
+        await ws.send(
+            json.dumps(
+                {
+                    "type": "subscribe",
+                    "instruments": ["alpaca:IBM"],
+                    "channels": ["insights"],
+                    "intervals": ["5m"],
+                }
+            )
+        )
+        error = await next_message(ws, "error")
+        # Market channels have no intervals: asking them with any is no error.
+        ack = await subscribe(ws, instruments=["alpaca:IBM"], channels=["bars"], intervals=["5m"])
+
+    assert error["code"] == "interval_not_served"
+    assert "5m" in error["message"] and "1d, 1m" in error["message"]
+    assert ack["streams"] == ["bars:alpaca:IBM"]
 
 
 async def test_new_book_subscriber_gets_the_current_book_then_deltas(

@@ -1,5 +1,6 @@
-"""Forecasts over real HTTP: the champion's numbers with its name and version, clear errors for
-what cannot be forecast, and a champion swapped while requests keep coming, none failing."""
+"""Forecasts over real HTTP: the champion's numbers with its name and version, at each interval
+forecast here from the bars of that interval; clear errors for what cannot be forecast (the
+same for insights); and a champion swapped while requests keep coming, none failing."""
 
 from __future__ import annotations
 
@@ -14,32 +15,54 @@ import asyncpg
 import httpx
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 import ray
 from mlflow import MlflowClient
 
+from core.intervals import Interval
 from core.settings import Settings
 from serve.inference.forecasts import probability_up
 from tests.polling import wait_until
-from tests.serve.auth_api import Session
+from tests.serve.auth_api import AuthApi, Session
 from tests.serve.champions import (
     RETURNS,
     VOLATILITY,
     Champions,
+    copy_of_ibm,
     register_signed,
     register_version,
 )
+from tests.serve.model_api import MODEL_PATHS, ModelPath, ask
 from training.datasets import recent_bars
 from training.features import FEATURES, feature_frame
+from training.registry import model_name
 from training.trainer import TrainConfig
 
 
 async def _predict(
-    http: httpx.AsyncClient, url: str, session: Session, instrument: str
+    http: httpx.AsyncClient,
+    url: str,
+    session: Session,
+    instrument: str,
+    interval: Interval | None = None,
 ) -> httpx.Response:
-    return await http.get(
-        f"{url}/v1/predictions", params={"instrument": instrument}, headers=session.headers
-    )
+    return await ask(http, url, session, "predictions", instrument, interval)
+
+
+async def _expected_output(
+    database_url: str, tracking_uri: str, model: str, version: str, instrument: str, interval: str
+) -> tuple[pd.DataFrame, pd.Series]:
+    """The instrument's latest bars of ``interval``, and the registered model's output on them."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        bars = (await recent_bars(conn, [instrument], interval, 40))[instrument]
+    finally:
+        await conn.close()
+    features = feature_frame(bars).assign(instrument=instrument)
+    mlflow.set_tracking_uri(tracking_uri)
+    loaded = mlflow.pyfunc.load_model(f"models:/{model}/{version}")
+    return bars, loaded.predict(features[[*FEATURES, "instrument"]]).iloc[-1]
 
 
 async def test_forecast_is_the_champions_on_the_latest_bar(
@@ -66,15 +89,14 @@ async def test_forecast_is_the_champions_on_the_latest_bar(
 
     # The same numbers as the registered model gives on the same latest bars.
     assert gateway_settings.database_url
-    conn = await asyncpg.connect(gateway_settings.database_url)
-    try:
-        bars = (await recent_bars(conn, ["alpaca:IBM"], "1d", 40))["alpaca:IBM"]
-    finally:
-        await conn.close()
-    features = feature_frame(bars).assign(instrument="alpaca:IBM")
-    mlflow.set_tracking_uri(champions.tracking_uri)
-    model = mlflow.pyfunc.load_model(f"models:/{RETURNS}/{champions.returns_version}")
-    expected = model.predict(features[[*FEATURES, "instrument"]]).iloc[-1]
+    bars, expected = await _expected_output(
+        gateway_settings.database_url,
+        champions.tracking_uri,
+        RETURNS,
+        champions.returns_version,
+        "alpaca:IBM",
+        "1d",
+    )
     assert returns["bar_start_ts_ns"] == bars.index[-1].value
     assert returns["q10"] <= returns["q50"] <= returns["q90"]
     assert returns["q50"] == pytest.approx(expected["q50"], rel=1e-5)
@@ -92,28 +114,22 @@ def test_probability_of_an_up_move_follows_the_quantiles() -> None:
     assert probability_up(0.01, 0.01, 0.01) == 1.0
 
 
-async def test_forecasts_need_a_token_with_predictions_read(
-    http: httpx.AsyncClient, gateway_url: str, user: Session, champions: Champions
+@pytest.mark.parametrize("path", MODEL_PATHS)
+async def test_forecasts_and_insights_need_a_token_with_predictions_read(
+    http: httpx.AsyncClient,
+    gateway_url: str,
+    auth_api: AuthApi,
+    user: Session,
+    champions: Champions,
+    path: ModelPath,
 ) -> None:
-    anonymous = await http.get(f"{gateway_url}/v1/predictions", params={"instrument": "alpaca:IBM"})
+    anonymous = await http.get(f"{gateway_url}/v1/{path}", params={"instrument": "alpaca:IBM"})
     assert anonymous.status_code == 401
 
-    created = await http.post(
-        f"{gateway_url}/v1/auth/clients",
-        json={"name": "quotes only", "scopes": ["market:read"]},
-        headers=user.headers,
-    )
-    assert created.status_code == 201, created.text
-    client = created.json()
-    token = await http.post(
-        f"{gateway_url}/v1/auth/token",
-        data={"grant_type": "client_credentials"},
-        auth=(client["client_id"], client["client_secret"]),
-    )
-    assert token.status_code == 200, token.text
-    headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+    quotes_only = await auth_api.client_token(user, ["market:read"])
+    headers = {"Authorization": f"Bearer {quotes_only}"}
     forbidden = await http.get(
-        f"{gateway_url}/v1/predictions", params={"instrument": "alpaca:IBM"}, headers=headers
+        f"{gateway_url}/v1/{path}", params={"instrument": "alpaca:IBM"}, headers=headers
     )
     assert forbidden.status_code == 403
     assert forbidden.json()["code"] == "forbidden"
@@ -122,42 +138,126 @@ async def test_forecasts_need_a_token_with_predictions_read(
     assert (await http.get(f"{gateway_url}/v1/models", headers=headers)).status_code == 403
 
 
+@pytest.mark.parametrize("path", MODEL_PATHS)
 async def test_what_cannot_be_forecast_gets_a_clear_error(
     http: httpx.AsyncClient,
     gateway_url: str,
     gateway_settings: Settings,
     user: Session,
     champions: Champions,
+    path: ModelPath,
 ) -> None:
-    unknown = await _predict(http, gateway_url, user, "alpaca:NOSUCH")
-    assert unknown.status_code == 404
-    assert unknown.json()["code"] == "unknown_instrument"
+    unknown = await ask(http, gateway_url, user, path, "alpaca:NOSUCH")
+    assert (unknown.status_code, unknown.json()["code"]) == (404, "unknown_instrument")
 
     assert gateway_settings.database_url
-    conn = await asyncpg.connect(gateway_settings.database_url)
-    try:
-        await conn.executemany(
-            "INSERT INTO bars (instrument_id, interval, start_ts_ns, open, high, low, close, "
-            "volume, trade_count) VALUES ('test:SHORT', '1d', $1, 10, 11, 9, 10.5, 100, 1) "
-            "ON CONFLICT DO NOTHING",
-            [(n * 86_400 * 10**9,) for n in range(10)],
-        )
-    finally:
-        await conn.close()
-    short = await _predict(http, gateway_url, user, "test:SHORT")
-    assert short.status_code == 422
-    assert short.json()["code"] == "insufficient_history"
+    short = await ask(
+        http, gateway_url, user, path, await copy_of_ibm(gateway_settings.database_url, 10)
+    )
+    assert (short.status_code, short.json()["code"]) == (422, "insufficient_history")
     assert "need at least" in short.json()["message"]
 
-    malformed = await _predict(http, gateway_url, user, "not an instrument")
-    assert malformed.status_code == 422
-    assert malformed.json()["code"] == "invalid_request"
+    malformed = await ask(http, gateway_url, user, path, "not an instrument")
+    assert (malformed.status_code, malformed.json()["code"]) == (422, "invalid_request")
 
 
-async def _models(http: httpx.AsyncClient, url: str, session: Session) -> dict[str, dict[str, Any]]:
+@pytest.mark.parametrize("path", MODEL_PATHS)
+async def test_an_interval_not_forecast_here_is_refused_saying_which_are(
+    http: httpx.AsyncClient, gateway_url: str, user: Session, path: ModelPath
+) -> None:
+    refused = await http.get(
+        f"{gateway_url}/v1/{path}",
+        params={"instrument": "alpaca:IBM", "interval": "5m"},
+        headers=user.headers,
+    )
+
+    assert (refused.status_code, refused.json()["code"]) == (422, "interval_not_served")
+    assert refused.json()["message"] == (
+        "no forecasts of 5m bars are made here; those of 1d, 1m are"
+    )
+    # Not a bar interval at all: the request itself is wrong.
+    wrong = await http.get(
+        f"{gateway_url}/v1/{path}",
+        params={"instrument": "alpaca:IBM", "interval": "2m"},
+        headers=user.headers,
+    )
+    assert (wrong.status_code, wrong.json()["code"]) == (422, "invalid_request")
+
+
+async def test_minute_champions_forecast_from_minute_bars_while_the_daily_ones_serve_on(
+    http: httpx.AsyncClient,
+    gateway_url: str,
+    gateway_settings: Settings,
+    user: Session,
+    champions: Champions,
+    minute_champions: Champions,
+) -> None:
+    assert gateway_settings.database_url
+    instrument = await copy_of_ibm(gateway_settings.database_url, 60, ("1m",))
+
+    response = await _predict(http, gateway_url, user, instrument, "1m")
+
+    assert response.status_code == 200, response.text
+    returns, volatility = response.json()["returns"], response.json()["volatility"]
+    minute_returns = model_name("returns", "1m")
+    assert (returns["model"], returns["version"], returns["interval"]) == (
+        minute_returns,
+        minute_champions.returns_version,
+        "1m",
+    )
+    assert (volatility["model"], volatility["version"], volatility["interval"]) == (
+        model_name("volatility", "1m"),
+        minute_champions.volatility_version,
+        "1m",
+    )
+    bars, expected = await _expected_output(
+        gateway_settings.database_url,
+        champions.tracking_uri,
+        minute_returns,
+        minute_champions.returns_version,
+        instrument,
+        "1m",
+    )
+    assert returns["bar_start_ts_ns"] == bars.index[-1].value
+    assert returns["q50"] == pytest.approx(expected["q50"], rel=1e-5)
+    # Its insight reads the same minute bars with the same champions.
+    insight = await ask(http, gateway_url, user, "insights", instrument, "1m")
+    assert insight.status_code == 200, insight.text
+    assert (insight.json()["interval"], insight.json()["as_of_ts_ns"]) == (
+        "1m",
+        returns["bar_start_ts_ns"],
+    )
+    assert insight.json()["returns"] == {
+        "model": minute_returns,
+        "version": minute_champions.returns_version,
+    }
+    # Daily forecasts are the daily champions' still; the copy has no daily bars to read.
+    daily = await _predict(http, gateway_url, user, "alpaca:IBM")
+    assert (daily.json()["returns"]["model"], daily.json()["returns"]["interval"]) == (
+        RETURNS,
+        "1d",
+    )
+    no_daily_bars = await _predict(http, gateway_url, user, instrument)
+    assert (no_daily_bars.status_code, no_daily_bars.json()["code"]) == (
+        404,
+        "unknown_instrument",
+    )
+    # The models say both intervals' champions serve.
+    minutes = await _models(http, gateway_url, user, "1m")
+    assert {target: model["version"] for target, model in minutes.items()} == {
+        "returns": minute_champions.returns_version,
+        "volatility": minute_champions.volatility_version,
+    }
+    assert minutes["returns"]["model"] == minute_returns
+
+
+async def _models(
+    http: httpx.AsyncClient, url: str, session: Session, interval: Interval = "1d"
+) -> dict[str, dict[str, Any]]:
+    """Target -> the model of ``interval`` that /v1/models lists."""
     response = await http.get(f"{url}/v1/models", headers=session.headers)
     assert response.status_code == 200, response.text
-    return {model["target"]: model for model in response.json()["models"]}
+    return {m["target"]: m for m in response.json()["models"] if m["interval"] == interval}
 
 
 async def _daily_walk(database_url: str, instrument: str, count: int) -> None:
@@ -214,14 +314,19 @@ async def test_models_say_what_serves_and_how_many_bars_a_forecast_needs(
     assert forecast.status_code == 200, forecast.text
 
 
-async def test_without_a_champion_forecasts_answer_503_model_unavailable(
-    http: httpx.AsyncClient, gateway_url: str, user: Session, without_champions: None
+@pytest.mark.parametrize("path", MODEL_PATHS)
+async def test_without_a_champion_forecasts_and_insights_answer_503_model_unavailable(
+    http: httpx.AsyncClient,
+    gateway_url: str,
+    user: Session,
+    without_champions: None,
+    path: ModelPath,
 ) -> None:
     async def refused() -> bool:
-        return (await _predict(http, gateway_url, user, "alpaca:IBM")).status_code == 503
+        return (await ask(http, gateway_url, user, path, "alpaca:IBM")).status_code == 503
 
     await wait_until(refused, 30, "inference to notice the champions are gone")
-    response = await _predict(http, gateway_url, user, "alpaca:IBM")
+    response = await ask(http, gateway_url, user, path, "alpaca:IBM")
     assert response.json()["code"] == "model_unavailable"
     assert "finone train" in response.json()["message"]
     assert "Retry-After" in response.headers
@@ -333,16 +438,10 @@ async def test_a_new_bar_brings_a_new_forecast(
     user: Session,
     champions: Champions,
 ) -> None:
-    instrument = "test:FRESH"
     assert gateway_settings.database_url
+    instrument = await copy_of_ibm(gateway_settings.database_url, 60)
     conn = await asyncpg.connect(gateway_settings.database_url)
     try:
-        await conn.execute(
-            "INSERT INTO bars SELECT $1, interval, start_ts_ns, open, high, low, close, volume, "
-            "trade_count, vwap FROM bars WHERE instrument_id = 'alpaca:IBM' AND interval = '1d' "
-            "ORDER BY start_ts_ns DESC LIMIT 60 ON CONFLICT DO NOTHING",
-            instrument,
-        )
         first = (await _predict(http, gateway_url, user, instrument)).json()
         last_start = first["returns"]["bar_start_ts_ns"]
         await conn.execute(

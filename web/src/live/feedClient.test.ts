@@ -343,9 +343,38 @@ describe("FeedClient", () => {
     const markets = client.subscribe({ instruments: [BTC, "okx:ETH-USDT"], channels: ["trades"] }, { items: () => undefined });
     const page = client.subscribe({ instruments: [BTC], channels: ["trades", "book"] }, { items: () => undefined });
     page.close();
-    expect(socket().sent.at(-1)).toEqual({ type: "unsubscribe", instruments: [BTC], channels: ["book"] });
+    expect(socket().sent.at(-1)).toEqual({ type: "unsubscribe", instruments: [BTC], channels: ["book"], intervals: ["1d"] });
     markets.close();
-    expect(socket().sent.at(-1)).toEqual({ type: "unsubscribe", instruments: [BTC, "okx:ETH-USDT"], channels: ["trades"] });
+    expect(socket().sent.at(-1)).toEqual({ type: "unsubscribe", instruments: [BTC, "okx:ETH-USDT"], channels: ["trades"], intervals: ["1d"] });
+  });
+
+  it("subscribes forecasts per interval, hands each interest its own, and lets go of one interval only", async () => {
+    make().start();
+    await vi.advanceTimersByTimeAsync(0);
+    socket().accept();
+    const daily: string[] = [];
+    const minutes: string[] = [];
+    const seen = (into: string[]) => ({ items: (items: FeedItem[]) => items.forEach((item) => item.kind === "event" && into.push(item.stream)) });
+    const dailyPage = client.subscribe({ instruments: [BTC], channels: ["predictions", "trades"] }, seen(daily));
+    const minutePage = client.subscribe({ instruments: [BTC], channels: ["predictions", "insights"], intervals: ["1m"] }, seen(minutes));
+    expect(socket().subscribes()).toEqual([
+      { type: "subscribe", instruments: [BTC], channels: ["predictions", "trades"] },
+      { type: "subscribe", instruments: [BTC], channels: ["predictions", "insights"], intervals: ["1m"] },
+    ]);
+    const forecast = (stream: string, id: string): StreamEvent => ({
+      stream,
+      id,
+      event: { kind: "forecast", instrument: BTC, exchange_ts_ns: 1, receive_ts_ns: 1, returns: null, volatility: null },
+    });
+    socket().say({ type: "data", seq: 1, events: [forecast(`predictions:${BTC}`, "1-0"), forecast(`predictions:1m:${BTC}`, "1-1")] });
+    nextFrame();
+    expect(daily).toEqual([`predictions:${BTC}`]);
+    expect(minutes).toEqual([`predictions:1m:${BTC}`]);
+    minutePage.close();
+    // Both minute streams in one message naming the minute interval: the daily ones stay.
+    expect(socket().sent.at(-1)).toEqual({ type: "unsubscribe", instruments: [BTC], channels: ["insights", "predictions"], intervals: ["1m"] });
+    dailyPage.close();
+    expect(socket().sent.at(-1)).toEqual({ type: "unsubscribe", instruments: [BTC], channels: ["predictions", "trades"], intervals: ["1d"] });
   });
 
   it("hands fired alerts over at once and only once", async () => {

@@ -11,9 +11,12 @@
  * - Says what state it is in (connecting / live / reconnecting / offline) and surfaces `gap`
  *   notices and errors.
  */
+import type { Interval } from "../api/types";
 import type { TokenSource } from "../auth/session";
 import {
   ALERTS_STREAM,
+  DAILY,
+  MODEL_CHANNELS,
   BEARER_PREFIX,
   CLOSE_FORBIDDEN,
   CLOSE_REVOKED,
@@ -45,9 +48,11 @@ export interface SocketLike {
 
 export type SocketFactory = (url: string, protocols: string[]) => SocketLike;
 
+/** What to subscribe to; `intervals`: the bar intervals of the model channels' streams
+ * (predictions, insights), daily when absent. */
 export type FeedSpec =
-  | { instruments: readonly string[]; channels: readonly Channel[] }
-  | { watchlist: string; channels: readonly Channel[] };
+  | { instruments: readonly string[]; channels: readonly Channel[]; intervals?: readonly Interval[] }
+  | { watchlist: string; channels: readonly Channel[]; intervals?: readonly Interval[] };
 
 export type FeedItem =
   | { kind: "event"; stream: string; id: string; event: FeedEvent }
@@ -283,7 +288,7 @@ export class FeedClient {
       closed: false,
     };
     this.interests.set(interest.id, interest);
-    if ("instruments" in spec) this.setStreams(interest, crossProduct(spec.instruments, spec.channels));
+    if ("instruments" in spec) this.setStreams(interest, crossProduct(spec.instruments, spec.channels, intervalsOf(spec)));
     listener.status?.({ state: "pending" });
     if (this.open) for (const message of this.subscribeMessages(interest, false)) this.send({ message, interest });
     return { close: () => this.release(interest) };
@@ -690,34 +695,33 @@ export class FeedClient {
     this.setStreams(interest, []);
   }
 
-  /** Unsubscribes streams nobody holds any more, grouped into as few messages as fit. */
+  /** Unsubscribes streams nobody holds any more, grouped into as few messages as fit: one
+   * interval each, so that no message names a stream another interest still holds. */
   private unsubscribeStreams(streams: string[]): void {
     if (streams.length === 0) return;
-    const channelsOf = new Map<string, Set<Channel>>();
+    // instrument and interval -> its channels (the feeds' channels go with the daily streams).
+    const channelsOf = new Map<string, { instrument: string; interval: Interval; channels: Set<Channel> }>();
     for (const stream of streams) {
       this.lastSeen.delete(stream);
       const parts = splitStream(stream);
       if (parts === null) continue;
-      const [channel, instrument] = parts;
-      let channels = channelsOf.get(instrument);
-      if (channels === undefined) {
-        channels = new Set();
-        channelsOf.set(instrument, channels);
-      }
-      channels.add(channel);
+      const key = `${parts.interval} ${parts.instrument}`;
+      const entry = channelsOf.get(key) ?? { instrument: parts.instrument, interval: parts.interval, channels: new Set<Channel>() };
+      entry.channels.add(parts.channel);
+      channelsOf.set(key, entry);
     }
     if (!this.open) return;
-    const groups = new Map<string, { channels: Channel[]; instruments: string[] }>();
-    for (const [instrument, channels] of channelsOf) {
+    const groups = new Map<string, { channels: Channel[]; interval: Interval; instruments: string[] }>();
+    for (const { instrument, interval, channels } of channelsOf.values()) {
       const list = [...channels].sort();
-      const key = list.join(",");
-      const group = groups.get(key) ?? { channels: list, instruments: [] };
+      const key = `${interval} ${list.join(",")}`;
+      const group = groups.get(key) ?? { channels: list, interval, instruments: [] };
       group.instruments.push(instrument);
       groups.set(key, group);
     }
     for (const group of groups.values()) {
-      for (const chunk of this.chunk(group.instruments, group.channels, false)) {
-        this.send({ message: { type: "unsubscribe", instruments: chunk, channels: group.channels } });
+      for (const chunk of this.chunk(group.instruments, group.channels, [group.interval], false)) {
+        this.send({ message: { type: "unsubscribe", instruments: chunk, channels: group.channels, intervals: [group.interval] } });
       }
     }
   }
@@ -729,14 +733,17 @@ export class FeedClient {
   private subscribeMessages(interest: Interest, resume: boolean): ControlMessage[] {
     const spec = interest.spec;
     const channels = [...spec.channels];
+    const intervals = intervalsOf(spec);
+    // Said only when not the default, as before there were intervals.
+    const asked = spec.intervals === undefined ? {} : { intervals: [...intervals] };
     const messages: ControlMessage[] = [];
     const instruments =
       "instruments" in spec ? [...spec.instruments] : resume ? instrumentsOf(interest.streams) : [];
-    for (const chunk of this.chunk(instruments, channels, resume)) {
-      const message: ControlMessage & { type: "subscribe" } = { type: "subscribe", instruments: chunk, channels };
+    for (const chunk of this.chunk(instruments, channels, intervals, resume)) {
+      const message: ControlMessage & { type: "subscribe" } = { type: "subscribe", instruments: chunk, channels, ...asked };
       if (resume) {
         const from: Record<string, string> = {};
-        for (const stream of crossProduct(chunk, channels)) {
+        for (const stream of crossProduct(chunk, channels, intervals)) {
           const last = this.lastSeen.get(stream);
           if (last === undefined || this.resumedThisConnection.has(stream)) continue;
           from[stream] = last;
@@ -751,18 +758,18 @@ export class FeedClient {
       }
       messages.push(message);
     }
-    if ("watchlist" in spec) messages.push({ type: "subscribe", watchlist: spec.watchlist, channels });
+    if ("watchlist" in spec) messages.push({ type: "subscribe", watchlist: spec.watchlist, channels, ...asked });
     return messages;
   }
 
   /** Instruments split so that no message (with its resume points) passes the size limit. */
-  private chunk(instruments: string[], channels: readonly Channel[], resume: boolean): string[][] {
+  private chunk(instruments: string[], channels: readonly Channel[], intervals: readonly Interval[], resume: boolean): string[][] {
     const chunks: string[][] = [];
     let current: string[] = [];
     let size = 200;
     for (const instrument of instruments) {
       let cost = instrument.length + 3;
-      if (resume) for (const channel of channels) cost += channel.length + instrument.length + 32;
+      if (resume) for (const stream of crossProduct([instrument], channels, intervals)) cost += stream.length + 32;
       if (current.length > 0 && size + cost > this.maxMessageBytes) {
         chunks.push(current);
         current = [];
@@ -808,19 +815,29 @@ export class FeedClient {
   }
 }
 
-function crossProduct(instruments: readonly string[], channels: readonly Channel[]): string[] {
+/** The streams a subscription names, in the server's order: each channel's of each instrument,
+ * the model channels' once per interval. */
+export function crossProduct(instruments: readonly string[], channels: readonly Channel[], intervals: readonly Interval[]): string[] {
   const streams: string[] = [];
   for (const instrument of instruments) {
-    for (const channel of new Set(channels)) streams.push(streamName(channel, instrument));
+    for (const channel of new Set(channels)) {
+      for (const interval of MODEL_CHANNELS.includes(channel) ? new Set(intervals) : [DAILY]) {
+        streams.push(streamName(channel, instrument, interval));
+      }
+    }
   }
   return streams;
+}
+
+function intervalsOf(spec: FeedSpec): readonly Interval[] {
+  return spec.intervals ?? [DAILY];
 }
 
 function instrumentsOf(streams: Iterable<string>): string[] {
   const instruments = new Set<string>();
   for (const stream of streams) {
     const parts = splitStream(stream);
-    if (parts !== null) instruments.add(parts[1]);
+    if (parts !== null) instruments.add(parts.instrument);
   }
   return [...instruments];
 }

@@ -4,10 +4,15 @@
  * sizes stay the decimal strings the exchange wrote.
  */
 
-import type { InsightView } from "../api/types";
+import { INTERVALS, type InsightView, type Interval } from "../api/types";
 
 export type Channel = "trades" | "quotes" | "book" | "bars" | "predictions" | "insights";
 export const CHANNELS: readonly Channel[] = ["trades", "quotes", "book", "bars", "predictions", "insights"];
+/** What inference makes: one stream per instrument and bar interval (the feeds' channels carry
+ * every interval in one stream, each bar saying its own). */
+export const MODEL_CHANNELS: readonly Channel[] = ["predictions", "insights"];
+/** The interval of a model channel's stream when none is named (its name then carries none). */
+export const DAILY: Interval = "1d";
 export const ALERTS_STREAM = "alerts";
 export const SUBPROTOCOL = "finone.v1";
 export const BEARER_PREFIX = "bearer.";
@@ -170,9 +175,11 @@ export type ClientMessage =
       instruments?: string[];
       watchlist?: string;
       channels: Channel[];
+      /** The model channels' bar intervals (daily when absent). */
+      intervals?: Interval[];
       resume_from?: Record<string, string>;
     }
-  | { type: "unsubscribe"; instruments: string[]; channels: Channel[] }
+  | { type: "unsubscribe"; instruments: string[]; channels: Channel[]; intervals: Interval[] }
   | { type: "ack"; seq: number }
   | { type: "auth"; token: string }
   | { type: "ping" };
@@ -180,17 +187,30 @@ export type ClientMessage =
 /** Every client message but acks, which are flow control: each of these gets one reply. */
 export type ControlMessage = Exclude<ClientMessage, { type: "ack" }>;
 
-export function streamName(channel: Channel, instrument: string): string {
-  return `${channel}:${instrument}`;
+/** `trades:okx:BTC-USDT`; a model channel's stream of an interval other than daily carries it
+ * before the instrument: `predictions:1m:okx:BTC-USDT` (as core/redis_keys.py names them). */
+export function streamName(channel: Channel, instrument: string, interval: Interval = DAILY): string {
+  if (interval === DAILY || !MODEL_CHANNELS.includes(channel)) return `${channel}:${instrument}`;
+  return `${channel}:${interval}:${instrument}`;
 }
 
-/** [channel, instrument] of a market stream, null for `alerts` or anything else. */
-export function splitStream(stream: string): [Channel, string] | null {
-  const at = stream.indexOf(":");
-  if (at < 0) return null;
-  const channel = stream.slice(0, at) as Channel;
-  if (!CHANNELS.includes(channel)) return null;
-  return [channel, stream.slice(at + 1)];
+export interface StreamParts {
+  channel: Channel;
+  instrument: string;
+  /** The model channels' bar interval; daily for the feeds' channels. */
+  interval: Interval;
+}
+
+/** The parts of an instrument's stream, null for `alerts` or anything else. */
+export function splitStream(stream: string): StreamParts | null {
+  const parts = stream.split(":");
+  const channel = CHANNELS.find((known) => known === parts[0]);
+  if (channel === undefined) return null;
+  if (parts.length === 3) return { channel, instrument: parts.slice(1).join(":"), interval: DAILY };
+  const interval = INTERVALS.find((known) => known === parts[1]);
+  // An instrument id holds one colon (venue:SYMBOL): a second one says an interval leads.
+  if (parts.length !== 4 || interval === undefined || interval === DAILY || !MODEL_CHANNELS.includes(channel)) return null;
+  return { channel, instrument: parts.slice(2).join(":"), interval };
 }
 
 /** Redis stream ids ("<ms>-<seq>") in order: negative, zero or positive like a comparator. */

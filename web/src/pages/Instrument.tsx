@@ -12,7 +12,7 @@ import type { BarEvent, TradeEvent } from "../live/protocol";
 import { CandleSeries, INTERVAL_SECONDS } from "../market/candles";
 import { decimalsOf, duration, fixed, percent, symbolOf, timeOfNs, venueOf, dateTimeOfNs } from "../market/format";
 import { barCount, recentBars, recentTrades } from "../market/history";
-import { barsWanted, readiness } from "../market/forecastReadiness";
+import { barsWanted, forecastInterval, readiness, servedIntervals } from "../market/forecastReadiness";
 import { OrderBook, type Ladder } from "../market/orderBook";
 
 const CandleChart = lazy(() => import("../components/CandleChart"));
@@ -67,6 +67,14 @@ export default function Instrument({ instrument }: { instrument: string }) {
   const [quote, setQuote] = useState<{ bid: string | null; ask: string | null } | null>(null);
   const [forecast, setForecast] = useState<PredictionView | null>(null);
   const [insight, setInsight] = useState<InsightView | null>(null);
+  // The forecast cards' interval: the one the user picked among those forecast (daily first).
+  const [served, setServed] = useState<readonly Interval[]>([]);
+  const [pickedForecast, setPickedForecast] = useState<Interval | null>(null);
+  const modelInterval = forecastInterval(served, pickedForecast);
+  useEffect(() => {
+    setForecast(null);
+    setInsight(null);
+  }, [instrument, modelInterval]);
   const [gaps, setGaps] = useState<string[]>([]);
 
   const meta = useLoad((signal) => unwrap(api.GET("/v1/instruments", { signal })), []);
@@ -122,10 +130,22 @@ export default function Instrument({ instrument }: { instrument: string }) {
     return () => controller.abort();
   }, [instrument, redraw]);
 
-  const spec = useMemo<FeedSpec>(
-    () => ({ instruments: [instrument], channels: ["trades", "quotes", "book", "bars", "predictions", "insights"] }),
-    [instrument],
+  const spec = useMemo<FeedSpec>(() => ({ instruments: [instrument], channels: ["trades", "quotes", "book", "bars"] }), [instrument]);
+  const modelSpec = useMemo<FeedSpec>(
+    () => ({ instruments: [instrument], channels: ["predictions", "insights"], intervals: [modelInterval] }),
+    [instrument, modelInterval],
   );
+  useFeed(modelSpec, (items: FeedItem[]) => {
+    for (const item of items) {
+      if (item.kind !== "event") continue;
+      if (item.event.kind === "forecast") {
+        const { instrument: of, receive_ts_ns, returns, volatility } = item.event;
+        setForecast({ instrument: of, made_at_ns: receive_ts_ns, returns, volatility });
+      } else if (item.event.kind === "insight") {
+        setInsight(insightOf(item.event));
+      }
+    }
+  });
   const status = useFeed(spec, (items: FeedItem[]) => {
     let candles = false;
     for (const item of items) {
@@ -168,12 +188,6 @@ export default function Instrument({ instrument }: { instrument: string }) {
         case "quote":
           setQuote({ bid: event.bid_price, ask: event.ask_price });
           break;
-        case "forecast":
-          setForecast({ instrument: event.instrument, made_at_ns: event.receive_ts_ns, returns: event.returns, volatility: event.volatility });
-          break;
-        case "insight":
-          setInsight(insightOf(event));
-          break;
         default:
           break;
       }
@@ -197,12 +211,12 @@ export default function Instrument({ instrument }: { instrument: string }) {
   useEffect(() => {
     if (!forecastShown) return undefined;
     const controller = new AbortController();
-    unwrap(api.GET("/v1/insights", { params: { query: { instrument } }, signal: controller.signal })).then(
+    unwrap(api.GET("/v1/insights", { params: { query: { instrument, interval: modelInterval } }, signal: controller.signal })).then(
       (view) => setInsight((live) => (live !== null && live.as_of_ts_ns >= view.as_of_ts_ns ? live : view)),
       () => undefined, // the forecast's panel already says why the models cannot read it
     );
     return () => controller.abort();
-  }, [instrument, forecastShown]);
+  }, [instrument, modelInterval, forecastShown]);
 
   const fanNow = fanOf(forecast, series);
   const fanKey = fanNow === null ? "" : Object.values(fanNow).join(",");
@@ -298,7 +312,16 @@ export default function Instrument({ instrument }: { instrument: string }) {
           <p className="muted small">Times in UTC. Hollow candles closed up, filled ones down; the dashed lines are the forecast’s 10% and 90% quantiles, the solid one its median.</p>
         </div>
 
-        <ForecastPanel instrument={instrument} live={forecast} onLoaded={setForecast} series={series} />
+        <ForecastPanel
+          instrument={instrument}
+          interval={modelInterval}
+          served={served}
+          onServed={setServed}
+          onPick={setPickedForecast}
+          live={forecast}
+          onLoaded={setForecast}
+          series={series}
+        />
 
         {insight && <InsightCard insight={insight} />}
 
@@ -348,11 +371,20 @@ type ForecastState =
 
 function ForecastPanel({
   instrument,
+  interval,
+  served,
+  onServed,
+  onPick,
   live,
   onLoaded,
   series,
 }: {
   instrument: string;
+  /** Whose models forecast here, among the `served` intervals (`onServed` says them). */
+  interval: Interval;
+  served: readonly Interval[];
+  onServed: (update: (current: readonly Interval[]) => readonly Interval[]) => void;
+  onPick: (interval: Interval) => void;
   live: PredictionView | null;
   onLoaded: (view: PredictionView | null) => void;
   series: CandleSeries;
@@ -369,19 +401,21 @@ function ForecastPanel({
     };
     const ask = async (): Promise<void> => {
       const { models } = await unwrap(api.GET("/v1/models", { signal }));
+      const listed = servedIntervals(models);
+      onServed((current) => (current.join() === listed.join() ? current : listed));
       const bars = new Map<string, number>();
-      for (const [interval, needed] of barsWanted(models)) {
-        const known = INTERVALS.find((name) => name === interval);
-        bars.set(interval, known === undefined ? 0 : await barCount(api, instrument, known, needed, signal));
+      for (const [read, needed] of barsWanted(models.filter((model) => model.interval === interval))) {
+        const known = INTERVALS.find((name) => name === read);
+        bars.set(read, known === undefined ? 0 : await barCount(api, instrument, known, needed, signal));
       }
-      const ready = readiness(models, bars);
+      const ready = readiness(models, bars, interval);
       if (ready.kind !== "ask") {
         setState(ready);
         // A champion arrives after training; bars accumulate as the feed records them.
         again(ready.kind === "training" ? 30 : 60);
         return;
       }
-      const view = await unwrap(api.GET("/v1/predictions", { params: { query: { instrument } }, signal }));
+      const view = await unwrap(api.GET("/v1/predictions", { params: { query: { instrument, interval } }, signal }));
       onLoaded(view);
       setState({ kind: "ready" });
     };
@@ -405,7 +439,7 @@ function ForecastPanel({
       controller.abort();
       if (retry !== null) clearTimeout(retry);
     };
-  }, [instrument, round, onLoaded]);
+  }, [instrument, interval, round, onLoaded, onServed]);
 
   const view = live;
   const returns = view?.returns ?? null;
@@ -414,7 +448,18 @@ function ForecastPanel({
 
   return (
     <div className="card forecast" aria-live="polite">
-      <h2>Forecast</h2>
+      <div className="card-head">
+        <h2>Forecast</h2>
+        {served.length > 1 && (
+          <div role="group" aria-label="Forecast interval" className="segmented">
+            {served.map((option) => (
+              <button key={option} type="button" aria-pressed={option === interval} onClick={() => onPick(option)}>
+                {option}
+              </button>
+            ))}
+          </div>
+        )}
+      </div>
       {state.kind === "loading" && view === null && <Loading what="the forecast" />}
       {training && <p className="training">Training the first model…</p>}
       {training && state.kind === "training" && <p className="muted small">{state.message}.</p>}
