@@ -347,7 +347,8 @@ async def start_retrain(
     interval: Annotated[
         Interval | None,
         Query(
-            description="The bar interval to retrain; every retrained interval in turn when absent"
+            description="The bar interval to retrain; every retrained interval in turn when absent",
+            examples=["1d"],
         ),
     ] = None,
 ) -> RetrainStatus:

@@ -11,6 +11,8 @@ function status(changes: Partial<RetrainStatus>): RetrainStatus {
     last_run_duration_s: null,
     decisions: [],
     instruments: ["alpaca:IBM"],
+    intervals: ["1d"],
+    interval: null,
     started_at: null,
     elapsed_s: null,
     progress: null,
@@ -47,6 +49,7 @@ describe("retraining on the Operations page", () => {
 
   it("shows a run with no step ended yet as starting, its clock already going", () => {
     expect(runProgress(status({ ...training, elapsed_s: 5 }))).toEqual({ step: null, text: "starting · 5s elapsed" });
+    expect(runProgress(status({ ...training, elapsed_s: 5, interval: "1m" }))?.text).toBe("1m bars · starting · 5s elapsed");
   });
 
   it("shows no progress outside a run: idle, waiting for data, failed, or restarted", () => {

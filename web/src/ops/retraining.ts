@@ -25,9 +25,10 @@ export interface RunProgress {
 export function runProgress(status: RetrainStatus): RunProgress | null {
   if (status.state !== "training" || status.elapsed_s == null) return null;
   const clock = `${elapsed(status.elapsed_s)} elapsed`;
+  const bars = status.interval ? `${status.interval} bars · ` : "";
   const step = status.progress ?? null;
-  if (step === null) return { step, text: `starting · ${clock}` };
-  return { step, text: `${step.phase} ${step.done} of ${step.total} · ${step.unit} done · ${clock}` };
+  if (step === null) return { step, text: `${bars}starting · ${clock}` };
+  return { step, text: `${bars}${step.phase} ${step.done} of ${step.total} · ${step.unit} done · ${clock}` };
 }
 
 /** When the last finished run ended and how long it took; "never" before the first. */

@@ -256,6 +256,10 @@ function Retraining() {
               <dt>Trains on</dt>
               <dd>{data.instruments.join(", ") || "—"}</dd>
             </div>
+            <div>
+              <dt>Bar intervals</dt>
+              <dd>{data.intervals.join(", ")}</dd>
+            </div>
           </dl>
           {run && (
             // Off the card's live region: its clock changes with every poll, the detail above is
