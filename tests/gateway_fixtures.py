@@ -33,11 +33,11 @@ from training.search import SearchSettings
 def gateway_settings(service_settings: Settings) -> Settings:
     # Tests speak through 127.0.0.1 as a trusted proxy, so each test can be its own client IP.
     # Inference follows the registry and publishes forecasts quickly enough for tests to watch,
-    # daily and minute ones.
+    # daily, minute and second ones.
     return service_settings.model_copy(
         update={
             "trusted_proxies": ["127.0.0.1"],
-            "retrain_intervals": ["1d", "1m"],
+            "retrain_intervals": ["1d", "1m", "1s"],
             "champion_poll_s": 0.5,
             "prediction_publish_s": 0.5,
         }

@@ -110,7 +110,11 @@ async def test_champion_registered_by_hand_is_refused_and_the_loaded_one_kept(
     # Users see it too: the version still served, and why the one the alias names is not.
     models = await http.get(f"{gateway_url}/v1/models", headers=user.headers)
     assert models.status_code == 200, models.text
-    (returns,) = [model for model in models.json()["models"] if model["target"] == "returns"]
+    (returns,) = [
+        model
+        for model in models.json()["models"]
+        if (model["target"], model["interval"]) == ("returns", "1d")
+    ]
     assert (returns["version"], returns["refused"]) == (champions.returns_version, why)
 
 

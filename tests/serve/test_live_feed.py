@@ -427,7 +427,7 @@ async def test_an_interval_not_forecast_here_is_refused_on_the_live_feed(
         ack = await subscribe(ws, instruments=["alpaca:IBM"], channels=["bars"], intervals=["5m"])
 
     assert error["code"] == "interval_not_served"
-    assert "5m" in error["message"] and "1d, 1m" in error["message"]
+    assert "5m" in error["message"] and "1d, 1m, 1s" in error["message"]
     assert ack["streams"] == ["bars:alpaca:IBM"]
 
 

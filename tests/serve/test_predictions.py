@@ -173,7 +173,7 @@ async def test_an_interval_not_forecast_here_is_refused_saying_which_are(
 
     assert (refused.status_code, refused.json()["code"]) == (422, "interval_not_served")
     assert refused.json()["message"] == (
-        "no forecasts of 5m bars are made here; those of 1d, 1m are"
+        "no forecasts of 5m bars are made here; those of 1d, 1m, 1s are"
     )
     # Not a bar interval at all: the request itself is wrong.
     wrong = await http.get(
