@@ -131,7 +131,9 @@ class Forecaster:
         # Model name -> (the candidate refused, why): not fetched again until the alias or its
         # signature changes.
         self._refused: dict[str, tuple[Candidate, str]] = {}
-        self._first_look = asyncio.Event()
+        # Set once the replica has first looked for an interval's champions, daily first: a
+        # request waits for its own interval's, not for every model a new replica loads.
+        self._first_looks = {interval: asyncio.Event() for interval in settings.retrain_intervals}
         self._outputs = OutputCache()
         self._redis = aioredis.from_url(
             settings.redis_url, socket_timeout=settings.health_timeout_s
@@ -251,14 +253,15 @@ class Forecaster:
     async def _forecast_batch(self, requests: list[ForecastRequest], with_history: bool) -> _Batch:
         """Forecasts of ``requests``; ``with_history``, the bars read hold a year's more for
         insights (see serve.inference.insights.history_bars)."""
-        try:
-            await asyncio.wait_for(self._first_look.wait(), _FIRST_LOOK_S)
-        except TimeoutError:
-            pass
         # interval -> the instruments asked of it, in order (repeats kept).
         asked: dict[Interval, list[str]] = {}
         for request in requests:
             asked.setdefault(request.interval, []).append(request.instrument)
+        looks = [self._first_looks[i].wait() for i in asked if i in self._first_looks]
+        try:
+            await asyncio.wait_for(asyncio.gather(*looks), _FIRST_LOOK_S)
+        except TimeoutError:
+            pass
         champions = {interval: self._pair(interval) for interval in asked}
         answers: dict[Interval, list[Forecast | Refusal]] = {}
         for interval, pair in champions.items():
@@ -339,7 +342,8 @@ class Forecaster:
             except Exception:
                 # A registry that misbehaves must not stop the replica from following it.
                 log.exception("following the champion models failed; keeping the loaded ones")
-            self._first_look.set()
+            for looked in self._first_looks.values():
+                looked.set()
             for name, followed in self._followed.items():
                 champion = self._champions[name]
                 self._model_version.set(
@@ -349,54 +353,61 @@ class Forecaster:
             await asyncio.sleep(self._settings.champion_poll_s)
 
     async def _look_at_registry(self) -> None:
-        for name, followed in self._followed.items():
-            serving = self._champions[name]
-            try:
-                current = await asyncio.to_thread(champion_source, self._client, name)
-                if current is None:
-                    self._champions[name] = None
-                    self._refused.pop(name, None)
-                    continue
-                if serving is not None and serving.version == current.version:
-                    self._refused.pop(name, None)
-                    continue
-                if name in self._refused and self._refused[name][0] == current:
-                    continue
-                champion = await asyncio.to_thread(
-                    load_champion,
-                    self._client,
-                    current,
-                    self._signing_key,
-                    list(self._champions.values()),
-                )
-            except UnsignedModel as refusal:
-                self._refused[name] = (refusal.candidate, str(refusal))
-                self._refusals.inc(tags={"target": followed.target, "model": name})
-                log.error("refusing to load %s (keeping what is loaded)", refusal)
-                continue
-            except (MlflowException, OSError, TypeError) as error:
-                log.warning("cannot follow %s's champion (%s); keeping what is loaded", name, error)
-                continue
-            if champion.spec.interval != followed.interval:
-                # Its forecasts would be said to be of an interval whose bars it never read.
-                why = (
-                    f"{name} v{current.version} reads {champion.spec.interval} bars, not the "
-                    f"{followed.interval} bars of the forecasts it would serve"
-                )
-                self._refused[name] = (current, why)
-                log.error("refusing to serve %s (keeping what is loaded)", why)
-                continue
-            self._refused.pop(name, None)
-            # One assignment: a batch reads either the old champion or the new, never half.
-            self._champions[name] = champion
-            self._outputs.retain({c.source for c in self._champions.values() if c is not None})
-            log.info(
-                "serving %s v%s as the %s %s champion",
-                name,
-                current.version,
-                followed.interval,
-                followed.target,
+        for interval, looked in self._first_looks.items():
+            for name, followed in self._followed.items():
+                if followed.interval == interval:
+                    await self._look_at(name, followed)
+            looked.set()
+
+    async def _look_at(self, name: str, followed: _Followed) -> None:
+        """Load ``name``'s champion if it changed, or say why it is refused."""
+        serving = self._champions[name]
+        try:
+            current = await asyncio.to_thread(champion_source, self._client, name)
+            if current is None:
+                self._champions[name] = None
+                self._refused.pop(name, None)
+                return
+            if serving is not None and serving.version == current.version:
+                self._refused.pop(name, None)
+                return
+            if name in self._refused and self._refused[name][0] == current:
+                return
+            champion = await asyncio.to_thread(
+                load_champion,
+                self._client,
+                current,
+                self._signing_key,
+                list(self._champions.values()),
             )
+        except UnsignedModel as refusal:
+            self._refused[name] = (refusal.candidate, str(refusal))
+            self._refusals.inc(tags={"target": followed.target, "model": name})
+            log.error("refusing to load %s (keeping what is loaded)", refusal)
+            return
+        except (MlflowException, OSError, TypeError) as error:
+            log.warning("cannot follow %s's champion (%s); keeping what is loaded", name, error)
+            return
+        if champion.spec.interval != followed.interval:
+            # Its forecasts would be said to be of an interval whose bars it never read.
+            why = (
+                f"{name} v{current.version} reads {champion.spec.interval} bars, not the "
+                f"{followed.interval} bars of the forecasts it would serve"
+            )
+            self._refused[name] = (current, why)
+            log.error("refusing to serve %s (keeping what is loaded)", why)
+            return
+        self._refused.pop(name, None)
+        # One assignment: a batch reads either the old champion or the new, never half.
+        self._champions[name] = champion
+        self._outputs.retain({c.source for c in self._champions.values() if c is not None})
+        log.info(
+            "serving %s v%s as the %s %s champion",
+            name,
+            current.version,
+            followed.interval,
+            followed.target,
+        )
 
     async def _publish_forecasts(self) -> None:
         await keep_running(self._next_round, "publishing forecasts", log, 0.0)
