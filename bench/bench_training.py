@@ -39,6 +39,8 @@ class TrialTiming:
     model: str
     epochs: int
     seconds: float
+    # When its MLflow run started, in seconds since the epoch.
+    started: float
     epoch_seconds: list[float]
 
 
@@ -63,6 +65,7 @@ def trial_timings(client: MlflowClient, experiment_id: str) -> list[TrialTiming]
                 model=run.data.params["model"],
                 epochs=len(reports),
                 seconds=(reports[-1] - run.info.start_time) / 1000,
+                started=run.info.start_time / 1000,
                 epoch_seconds=[float(s) / 1000 for s in np.diff(reports)],
             )
         )
