@@ -64,11 +64,17 @@ async def user(auth_api: AuthApi) -> Session:
 
 
 @pytest.fixture(scope="session")
-async def admin(auth_api: AuthApi, gateway_settings: Settings) -> Session:
+async def admin_email(gateway_settings: Settings) -> str:
     email = new_email()
     assert gateway_settings.database_url
     await create_admin(gateway_settings.database_url, gateway_settings, email, PASSWORD)
-    return await auth_api.logged_in(email, PASSWORD)
+    return email
+
+
+@pytest.fixture
+async def admin(auth_api: AuthApi, admin_email: str) -> Session:
+    # Signed in afresh for each test: an access token lives 15 minutes, the session longer.
+    return await auth_api.logged_in(admin_email, PASSWORD)
 
 
 @pytest.fixture
@@ -96,6 +102,15 @@ async def minute_champions(
 ) -> Champions:
     """Both targets' champions of 1 min bars, served beside the daily ones."""
     return await _served_champions(gateway_settings, mlflow_url, "1m")
+
+
+@pytest.fixture(scope="session")
+async def second_champions(
+    gateway_url: str, gateway_settings: Settings, mlflow_url: str, minute_champions: Champions
+) -> Champions:
+    """Both targets' champions of 1 s bars too: every interval the test gateway serves has its
+    champions, so none answers 503 for want of one."""
+    return await _served_champions(gateway_settings, mlflow_url, "1s")
 
 
 async def _served_champions(settings: Settings, mlflow_url: str, interval: Interval) -> Champions:

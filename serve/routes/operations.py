@@ -339,7 +339,7 @@ async def retrain(operator: Operator) -> RetrainStatus:
     responses={
         **_NO_SCHEDULER,
         409: {"model": ErrorBody, "description": "one is running"},
-        422: {"model": ErrorBody, "description": "that interval is not retrained here"},
+        404: {"model": ErrorBody, "description": "that interval is not retrained here"},
     },
 )
 async def start_retrain(
@@ -354,7 +354,7 @@ async def start_retrain(
 ) -> RetrainStatus:
     try:
         if interval is not None and interval not in (await retrain_report()).intervals:
-            raise ApiError(422, "interval_not_retrained", f"{interval} bars are not retrained here")
+            raise ApiError(404, "interval_not_retrained", f"{interval} bars are not retrained here")
         if not await trigger_retrain(interval):
             raise ApiError(409, "retrain_running", "a retraining is already running")
         return RetrainStatus.model_validate(await retrain_report())

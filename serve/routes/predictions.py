@@ -42,11 +42,14 @@ _STATUS: dict[RefusalCode, int] = {
     "service_unavailable": 503,
 }
 _REFUSALS: OpenApiResponses = {
-    404: {"model": ErrorBody, "description": "no bars of the interval for it"},
+    404: {
+        "model": ErrorBody,
+        "description": "no bars of the interval for it (`unknown_instrument`), or no forecasts "
+        "of that interval are made here (`interval_not_served`)",
+    },
     422: {
         "model": ErrorBody,
-        "description": "too little or degenerate recent history (`insufficient_history`), or an "
-        "interval not forecast here (`interval_not_served`)",
+        "description": "too little or degenerate recent history (`insufficient_history`)",
     },
     503: {
         "model": ErrorBody,
@@ -361,7 +364,7 @@ def _asked(
     served = resources.settings.retrain_intervals
     if interval not in served:
         raise ApiError(
-            422,
+            404,
             "interval_not_served",
             f"no forecasts of {interval} bars are made here; those of {', '.join(served)} are",
         )

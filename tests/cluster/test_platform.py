@@ -337,7 +337,7 @@ def test_demo_loads_history_streams_a_simulated_market_trains_and_stops_without_
     assert components["feed:alpaca-iex"]["detail"].startswith("live")
     # Trained at once on the loaded history, without being asked: going for some time, or over.
     retrain = components["retrain"]["detail"]
-    assert retrain.startswith(("training:", "idle:")) and "(first run)" in retrain, retrain
+    assert retrain.startswith(("training:", "idle:")) and "(1d bars, first run)" in retrain, retrain
     assert "s elapsed; " in retrain or ", took " in retrain, retrain
 
     pids = all_pids(state)

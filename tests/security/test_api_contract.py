@@ -25,7 +25,7 @@ async def test_every_operation_answers_as_its_schema_says_under_every_check(
     admin: Session,
     gateway_url: str,
     gateway_settings: Settings,
-    champions: Champions,
+    second_champions: Champions,
     retrain_scheduler: None,
     tmp_path: Path,
 ) -> None:

@@ -30,7 +30,10 @@ CHECKS = [
 
 
 def test_api_never_fails_and_always_answers_per_schema(
-    gateway_url: str, gateway_settings: Settings, retrain_scheduler: None, champions: Champions
+    gateway_url: str,
+    gateway_settings: Settings,
+    retrain_scheduler: None,
+    second_champions: Champions,
 ) -> None:
     admins = Admins(gateway_settings, gateway_url)
     schema = schemathesis.openapi.from_url(f"{gateway_url}/openapi.json")

@@ -79,11 +79,15 @@ async def test_one_second_models_train_on_recorded_bars_and_serve_their_forecast
 
     async def forecast_served() -> bool:
         response = await ask(http, gateway_url, user, "predictions", instrument, "1s")
-        # Both champions: the one the gate promoted may be loaded before the one promoted here.
-        return response.status_code == 200 and None not in (
-            response.json()["returns"],
-            response.json()["volatility"],
-        )
+        # Both of this run's versions: the one the gate promoted may be loaded before the one
+        # promoted here, and other tests' 1 s champions may be served until then.
+        if response.status_code != 200:
+            return False
+        made_by = [response.json()[target] for target in ("returns", "volatility")]
+        return [None if m is None else m["version"] for m in made_by] == [
+            decisions["finone-returns-1s"].version,
+            decisions["finone-volatility-1s"].version,
+        ]
 
     await wait_until(forecast_served, 120, "inference to serve the 1 s champions")
     forecast = (await ask(http, gateway_url, user, "predictions", instrument, "1s")).json()

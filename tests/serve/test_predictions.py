@@ -171,7 +171,7 @@ async def test_an_interval_not_forecast_here_is_refused_saying_which_are(
         headers=user.headers,
     )
 
-    assert (refused.status_code, refused.json()["code"]) == (422, "interval_not_served")
+    assert (refused.status_code, refused.json()["code"]) == (404, "interval_not_served")
     assert refused.json()["message"] == (
         "no forecasts of 5m bars are made here; those of 1d, 1m, 1s are"
     )

@@ -46,7 +46,7 @@ async def test_operator_starts_a_retraining_and_follows_it(
 
         assert forbidden.status_code == 403
         assert (not_retrained.status_code, not_retrained.json()["code"]) == (
-            422,
+            404,
             "interval_not_retrained",
         )
         assert no_interval.status_code == 422
