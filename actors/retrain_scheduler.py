@@ -39,6 +39,7 @@ __all__ = [
     "RetrainProgress",
     "RetrainDecision",
     "RetrainState",
+    "TriggerReply",
 ]
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,13 @@ class RetrainReport(msgspec.Struct, frozen=True, kw_only=True):
     progress: RetrainProgress | None
 
 
+class TriggerReply(msgspec.Struct, frozen=True, kw_only=True):
+    """One call's answer to "retrain now": whether it started, and the report after it."""
+
+    outcome: Literal["started", "running", "not_retrained"]
+    report: RetrainReport
+
+
 @ray.remote(max_restarts=-1, num_cpus=0.1)
 class RetrainScheduler:
     def __init__(self, database_url: str, tracking_uri: str, plan: RetrainPlan) -> None:
@@ -153,18 +161,20 @@ class RetrainScheduler:
             progress=self._progress,
         )
 
-    async def trigger(self, interval: str | None = None) -> bool:
-        """Retrain ``interval`` now, or every interval in turn; False when a run is already
-        going. Raises ValueError for an interval the plan does not retrain."""
+    async def trigger(self, interval: str | None = None) -> TriggerReply:
+        """Retrain ``interval`` now, or every interval in turn, unless a run is going or the
+        plan does not retrain that interval; says which, with the report after it."""
         if interval is not None and interval not in self._plan.intervals:
-            raise ValueError(f"{interval} bars are not retrained here: {self._plan.intervals}")
+            return TriggerReply(outcome="not_retrained", report=await self.status())
         if self._running is not None and not self._running.done():
-            return False
+            return TriggerReply(outcome="running", report=await self.status())
         intervals = self._plan.intervals if interval is None else (interval,)
         self._running = asyncio.get_running_loop().create_task(
             self._run_each(intervals, "requested")
         )
-        return True
+        # One turn of the loop: the run has said what it trains before the report is taken.
+        await asyncio.sleep(0)
+        return TriggerReply(outcome="started", report=await self.status())
 
     async def _watch(self) -> None:
         wait_s = 0.0 if self._plan.first_run_at_once else _POLL_S

@@ -7,7 +7,7 @@ from typing import Any
 
 from ray.actor import ActorHandle
 
-from actors.retrain_scheduler import RETRAIN_ACTOR_NAME, RetrainReport
+from actors.retrain_scheduler import RETRAIN_ACTOR_NAME, RetrainReport, TriggerReply
 from core.named_actors import named_actor
 
 __all__ = ["SchedulerMissing", "retrain_report", "trigger_retrain"]
@@ -32,9 +32,8 @@ async def retrain_report() -> RetrainReport:
     return report
 
 
-async def trigger_retrain(interval: str | None) -> bool:
-    """Retrain ``interval`` (every interval in turn when None): True when the run started,
-    False when one is already running."""
+async def trigger_retrain(interval: str | None) -> TriggerReply:
+    """Retrain ``interval`` (every interval in turn when None), in one call to the scheduler."""
     scheduler = await _scheduler()
-    started: bool = await asyncio.wait_for(scheduler.trigger.remote(interval), _TIMEOUT_S)
-    return started
+    reply: TriggerReply = await asyncio.wait_for(scheduler.trigger.remote(interval), _TIMEOUT_S)
+    return reply

@@ -190,5 +190,8 @@ def retrain_scheduler(
     actor = RetrainScheduler.options(  # type: ignore[attr-defined]
         name=RETRAIN_ACTOR_NAME, namespace=RAY_NAMESPACE, lifetime="detached"
     ).remote(gateway_settings.database_url, mlflow_url, plan)
+    # Up before the first test calls it: the gateway gives the actor a few seconds to answer
+    # (then 503), and a worker starting on a loaded machine can take longer than that.
+    ray.get(actor.status.remote(), timeout=120)
     yield
     ray.kill(actor, no_restart=True)

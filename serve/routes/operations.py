@@ -353,10 +353,11 @@ async def start_retrain(
     ] = None,
 ) -> RetrainStatus:
     try:
-        if interval is not None and interval not in (await retrain_report()).intervals:
-            raise ApiError(404, "interval_not_retrained", f"{interval} bars are not retrained here")
-        if not await trigger_retrain(interval):
-            raise ApiError(409, "retrain_running", "a retraining is already running")
-        return RetrainStatus.model_validate(await retrain_report())
+        reply = await trigger_retrain(interval)
     except SchedulerMissing:
         raise _no_scheduler() from None
+    if reply.outcome == "not_retrained":
+        raise ApiError(404, "interval_not_retrained", f"{interval} bars are not retrained here")
+    if reply.outcome == "running":
+        raise ApiError(409, "retrain_running", "a retraining is already running")
+    return RetrainStatus.model_validate(reply.report)

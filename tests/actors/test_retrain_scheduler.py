@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import ray
 from ray.exceptions import RayActorError
 
@@ -35,7 +34,7 @@ async def _triggered(
         database_url, mlflow_url, small_plan(tmp_path, ("alpaca:IBM",))
     )
     try:
-        assert await actor.trigger.remote() is True
+        assert (await actor.trigger.remote()).outcome == "started"
         yield actor
     finally:
         ray.kill(actor, no_restart=True)
@@ -58,7 +57,9 @@ async def test_triggered_retraining_runs_once_at_a_time_and_reports_decisions(
     ray_cluster: None, database_url: str, mlflow_url: str, tmp_path: Path
 ) -> None:
     async with _triggered(database_url, mlflow_url, tmp_path) as actor:
-        assert await actor.trigger.remote() is False  # one run at a time
+        # One run at a time.
+        again = await actor.trigger.remote()
+        assert (again.outcome, again.report.state) == ("running", "training")
 
         status = await _settled(actor)
 
@@ -172,14 +173,15 @@ async def test_each_interval_is_retrained_in_turn_and_one_not_planned_is_refused
     plan = dataclasses.replace(small_plan(tmp_path, ("alpaca:NOPE",)), intervals=("1m", "1d"))
     actor = RetrainScheduler.remote(database_url, mlflow_url, plan)  # type: ignore[attr-defined]
     try:
-        with pytest.raises(ValueError, match="1h bars are not retrained here"):
-            await actor.trigger.remote("1h")
-        assert await actor.trigger.remote() is True
+        refused = await actor.trigger.remote("1h")
+        assert (refused.outcome, refused.report.runs) == ("not_retrained", 0)
+        started = await actor.trigger.remote()
+        assert (started.outcome, started.report.state) == ("started", "training")
         status = await _settled(actor)
         # Each interval got its turn, the last one's outcome is the state.
         assert (status.state, status.interval, status.intervals) == ("waiting", "1d", ["1m", "1d"])
         assert "not enough 1d history: no 1d bars for alpaca:NOPE" in status.detail, status
-        assert await actor.trigger.remote("1m") is True
+        assert (await actor.trigger.remote("1m")).outcome == "started"
         status = await _settled(actor)
         assert status.interval == "1m" and "no 1m bars for alpaca:NOPE" in status.detail, status
     finally:

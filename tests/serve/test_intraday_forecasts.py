@@ -47,7 +47,7 @@ async def test_one_second_models_train_on_recorded_bars_and_serve_their_forecast
     plan = dataclasses.replace(small_plan(tmp_path, tuple(instruments)), intervals=("1s",))
     scheduler = RetrainScheduler.remote(database_url, mlflow_url, plan)  # type: ignore[attr-defined]
     try:
-        assert await scheduler.trigger.remote("1s") is True
+        assert (await scheduler.trigger.remote("1s")).outcome == "started"
 
         async def settled() -> bool:
             return (await scheduler.status.remote()).state != "training"
