@@ -12,6 +12,9 @@ a recorded reason; the reader sees the close and reports that reason. At its age
 connection whose adapter declares rotation "overlap" is replaced make-before-break: the
 replacement opens first, what it delivers is held back until the old connection has closed, and
 then handed on after the old connection's last frame.
+
+The socket is picows' client behind the ``websockets`` asyncio API: its frame parsing is
+compiled, and was the live path's largest cost in Python (bench/bench_ingest.py, socket rows).
 """
 
 from __future__ import annotations
@@ -27,10 +30,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
-import websockets
-from websockets.asyncio.client import ClientConnection
-from websockets.frames import CloseCode
-from websockets.typing import Data
+from picows.websockets import (
+    ClientConnection,
+    CloseCode,
+    ConnectionClosed,
+    WebSocketException,
+    connect,
+)
+from picows.websockets.typing import Data
 
 from actors.capture import CaptureWriter
 from actors.venues.base import ConnectionSpec, Output, Problem, RestRequest, VenueAdapter
@@ -51,7 +58,7 @@ FRAMES_BETWEEN_YIELDS = 16
 # A connection that stayed up this long was healthy: its loss restarts the backoff from the bottom.
 STABLE_AFTER_S = 30.0
 ROTATION = "rotation"
-_CONNECTION_ERRORS = (OSError, TimeoutError, websockets.WebSocketException)
+_CONNECTION_ERRORS = (OSError, TimeoutError, WebSocketException)
 
 
 @dataclass(frozen=True)
@@ -102,7 +109,7 @@ class _Replacement:
         self._keeper = asyncio.create_task(self._keep())
 
     async def _keep(self) -> None:
-        with contextlib.suppress(websockets.ConnectionClosed):
+        with contextlib.suppress(ConnectionClosed):
             while True:
                 frame = await self.ws.recv()
                 self.backlog.append((frame, time.time_ns()))
@@ -147,6 +154,9 @@ class ConnectionRunner:
         self._fatal: str | None = None
         # Why the runner closed the current socket; its reader reports it once the close lands.
         self._closing: str | None = None
+        # Whether the venue answered the current socket's closing handshake: only that proves
+        # it delivered everything it had sent before.
+        self._close_answered = False
         self._replacement: _Replacement | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -186,7 +196,7 @@ class ConnectionRunner:
 
     async def _connect(self) -> ClientConnection:
         limit = self.adapter.config.max_frame_bytes
-        return await websockets.connect(
+        return await connect(
             self.spec.url,
             open_timeout=10,
             close_timeout=5,
@@ -228,8 +238,7 @@ class ConnectionRunner:
                 replacement, self._replacement = self._replacement, None
                 if replacement is None:
                     return reason
-                # Only a closing handshake proves the old connection delivered all it had.
-                if reason != ROTATION or self._ws.close_code == CloseCode.ABNORMAL_CLOSURE:
+                if reason != ROTATION or not self._close_answered:
                     await replacement.discard()
                     return reason
                 self._ws, backlog = replacement.ws, await replacement.take_over()
@@ -246,7 +255,7 @@ class ConnectionRunner:
     ) -> str:
         """Read ``ws`` (after ``backlog``) while a watcher closes it for anything but a frame;
         returns why it closed."""
-        self._closing = None
+        self._closing, self._close_answered = None, False
         self._last_message_monotonic = time.monotonic()
         watcher = asyncio.create_task(self._watch(ws, stop), name=f"watch {self.spec.name}")
         try:
@@ -275,7 +284,8 @@ class ConnectionRunner:
                 if out.send or out.rest or out.reconnect is not None or out.fatal is not None:
                     if await self._act(out, ws):
                         return await self._close(ws, self._adapter_reason(), "resync")
-        except websockets.ConnectionClosed as closed:
+        except ConnectionClosed as closed:
+            self._close_answered = closed.rcvd is not None
             return self._closing or _describe(closed)
 
     def _adapter_output(self, frame: Data, received: int) -> Output:
@@ -297,7 +307,7 @@ class ConnectionRunner:
         """Close ``ws`` for ``reason``; the first reason given is the one reported."""
         if self._closing is None:
             self._closing = reason
-        await ws.close(code=CloseCode.NORMAL_CLOSURE, reason=wire_reason)
+        await ws.close(code=CloseCode.OK.value, reason=wire_reason)
         return self._closing
 
     def _adapter_reason(self) -> str:

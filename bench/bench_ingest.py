@@ -9,6 +9,10 @@ sequence ids, and trades, from the OKX test market), it measures, side by side i
            looped (the replay venue), into a real Redis: events/s and frames/s written to Redis,
            read from the actor's status over a window (the gap and status events each pass ends
            with count too: under 2% of them),
+  socket   the adapter in this process reading those frames from a local WebSocket server in
+           another process, through each client library side by side: `websockets` (the live
+           path's client before issue 19, pure Python frame parsing) and `picows` (compiled,
+           the live path's client now),
   live     the same feed actor on its live path: the capture's frames, looped, from a local
            WebSocket server in another process, through the connection runner (OKX streams;
            Binance's needs REST snapshots the stand-in does not serve).
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import multiprocessing
@@ -30,12 +35,15 @@ import sys
 import tempfile
 import time
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import msgspec
+import picows.websockets
 import ray
+import websockets
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.protocol import State
 
@@ -170,23 +178,58 @@ def serve_frames_for_ever(texts: list[str], ports: multiprocessing.Queue) -> Non
     asyncio.run(run())
 
 
+CLIENTS: dict[str, Callable[..., Any]] = {
+    "websockets": websockets.connect,
+    "picows": picows.websockets.connect,
+}
+
+
+@contextlib.contextmanager
+def frame_server(texts: list[str]) -> Iterator[str]:
+    """The URL of a stand-in venue (another process) sending ``texts`` looped to every client."""
+    ports: multiprocessing.Queue = multiprocessing.get_context("spawn").Queue()
+    server = multiprocessing.get_context("spawn").Process(
+        target=serve_frames_for_ever, args=(texts, ports), daemon=True
+    )
+    server.start()
+    try:
+        yield f"ws://127.0.0.1:{ports.get(timeout=60)}"
+    finally:
+        server.terminate()
+        server.join()
+
+
+async def socket_rate(
+    recording: Recording, url: str, client: str, window_s: float
+) -> tuple[float, float]:
+    """(frames/s, events/s) of the adapter in this process reading ``url`` through ``client``
+    for ``window_s`` (as the connection runner does: receive, hand to the adapter)."""
+    adapter = recording.adapter_type(recording.replay_config())
+    spec = adapter.connections()[0]
+    connect = CLIENTS[client]
+    ws = await connect(url, max_size=adapter.config.max_frame_bytes * 4)
+    frames = events = 0
+    try:
+        started = time.perf_counter()
+        while time.perf_counter() - started < window_s:
+            for _ in range(256):
+                out = adapter.on_message(spec, await ws.recv(), time.time_ns())
+                events += len(out.events)
+            frames += 256
+        elapsed = time.perf_counter() - started
+    finally:
+        await ws.close()
+    return frames / elapsed, events / elapsed
+
+
 async def live_feed_actor_rates(
     recording: Recording, redis_url: str, windows: int, window_s: float
 ) -> list[tuple[float, float]]:
     """``feed_actor_rates`` for the live path: the capture's frames over a real local WebSocket,
     through the connection runner, instead of the replay venue."""
-    ports: multiprocessing.Queue = multiprocessing.get_context("spawn").Queue()
-    server = multiprocessing.get_context("spawn").Process(
-        target=serve_frames_for_ever, args=([f.text for f in recording.frames], ports), daemon=True
-    )
-    server.start()
-    try:
-        url = f"ws://127.0.0.1:{ports.get(timeout=60)}"
+    with frame_server([f.text for f in recording.frames]) as url:
         config = msgspec.structs.replace(recording.replay_config(), replay_file=None, ws_url=url)
         return await feed_actor_rates(recording, redis_url, windows, window_s, config)
-    finally:
-        server.terminate()
-        server.join()
 
 
 async def feed_actor_rates(
@@ -331,11 +374,25 @@ async def main() -> None:
             )
             adapter_only = partial(run_passes, recording, passes)
             adapter_s = statistics.median(timed(adapter_only, args.repeats))
-            rows[venue].append(f"{venue:10} {'decode':8} {frames / decode_s:>11,.0f}")
+            rows[venue].append(f"{venue:10} {'decode':10} {frames / decode_s:>11,.0f}")
             rows[venue].append(
-                f"{venue:10} {'adapter':8} {frames / adapter_s:>11,.0f} "
+                f"{venue:10} {'adapter':10} {frames / adapter_s:>11,.0f} "
                 f"{events / adapter_s:>11,.0f} {levels / adapter_s:>11,.0f}"
             )
+        for venue, recording in recordings.items():
+            if recording.replies:
+                continue  # the stand-in venue serves frames only, no REST snapshots
+            socket: dict[str, list[tuple[float, float]]] = {client: [] for client in CLIENTS}
+            with frame_server([f.text for f in recording.frames]) as url:
+                # Interleaved windows: the machine's drift falls on both clients alike.
+                for _ in range(args.repeats):
+                    for client, rates in socket.items():
+                        rates.append(await socket_rate(recording, url, client, args.window))
+            for client, rates in socket.items():
+                rows[venue].append(
+                    f"{venue:10} {client:10} {statistics.median(f for f, _ in rates):>11,.0f} "
+                    f"{statistics.median(e for _, e in rates):>11,.0f}"
+                )
         async with local_services(Path(tmp)) as services:
             ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
             for venue, recording in recordings.items():
@@ -346,7 +403,7 @@ async def main() -> None:
                 event_rate = statistics.median(e for _, e in rates)
                 levels_per_event = recording.levels() / recording.run(None)
                 rows[venue].append(
-                    f"{venue:10} {'actor':8} {frame_rate:>11,.0f} {event_rate:>11,.0f} "
+                    f"{venue:10} {'actor':10} {frame_rate:>11,.0f} {event_rate:>11,.0f} "
                     f"{event_rate * levels_per_event:>11,.0f}"
                 )
                 if recording.replies:
@@ -357,7 +414,7 @@ async def main() -> None:
                 frame_rate = statistics.median(f for f, _ in rates)
                 event_rate = statistics.median(e for _, e in rates)
                 rows[venue].append(
-                    f"{venue:10} {'live':8} {frame_rate:>11,.0f} {event_rate:>11,.0f} "
+                    f"{venue:10} {'live':10} {frame_rate:>11,.0f} {event_rate:>11,.0f} "
                     f"{event_rate * levels_per_event:>11,.0f}"
                 )
             with_books = await feed_actor_peak_rss_mib(
@@ -368,7 +425,7 @@ async def main() -> None:
             )
             ray.shutdown()
     print(
-        f"{'venue':10} {'stage':8} {'frames/s':>11} {'events/s':>11} {'levels/s':>11}"
+        f"{'venue':10} {'stage':10} {'frames/s':>11} {'events/s':>11} {'levels/s':>11}"
         f"   (median of {args.repeats})"
     )
     for venue_rows in rows.values():

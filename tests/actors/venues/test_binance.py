@@ -1152,6 +1152,32 @@ async def test_runner_at_max_age_rotates_make_before_break_without_gap_or_repeat
     ]
 
 
+async def test_runner_whose_old_connection_never_answers_the_rotation_close_resyncs() -> None:
+    """Only the venue's answer to the closing handshake proves the old connection delivered all
+    it had: without one the replacement cannot continue it without a gap."""
+    async with BinanceServer() as server:
+        server.add_market("BTCUSDT", SNAPSHOT_BIDS, SNAPSHOT_ASKS)
+        adapter = live_adapter(server)
+        async with running(adapter, max_age_s=1.0) as (runner, collector):
+            old = await server.wait_for_sessions(1)
+            await server.depth_update("BTCUSDT", [("100.50", "1.5")], [])
+            await wait_until(lambda: len(collector.events(BookSnapshot)) == 1)
+            # From now on the old connection's venue ignores what it receives: the runner's close
+            # frame at the rotation goes unanswered (the socket stays open until it gives up).
+            assert len(server.sessions) == 1
+            old.connection.data_received = lambda data: None  # type: ignore[method-assign]
+            done = asyncio.Event()
+            market = asyncio.create_task(busy_market(server, done))
+            await wait_until(lambda: collector.events(Gap) != [], 15)
+            await wait_until(lambda: len(collector.events(BookSnapshot)) == 2, 10)
+            done.set()
+            await market
+
+            assert collector.events(Gap)[0].reason == "rotation"
+            assert runner.stats.reconnects >= 1
+            assert best(adapter) == server.best("BTCUSDT")
+
+
 class ReconnectingAdapter(BinanceAdapter):
     rotation = "reconnect"
 
