@@ -82,6 +82,9 @@ class ConnectionStats:
     messages: int = 0
     events: int = 0
     reconnects: int = 0
+    # Connections replaced at their age limit without a gap (make-before-break); a rotation
+    # that could not overlap is a reconnect.
+    rotations: int = 0
     problems: Counter[str] = field(default_factory=Counter)
 
     def count(self, connection: str, problem: Problem) -> None:
@@ -244,6 +247,7 @@ class ConnectionRunner:
                 self._ws, backlog = replacement.ws, await replacement.take_over()
                 # No "opened" line in a capture: a replay would take it for a reconnect and gap.
                 self.stats.connected_since_ns = replacement.opened_ns
+                self.stats.rotations += 1
                 self._status("live", "replaced ahead of its age limit, without a gap")
         finally:
             if self._replacement is not None:

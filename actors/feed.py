@@ -76,6 +76,7 @@ class FeedReport(msgspec.Struct, frozen=True, kw_only=True):
     events_per_s: float | None = None
     gaps: int | None = None
     reconnects: int | None = None
+    rotations: int | None = None
     problems: dict[str, int] = {}
     recording: bool | None = None
     # Events written to Redis, and those queued for it (grows while Redis is unreachable).
@@ -107,6 +108,9 @@ class _FeedMetrics:
         )
         self.gaps = Counter("finone_feed_gaps", "Gap events published", keys)
         self.reconnects = Counter("finone_feed_reconnects", "Connection re-establishments", keys)
+        self.rotations = Counter(
+            "finone_feed_rotations", "Connections replaced at their age limit without a gap", keys
+        )
         self.live = Gauge("finone_feed_live", "1 while the connection is live", keys)
         self.last_message_age = Gauge(
             "finone_feed_last_message_age_seconds", "Seconds since the last frame", keys
@@ -229,7 +233,7 @@ class FeedActor:
         """Keep a window of (time, messages, events) so status can report per-second rates."""
         assert self._runner is not None
         m = self._metrics
-        reported_messages = reported_reconnects = reported_events = 0
+        reported_messages = reported_reconnects = reported_rotations = reported_events = 0
         while True:
             stats = self._runner.stats
             now = time.monotonic()
@@ -242,7 +246,10 @@ class FeedActor:
                 m.reconnects.inc(stats.reconnects - reported_reconnects, tags=m.tags)
             if self._sink.market_events > reported_events:
                 m.events.inc(self._sink.market_events - reported_events, tags=m.tags)
+            if stats.rotations > reported_rotations:
+                m.rotations.inc(stats.rotations - reported_rotations, tags=m.tags)
             reported_messages, reported_reconnects = stats.messages, stats.reconnects
+            reported_rotations = stats.rotations
             reported_events = self._sink.market_events
             m.live.set(1.0 if stats.state == "live" else 0.0, tags=m.tags)
             if stats.last_message_ns is not None:
@@ -284,6 +291,7 @@ class FeedActor:
             events_per_s=round(events_per_s, 1),
             gaps=self._sink.gaps,
             reconnects=stats.reconnects,
+            rotations=stats.rotations,
             problems=dict(stats.problems),
             recording=self._runner.capture is not None,
             published=self._publisher.stats.published,

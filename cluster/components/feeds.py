@@ -172,6 +172,7 @@ def _describe(report: FeedReport) -> str:
         f"last message {age:.1f} s ago" if age is not None else "no message yet",
         f"{report.gaps} gaps",
         f"{report.reconnects} reconnects",
+        f"{report.rotations} rotations without a gap",
     ]
     if report.problems:
         parts.append(

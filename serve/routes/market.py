@@ -39,6 +39,7 @@ _FEED: JsonDict = {
     "events_per_s": 240.7,
     "gaps": 0,
     "reconnects": 1,
+    "rotations": 0,
 }
 _INSTRUMENTS: list[JsonValue] = [
     {
@@ -75,6 +76,10 @@ class FeedView(BaseModel):
     events_per_s: float | None = None
     gaps: int | None = None
     reconnects: int | None = None
+    rotations: int | None = Field(
+        default=None,
+        description="Connections replaced at the venue's age limit without a gap (overlapping)",
+    )
 
 
 class InstrumentView(BaseModel):

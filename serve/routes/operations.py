@@ -69,6 +69,7 @@ class FeedStatusView(BaseModel):
                     "events_per_s": 240.7,
                     "gaps": 0,
                     "reconnects": 1,
+                    "rotations": 0,
                     "problems": {"unknown_message": 3},
                     "recording": False,
                     "published": 4_330_698,
@@ -92,6 +93,10 @@ class FeedStatusView(BaseModel):
     events_per_s: float | None = None
     gaps: int | None = None
     reconnects: int | None = None
+    rotations: int | None = Field(
+        default=None,
+        description="Connections replaced at the venue's age limit without a gap (overlapping)",
+    )
     problems: dict[str, int] = {}
     recording: bool | None = None
     # Events written to Redis, and those queued for it (grows while Redis is unreachable).

@@ -1134,7 +1134,9 @@ async def test_runner_at_max_age_rotates_make_before_break_without_gap_or_repeat
             )
             assert best(adapter) == server.best("BTCUSDT")
             assert server.snapshot_requests == ["BTCUSDT"]
+            # The completed switches count as rotations, none as a reconnect.
             assert runner.stats.reconnects == 0
+            assert 2 <= runner.stats.rotations < len(server.sessions)
         capture.close()
 
     # The old connections were closed (normally) after the switch, and each handed over to one
@@ -1196,7 +1198,7 @@ async def test_runner_at_max_age_of_adapter_without_overlap_reconnects_with_a_ga
 
             assert collector.events(Gap)[0].reason == "rotation"
             assert first.connection.close_code == 1000
-            assert runner.stats.reconnects >= 1
+            assert runner.stats.reconnects >= 1 and runner.stats.rotations == 0
 
 
 async def test_runner_whose_replacement_is_refused_rotates_with_a_gap_and_resyncs() -> None:

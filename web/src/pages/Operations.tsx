@@ -130,6 +130,9 @@ function Feeds() {
                 <th scope="col" className="num">
                   Reconnects
                 </th>
+                <th scope="col" className="num" title="Connections replaced at the venue's age limit without a gap">
+                  Rotations
+                </th>
                 <th scope="col" className="num">
                   Unpublished
                 </th>
@@ -161,6 +164,7 @@ function Feeds() {
                     <td className="num">{age(feed.last_message_age_s)}</td>
                     <td className="num">{feed.gaps ?? "—"}</td>
                     <td className="num">{feed.reconnects ?? "—"}</td>
+                    <td className="num">{feed.rotations ?? "—"}</td>
                     <td className="num">{feed.unpublished ?? "—"}</td>
                     <td>
                       <label className="switch">
