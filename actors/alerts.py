@@ -24,7 +24,16 @@ from redis.typing import KeyT, StreamIdT
 
 from actors.alert_engine import AlertEngine, Fired
 from actors.alert_store import mark_triggered, waiting_rules
-from core.events import AlertTriggered, Bar, Trade, decode_event, encode_event
+from core.events import (
+    AlertTriggered,
+    AnyEvent,
+    Bar,
+    Trade,
+    TradeCancel,
+    TradeCorrection,
+    decode_event,
+    encode_event,
+)
 from core.redis_keys import EVENT_FIELD, alert_stream_key, stream_key
 from core.redis_replies import stream_entries, stream_reads
 from core.stream_ids import read_lag_s
@@ -117,17 +126,30 @@ class AlertEvaluatorCore:
             event = decode_event(fields[EVENT_FIELD])
         except (KeyError, msgspec.ValidationError, msgspec.DecodeError):
             return []
-        if isinstance(event, Trade):
-            text = event.price
-        elif isinstance(event, Bar):
-            text = event.close
-        else:
-            return []
         try:
-            price = Decimal(text)
-        except InvalidOperation:
+            return self._judge(event)
+        except InvalidOperation:  # a price that is no number: nothing to judge
             return []
-        return self._engine.on_price(event.instrument, price, event.exchange_ts_ns)
+
+    def _judge(self, event: AnyEvent) -> list[Fired]:
+        """Fired alerts of a price event; a correction or cancel revises the prices seen."""
+        engine = self._engine
+        if isinstance(event, Trade):
+            return engine.on_price(
+                event.instrument, Decimal(event.price), event.exchange_ts_ns, event.trade_id
+            )
+        if isinstance(event, Bar):
+            return engine.on_price(event.instrument, Decimal(event.close), event.exchange_ts_ns)
+        if isinstance(event, TradeCorrection):
+            engine.on_revision(
+                event.instrument,
+                event.original_trade_id,
+                Decimal(event.corrected_price),
+                event.corrected_trade_id,
+            )
+        elif isinstance(event, TradeCancel):
+            engine.on_revision(event.instrument, event.trade_id, None)
+        return []
 
     async def _deliver(self, fired: Fired) -> None:
         assert self._pool is not None

@@ -60,3 +60,35 @@ def test_other_instruments_and_removed_rules_do_not_fire() -> None:
     engine.set_rules([])
 
     assert engine.on_price("okx:BTC-USDT", Decimal("101"), S) == []
+
+
+def test_a_corrected_or_cancelled_trade_is_revised_in_the_move_window() -> None:
+    engine = AlertEngine()
+    engine.set_rules([_rule(Condition.percent_move, "5", window_s=10)])
+    instrument = "okx:BTC-USDT"
+
+    assert engine.on_price(instrument, Decimal("100"), 0, "1") == []
+    assert engine.on_price(instrument, Decimal("104"), S, "2") == []
+    # Corrected to 94 (as trade 2c): a revision fires nothing itself.
+    engine.on_revision(instrument, "2", Decimal("94"), "2c")
+    # 98.5 is 1.5% from 100 and 4.8% from 94 (5.3% from the corrected 104).
+    assert engine.on_price(instrument, Decimal("98.5"), 2 * S, "3") == []
+    engine.on_revision(instrument, "2c", None)
+    # 98.9 is 1.1% from 100 and 0.4% from 98.5 (5.2% from the cancelled 94).
+    assert engine.on_price(instrument, Decimal("98.9"), 3 * S, "4") == []
+    # The rule is still armed: 104.9 is 6.5% from 98.5.
+    fired = engine.on_price(instrument, Decimal("104.9"), 4 * S, "5")
+    assert [f.price for f in fired] == [Decimal("104.9")]
+
+
+def test_a_revision_of_a_trade_not_seen_changes_nothing() -> None:
+    engine = AlertEngine()
+    engine.set_rules([_rule(Condition.crosses_above, "100")])
+    engine.on_price("okx:BTC-USDT", Decimal("99"), 0, "1")
+
+    engine.on_revision("okx:BTC-USDT", "unknown", None)
+    engine.on_revision("okx:ETH-USDT", "1", Decimal("150"))
+
+    assert [f.price for f in engine.on_price("okx:BTC-USDT", Decimal("101"), S, "2")] == [
+        Decimal("101")
+    ]

@@ -15,17 +15,21 @@ import redis.asyncio as aioredis
 
 from actors.alerts import AlertEvaluator
 from actors.publisher import RedisPublisher
+from core.events import Trade, TradeCancel, TradeCorrection
 from core.redis_keys import alert_stream_key
 from core.settings import Settings
 from tests.polling import wait_until
 from tests.serve.auth_api import AuthApi, Session
-from tests.serve.live_api import connect_feed, next_message, publish, trades
+from tests.serve.live_api import TS, connect_feed, next_message, publish, trades
 
 
 @pytest.fixture(scope="module")
 async def evaluator(ray_cluster: None, gateway_settings: Settings) -> AsyncIterator[Any]:
     assert gateway_settings.redis_url and gateway_settings.database_url
     actor = AlertEvaluator.remote(gateway_settings.redis_url, gateway_settings.database_url)  # type: ignore[attr-defined]
+    # Up before a test gives it seconds to load an alert: a worker starting on a loaded
+    # machine takes longer than that.
+    await asyncio.wait_for(actor.status.remote(), 120)
     yield actor
     await actor.shutdown.remote()
     ray.kill(actor, no_restart=True)
@@ -167,3 +171,63 @@ async def test_one_users_alert_never_reaches_another_user(
 
     assert fired["events"][0]["stream"] == "alerts"
     assert reply == {"type": "pong"}
+
+
+async def test_a_print_the_exchange_cancels_or_corrects_is_not_a_price_alerts_judge_from(
+    auth_api: AuthApi,
+    user: Session,
+    evaluator: Any,
+    publisher: RedisPublisher,  # noqa: F811
+) -> None:
+    instrument = f"test:R{uuid.uuid4().hex[:8].upper()}"
+    created = await _create(
+        auth_api, user, instrument=instrument, condition="crosses_below", threshold="101"
+    )
+    await _watching(evaluator, 1)
+
+    def trade(trade_id: str, price: str) -> Trade:
+        return Trade(
+            instrument=instrument,
+            trade_id=trade_id,
+            price=price,
+            size="1",
+            exchange_ts_ns=TS + int(trade_id),
+            receive_ts_ns=TS + int(trade_id),
+        )
+
+    def revision(at: int) -> dict[str, Any]:
+        return {"instrument": instrument, "exchange_ts_ns": TS + at, "receive_ts_ns": TS + at}
+
+    await publish(
+        publisher,
+        [
+            trade("1", "100.5"),
+            # A print far above the market, withdrawn: the next price does not cross from it.
+            trade("2", "105"),
+            TradeCancel(**revision(2), trade_id="2", price="105", size="1", reason="error"),
+            trade("3", "100.8"),
+            # A print corrected from above the threshold to below it: no crossing from it either.
+            trade("4", "101.4"),
+            TradeCorrection(
+                **revision(4),
+                original_trade_id="4",
+                original_price="101.4",
+                original_size="1",
+                corrected_trade_id="4c",
+                corrected_price="100.7",
+                corrected_size="1",
+            ),
+            trade("5", "100.6"),
+            trade("6", "101.5"),
+            trade("7", "100.9"),  # the one crossing below 101
+        ],
+    )
+
+    async def fired() -> bool:
+        listed = await auth_api.http.get(f"{auth_api.url}/v1/alerts", headers=user.headers)
+        return any(a["triggered_at"] is not None for a in listed.json()["items"])
+
+    await wait_until(fired, 20, "the alert to fire")
+    listed = await auth_api.http.get(f"{auth_api.url}/v1/alerts", headers=user.headers)
+    [alert] = [a for a in listed.json()["items"] if a["alert_id"] == created.json()["alert_id"]]
+    assert alert["triggered_price"] == "100.9"
