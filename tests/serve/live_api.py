@@ -28,19 +28,21 @@ __all__ = [
 TS = 1_700_000_000 * 10**9
 
 
+def trade(instrument: str, n: int, price: str) -> Trade:
+    """Trade ``n`` of ``instrument`` at ``price``, stamped ``n`` ns after ``TS``."""
+    return Trade(
+        instrument=instrument,
+        trade_id=str(n),
+        price=price,
+        size="1",
+        side="buy",
+        exchange_ts_ns=TS + n,
+        receive_ts_ns=TS + n + 1,
+    )
+
+
 def trades(instrument: str, start: int, count: int) -> list[Trade]:
-    return [
-        Trade(
-            instrument=instrument,
-            trade_id=str(n),
-            price=f"{100 + n}.5",
-            size="1",
-            side="buy",
-            exchange_ts_ns=TS + n,
-            receive_ts_ns=TS + n + 1,
-        )
-        for n in range(start, start + count)
-    ]
+    return [trade(instrument, n, f"{100 + n}.5") for n in range(start, start + count)]
 
 
 async def publish(publisher: RedisPublisher, events: list[Any]) -> None:

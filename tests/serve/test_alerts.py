@@ -15,12 +15,12 @@ import redis.asyncio as aioredis
 
 from actors.alerts import AlertEvaluator
 from actors.publisher import RedisPublisher
-from core.events import Trade, TradeCancel, TradeCorrection
+from core.events import TradeCancel, TradeCorrection
 from core.redis_keys import alert_stream_key
 from core.settings import Settings
 from tests.polling import wait_until
 from tests.serve.auth_api import AuthApi, Session
-from tests.serve.live_api import TS, connect_feed, next_message, publish, trades
+from tests.serve.live_api import TS, connect_feed, next_message, publish, trade, trades
 
 
 @pytest.fixture(scope="module")
@@ -185,29 +185,19 @@ async def test_a_print_the_exchange_cancels_or_corrects_is_not_a_price_alerts_ju
     )
     await _watching(evaluator, 1)
 
-    def trade(trade_id: str, price: str) -> Trade:
-        return Trade(
-            instrument=instrument,
-            trade_id=trade_id,
-            price=price,
-            size="1",
-            exchange_ts_ns=TS + int(trade_id),
-            receive_ts_ns=TS + int(trade_id),
-        )
-
     def revision(at: int) -> dict[str, Any]:
         return {"instrument": instrument, "exchange_ts_ns": TS + at, "receive_ts_ns": TS + at}
 
     await publish(
         publisher,
         [
-            trade("1", "100.5"),
+            trade(instrument, 1, "100.5"),
             # A print far above the market, withdrawn: the next price does not cross from it.
-            trade("2", "105"),
+            trade(instrument, 2, "105"),
             TradeCancel(**revision(2), trade_id="2", price="105", size="1", reason="error"),
-            trade("3", "100.8"),
+            trade(instrument, 3, "100.8"),
             # A print corrected from above the threshold to below it: no crossing from it either.
-            trade("4", "101.4"),
+            trade(instrument, 4, "101.4"),
             TradeCorrection(
                 **revision(4),
                 original_trade_id="4",
@@ -217,9 +207,9 @@ async def test_a_print_the_exchange_cancels_or_corrects_is_not_a_price_alerts_ju
                 corrected_price="100.7",
                 corrected_size="1",
             ),
-            trade("5", "100.6"),
-            trade("6", "101.5"),
-            trade("7", "100.9"),  # the one crossing below 101
+            trade(instrument, 5, "100.6"),
+            trade(instrument, 6, "101.5"),
+            trade(instrument, 7, "100.9"),  # the one crossing below 101
         ],
     )
 
